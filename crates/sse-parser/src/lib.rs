@@ -57,11 +57,12 @@
 //!
 //! ## Memory
 //!
-//! A [`Utf8Bytes`] in an item may be a view into the chunk it came from (an
-//! event whose only `data` line arrived in one chunk, a comment). Holding the
-//! item keeps that chunk alive; copy the string if you keep it for long. Event
-//! types are interned and ids are copied, so the parser itself never pins a
-//! chunk once it is parsed.
+//! Short strings (up to 30 bytes) are stored inline in [`Utf8Bytes`]. A longer
+//! one in an item may be a view into the chunk it came from (an event whose
+//! only `data` line arrived in one chunk, a comment). Holding the item keeps
+//! that chunk alive; copy the string if you keep it for long. Event types are
+//! interned and ids are copied, so the parser itself never pins a chunk once
+//! it is parsed.
 //!
 //! # Encoding
 //!
