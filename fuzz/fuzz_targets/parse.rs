@@ -1,3 +1,4 @@
+//! Fuzz target: arbitrary streams and chunkings through the parser.
 #![no_main]
-//! placeholder
-libfuzzer_sys::fuzz_target!(|data: &[u8]| { let _ = data; });
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| sse_fuzz::check_parse(data));
