@@ -21,7 +21,10 @@ fn run<'a>(limits: Limits, chunks: impl IntoIterator<Item = &'a [u8]>) -> Run {
         parser.feed_slice(chunk);
         fed += chunk.len() as u64;
         loop {
-            assert!(parser.buffered_bytes() <= cap, "buffered memory above the cap");
+            assert!(
+                parser.buffered_bytes() <= cap,
+                "buffered memory above the cap"
+            );
             match parser.next_item() {
                 Ok(Some(item)) => items.push(item),
                 Ok(None) => break,
@@ -68,7 +71,11 @@ pub fn check_parse(data: &[u8]) {
     let chunked = run(limits, chunk_by_seed(input, mode >> 1));
     assert_eq!(chunked, whole, "chunking changed the items");
     if input.len() <= 4096 {
-        assert_eq!(run(limits, input.chunks(1)), whole, "1-byte chunks changed the items");
+        assert_eq!(
+            run(limits, input.chunks(1)),
+            whole,
+            "1-byte chunks changed the items"
+        );
     }
 }
 
@@ -80,18 +87,40 @@ pub fn check_encode(data: &[u8]) {
     let event_type = parts.next().unwrap_or_default().into_owned();
     let id = parts.next().unwrap_or_default().into_owned();
     let text = parts.next().unwrap_or_default().into_owned();
-    let event = Event::new(text.as_str()).with_type(event_type.as_str()).with_id(id.as_str());
+    let event = Event::new(text.as_str())
+        .with_type(event_type.as_str())
+        .with_id(id.as_str());
     let forbidden = |s: &str| s.contains(['\r', '\n', '\0']);
     match encode_event(&event) {
-        Err(_) => assert!(forbidden(&event_type) || forbidden(&id), "refused a valid event"),
+        Err(_) => assert!(
+            forbidden(&event_type) || forbidden(&id),
+            "refused a valid event"
+        ),
         Ok(wire) => {
-            assert!(!forbidden(&event_type) && !forbidden(&id), "encoded an injectable event");
+            assert!(
+                !forbidden(&event_type) && !forbidden(&id),
+                "encoded an injectable event"
+            );
             let mut parser = Parser::new();
             parser.feed(Bytes::clone(&wire));
-            let item = parser.next_item().expect("within limits").expect("one event");
-            let expected_type = if event_type.is_empty() { "message" } else { &event_type };
+            let item = parser
+                .next_item()
+                .expect("within limits")
+                .expect("one event");
+            let expected_type = if event_type.is_empty() {
+                "message"
+            } else {
+                &event_type
+            };
             let data = text.replace("\r\n", "\n").replace('\r', "\n");
-            assert_eq!(item, Item::Event(Event::new(data).with_type(expected_type).with_id(id.as_str())));
+            assert_eq!(
+                item,
+                Item::Event(
+                    Event::new(data)
+                        .with_type(expected_type)
+                        .with_id(id.as_str())
+                )
+            );
             assert_eq!(parser.next_item(), Ok(None), "one event, nothing more");
         }
     }

@@ -1,2 +1,218 @@
-//! placeholder
-fn main() {}
+//! Repository automation, run as `cargo xtask <command>`:
+//!
+//! - `ci`: everything CI checks, with a summary; non-zero exit on any failure.
+//! - `bench`: the criterion benchmarks against peer crates, as a ratio table.
+//! - `tidy`: the repository's rules (layering, lints, docs), also part of `ci`.
+
+mod bench;
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "ssegate repository automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run every check CI runs: fmt, clippy, tests, fuzz corpus replay, docs,
+    /// cargo-deny, tidy and a smoke run of the benchmarks.
+    Ci {
+        /// Keep going after a failed step (the default stops at the first).
+        #[arg(long)]
+        keep_going: bool,
+    },
+    /// Run the parser benchmarks against the peer crates and print the ratios.
+    Bench {
+        /// Small inputs, for a quick look (the ratios are less stable).
+        #[arg(long)]
+        quick: bool,
+        /// Write the table into crates/sse-parser/README.md.
+        #[arg(long)]
+        update_readme: bool,
+    },
+    /// Check the repository's rules.
+    Tidy,
+}
+
+fn main() -> ExitCode {
+    match try_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn try_main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = project_root();
+    std::env::set_current_dir(&root)?;
+    match cli.command {
+        Cmd::Ci { keep_going } => ci(&root, keep_going),
+        Cmd::Bench {
+            quick,
+            update_readme,
+        } => bench::run(&root, quick, update_readme),
+        Cmd::Tidy => {
+            tidy::check(&root)?;
+            println!("tidy: ok");
+            Ok(())
+        }
+    }
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_path_buf()
+}
+
+/// A command line to run, shown as it is run.
+fn cargo(args: &[&str]) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(args);
+    cmd
+}
+
+fn run(mut cmd: Command) -> Result<()> {
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let shown = format!("cargo {}", args.join(" "));
+    println!("\n$ {shown}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed: {status}");
+    }
+    Ok(())
+}
+
+struct Step {
+    name: &'static str,
+    action: Box<dyn Fn() -> Result<()>>,
+}
+
+fn step(name: &'static str, action: impl Fn() -> Result<()> + 'static) -> Step {
+    Step {
+        name,
+        action: Box::new(action),
+    }
+}
+
+fn ci(root: &Path, keep_going: bool) -> Result<()> {
+    let root = root.to_path_buf();
+    let steps = vec![
+        step("fmt", || run(cargo(&["fmt", "--all", "--", "--check"]))),
+        step("clippy", || {
+            run(cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ]))
+        }),
+        step("test", || {
+            // The fuzz package is replayed below, without libFuzzer.
+            run(cargo(&[
+                "test",
+                "--workspace",
+                "--exclude",
+                "sse-fuzz",
+                "--locked",
+            ]))
+        }),
+        step("fuzz corpus replay", || {
+            run(cargo(&[
+                "test",
+                "-p",
+                "sse-fuzz",
+                "--no-default-features",
+                "--locked",
+            ]))
+        }),
+        step("doc", || {
+            let mut cmd = cargo(&[
+                "doc",
+                "--workspace",
+                "--exclude",
+                "sse-fuzz",
+                "--no-deps",
+                "--locked",
+            ]);
+            cmd.env("RUSTDOCFLAGS", "-D warnings");
+            run(cmd)
+        }),
+        step("deny", || {
+            // The advisories database cannot be reached from these machines;
+            // `[advisories]` in deny.toml is for machines that can.
+            run(cargo(&[
+                "deny", "--locked", "check", "bans", "licenses", "sources",
+            ]))
+        }),
+        step("tidy", move || tidy::check(&root)),
+        step("bench smoke", || {
+            // Runs every benchmark once on small inputs: the peers' event
+            // counts are checked, nothing is timed.
+            let mut cmd = cargo(&[
+                "bench",
+                "-p",
+                "sse-parser",
+                "--bench",
+                "parse",
+                "--locked",
+                "--",
+                "--test",
+            ]);
+            cmd.env("SSE_BENCH_QUICK", "1");
+            run(cmd)
+        }),
+    ];
+
+    let mut results: Vec<(&str, Duration, Result<()>)> = Vec::new();
+    for step in &steps {
+        let start = Instant::now();
+        let result = (step.action)();
+        let failed = result.is_err();
+        results.push((step.name, start.elapsed(), result));
+        if failed && !keep_going {
+            break;
+        }
+    }
+
+    println!("\n==== cargo xtask ci summary ====");
+    let mut failures = 0;
+    for (name, took, result) in &results {
+        match result {
+            Ok(()) => println!("  ok    {name:<20} {:>6.1}s", took.as_secs_f64()),
+            Err(err) => {
+                failures += 1;
+                println!("  FAIL  {name:<20} {:>6.1}s  {err:#}", took.as_secs_f64());
+            }
+        }
+    }
+    for step in steps.iter().skip(results.len()) {
+        println!("  skip  {}", step.name);
+    }
+    if failures > 0 {
+        bail!("{failures} step(s) failed");
+    }
+    println!("all {} steps passed", results.len());
+    Ok(())
+}

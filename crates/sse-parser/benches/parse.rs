@@ -47,7 +47,7 @@ fn big_lines(events: usize) -> Bytes {
     for i in 0..events {
         out.extend_from_slice(b"data: ");
         let start = out.len();
-        out.extend((0..64 * KIB).map(|j| b'a' + ((i + j) % 26) as u8));
+        out.extend((0..64 * KIB).map(|j| b"abcdefghijklmnopqrstuvwxyz"[(i + j) % 26]));
         debug_assert_eq!(out.len() - start, 64 * KIB);
         out.extend_from_slice(b"\n\n");
     }
@@ -96,7 +96,8 @@ fn ours(chunks: &[Bytes]) -> usize {
 
 fn sse_core(chunks: &[Bytes]) -> usize {
     // The same 16 MiB limit as ours (its default is 512 KiB).
-    let mut decoder = sse_core::SseDecoder::with_limit(NonZeroUsize::new(16 * KIB * KIB).expect("non-zero"));
+    let mut decoder =
+        sse_core::SseDecoder::with_limit(NonZeroUsize::new(16 * KIB * KIB).expect("non-zero"));
     let mut events = 0;
     for chunk in chunks {
         let mut buf = chunk.clone();
@@ -129,14 +130,17 @@ fn byte_stream(chunks: &[Bytes]) -> impl Stream<Item = Result<Bytes, Infallible>
 
 fn sse_stream(chunks: &[Bytes]) -> usize {
     let mut events = 0;
-    drain(sse_stream::SseByteStream::new(byte_stream(chunks)), |item| {
-        let sse = item.expect("valid input");
-        // It also yields blocks without data; count the events a browser would.
-        if sse.data.is_some() {
-            std::hint::black_box(&sse);
-            events += 1;
-        }
-    });
+    drain(
+        sse_stream::SseByteStream::new(byte_stream(chunks)),
+        |item| {
+            let sse = item.expect("valid input");
+            // It also yields blocks without data; count the events a browser would.
+            if sse.data.is_some() {
+                std::hint::black_box(&sse);
+                events += 1;
+            }
+        },
+    );
     events
 }
 

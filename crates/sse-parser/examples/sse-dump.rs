@@ -84,9 +84,9 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<ExitCode> {
     let mut input: Box<dyn Read> = match &args.file {
-        Some(path) if path.as_os_str() != "-" => Box::new(
-            File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
-        ),
+        Some(path) if path.as_os_str() != "-" => {
+            Box::new(File::open(path).with_context(|| format!("cannot open {}", path.display()))?)
+        }
         _ => Box::new(io::stdin().lock()),
     };
     let limits = Limits::default()
@@ -110,7 +110,12 @@ fn run(args: Args) -> Result<ExitCode> {
                 Ok(Some(item)) => print(&mut out, &item)?,
                 Ok(None) => break,
                 Err(err) => {
-                    write_json(&mut out, &Out::Error { message: err.to_string() })?;
+                    write_json(
+                        &mut out,
+                        &Out::Error {
+                            message: err.to_string(),
+                        },
+                    )?;
                     out.flush()?;
                     return Ok(ExitCode::from(1));
                 }

@@ -205,7 +205,10 @@ mod tests {
 
     #[test]
     fn retry_in_millis() {
-        assert_eq!(&encode_retry(Duration::from_millis(1500))[..], b"retry: 1500\n");
+        assert_eq!(
+            &encode_retry(Duration::from_millis(1500))[..],
+            b"retry: 1500\n"
+        );
     }
 
     #[test]

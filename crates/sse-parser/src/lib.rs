@@ -92,3 +92,8 @@ pub use parser::{
     DEFAULT_MAX_EVENT_SIZE, DEFAULT_MAX_LINE_LEN, Event, Item, Limits, ParseError, Parser, Stats,
 };
 pub use utf8::Utf8Bytes;
+
+// The README's examples are compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -354,7 +354,10 @@ impl Parser {
                     }
                 }
             }
-            match self.state.parse_chunk(&self.cur, self.cur_ascii, &mut self.pos) {
+            match self
+                .state
+                .parse_chunk(&self.cur, self.cur_ascii, &mut self.pos)
+            {
                 Ok(Some(item)) => return Ok(Some(item)),
                 Ok(None) => {}
                 Err(err) => {
@@ -461,7 +464,12 @@ impl fmt::Debug for Parser {
 impl State {
     /// Parses `chunk[*pos..]` until an item completes or the chunk is used up.
     /// `ascii` says whether the whole chunk is ASCII.
-    fn parse_chunk(&mut self, chunk: &Bytes, ascii: bool, pos: &mut usize) -> Result<Option<Item>, ParseError> {
+    fn parse_chunk(
+        &mut self,
+        chunk: &Bytes,
+        ascii: bool,
+        pos: &mut usize,
+    ) -> Result<Option<Item>, ParseError> {
         let buf = &chunk[..];
         let mut at = *pos;
         if self.skip_lf {
@@ -574,7 +582,13 @@ impl State {
     /// Processes the line `src[start..end]` (without its line ending). `ascii`:
     /// `src` is known to be ASCII, so its values need no UTF-8 validation.
     #[inline]
-    fn process_line(&mut self, src: &Bytes, start: usize, end: usize, ascii: bool) -> Result<Option<Item>, ParseError> {
+    fn process_line(
+        &mut self,
+        src: &Bytes,
+        start: usize,
+        end: usize,
+        ascii: bool,
+    ) -> Result<Option<Item>, ParseError> {
         let line = &src[start..end];
         let Some(&first) = line.first() else {
             return Ok(self.dispatch());
@@ -620,7 +634,8 @@ impl State {
                     let value = &line[v..];
                     if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
                         let ms = value.iter().fold(0u64, |ms, digit| {
-                            ms.saturating_mul(10).saturating_add(u64::from(digit - b'0'))
+                            ms.saturating_mul(10)
+                                .saturating_add(u64::from(digit - b'0'))
                         });
                         return Ok(Some(Item::Retry(Duration::from_millis(ms))));
                     }
@@ -634,7 +649,13 @@ impl State {
 
     /// Appends the value `src[start..end]` of a `data` line to the data buffer.
     #[inline]
-    fn push_data(&mut self, src: &Bytes, start: usize, end: usize, ascii: bool) -> Result<(), ParseError> {
+    fn push_data(
+        &mut self,
+        src: &Bytes,
+        start: usize,
+        end: usize,
+        ascii: bool,
+    ) -> Result<(), ParseError> {
         let raw = &src[start..end];
         let lossy = if ascii || std::str::from_utf8(raw).is_ok() {
             None
@@ -663,7 +684,8 @@ impl State {
             }
             Data::One => {
                 self.data_buf.reserve(new_len);
-                self.data_buf.extend_from_slice(&mem::take(&mut self.data_one));
+                self.data_buf
+                    .extend_from_slice(&mem::take(&mut self.data_one));
                 self.data_buf.put_u8(b'\n');
                 self.data_buf.extend_from_slice(value);
                 self.stats.bytes_copied += new_len as u64;
@@ -847,12 +869,22 @@ mod tests {
         // a SWAR trick would go wrong.
         for len in 0..140 {
             for at in 0..=len {
-                for (fill, hit) in [(b'\x0B', b'\n'), (b'\x0C', b'\r'), (b'\x8A', b'\n'), (b'\x8D', b'\r'), (b'\x00', b'\n')] {
+                for (fill, hit) in [
+                    (b'\x0B', b'\n'),
+                    (b'\x0C', b'\r'),
+                    (b'\x8A', b'\n'),
+                    (b'\x8D', b'\r'),
+                    (b'\x00', b'\n'),
+                ] {
                     let mut haystack = vec![fill; len];
                     if at < len {
                         haystack[at] = hit;
                     }
-                    assert_eq!(find_line_end(&haystack), naive(&haystack), "len {len} at {at} fill {fill:#x}");
+                    assert_eq!(
+                        find_line_end(&haystack),
+                        naive(&haystack),
+                        "len {len} at {at} fill {fill:#x}"
+                    );
                 }
             }
         }

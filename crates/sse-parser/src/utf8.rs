@@ -325,7 +325,10 @@ mod tests {
         let long = "y".repeat(40);
         let pairs = [
             (Utf8Bytes::from("short"), Utf8Bytes::from_static("short")),
-            (Utf8Bytes::from(long.as_str()), Utf8Bytes::from(long.clone())),
+            (
+                Utf8Bytes::from(long.as_str()),
+                Utf8Bytes::from(long.clone()),
+            ),
         ];
         for (a, b) in pairs {
             assert_eq!(a, b);
@@ -336,7 +339,8 @@ mod tests {
             };
             assert_eq!(hash(&a), hash(&b));
         }
-        assert!(Utf8Bytes::from("a") < Utf8Bytes::from_static("b"));
+        let (a, b) = (Utf8Bytes::from("a"), Utf8Bytes::from_static("b"));
+        assert!(a < b);
     }
 
     #[test]

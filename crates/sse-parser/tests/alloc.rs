@@ -54,7 +54,10 @@ fn market_data() -> Bytes {
 
 /// Chunks cut from one shared buffer, as an HTTP client hands them over.
 fn chunks(input: &Bytes, size: usize) -> Vec<Bytes> {
-    (0..input.len()).step_by(size).map(|at| input.slice(at..input.len().min(at + size))).collect()
+    (0..input.len())
+        .step_by(size)
+        .map(|at| input.slice(at..input.len().min(at + size)))
+        .collect()
 }
 
 /// Parses every chunk and drops every item; returns (events, allocations).
@@ -64,7 +67,7 @@ fn count(chunks: &[Bytes]) -> (usize, u64) {
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     for chunk in chunks {
         parser.feed(chunk.clone());
-        while let Some(item) = parser.next_item().unwrap() {
+        while let Some(item) = parser.next_item().expect("within limits") {
             if let Item::Event(event) = item {
                 std::hint::black_box(&event);
                 events += 1;
@@ -82,7 +85,9 @@ fn market_data_needs_at_most_one_allocation_per_event() {
         let (events, allocations) = count(&chunks);
         assert_eq!(events, EVENTS);
         let per_event = allocations as f64 / events as f64;
-        println!("{size}-byte chunks: {allocations} allocations for {events} events ({per_event:.3} per event)");
+        println!(
+            "{size}-byte chunks: {allocations} allocations for {events} events ({per_event:.3} per event)"
+        );
         // The goal is at most one per event; the design does far better (a
         // slab for ids every few hundred events), so guard that instead.
         assert!(

@@ -13,9 +13,18 @@ use serde_json::{Value, json};
 /// `deps` directory.
 fn sse_dump() -> Command {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
-    let path = dir.join("examples").join(format!("sse-dump{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.exists(), "{} is missing: run through `cargo test`", path.display());
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let path = dir
+        .join("examples")
+        .join(format!("sse-dump{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: run through `cargo test`",
+        path.display()
+    );
     Command::new(path)
 }
 
@@ -37,7 +46,10 @@ fn dumps_the_sample_stream() {
     assert!(output.status.success(), "{output:?}");
     let items = json_lines(&output);
 
-    assert_eq!(items[0], json!({"kind": "comment", "text": " ssegate sample market feed"}));
+    assert_eq!(
+        items[0],
+        json!({"kind": "comment", "text": " ssegate sample market feed"})
+    );
     assert_eq!(items[1], json!({"kind": "retry", "ms": 2000}));
     assert_eq!(
         items[2],
@@ -52,7 +64,10 @@ fn dumps_the_sample_stream() {
     assert_eq!(book["type"], "book");
     assert!(book["data"].as_str().unwrap().contains("]],\n \"asks\""));
     // The last event has no id line: it carries the last one.
-    assert_eq!(events[21], &json!({"kind": "event", "type": "status", "data": "market closed", "id": "100021"}));
+    assert_eq!(
+        events[21],
+        &json!({"kind": "event", "type": "status", "data": "market closed", "id": "100021"})
+    );
     assert_eq!(items.iter().filter(|i| i["kind"] == "comment").count(), 5);
 }
 
@@ -60,7 +75,11 @@ fn dumps_the_sample_stream() {
 fn chunk_size_does_not_change_the_output() {
     let whole = sse_dump().arg(sample()).output().unwrap();
     for size in ["1", "2", "7", "100"] {
-        let chunked = sse_dump().args(["--chunk-size", size]).arg(sample()).output().unwrap();
+        let chunked = sse_dump()
+            .args(["--chunk-size", size])
+            .arg(sample())
+            .output()
+            .unwrap();
         assert!(chunked.status.success());
         assert_eq!(chunked.stdout, whole.stdout, "--chunk-size {size}");
     }
@@ -87,9 +106,14 @@ fn a_live_stream_shows_each_event_as_it_arrives() {
     for i in 0..3 {
         writeln!(stdin, "id: {i}\ndata: tick {i}\n").unwrap();
         stdin.flush().unwrap();
-        let line = rx.recv_timeout(Duration::from_secs(20)).expect("event printed while the stream is open");
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("event printed while the stream is open");
         let item: Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(item, json!({"kind": "event", "type": "message", "data": format!("tick {i}"), "id": i.to_string()}));
+        assert_eq!(
+            item,
+            json!({"kind": "event", "type": "message", "data": format!("tick {i}"), "id": i.to_string()})
+        );
     }
     drop(stdin);
     assert!(child.wait().unwrap().success());
@@ -104,7 +128,12 @@ fn a_limit_error_is_reported_as_json_with_exit_status_one() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"data: ok\n\ndata: far too long\n\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"data: ok\n\ndata: far too long\n\n")
+        .unwrap();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
@@ -125,14 +154,27 @@ fn bad_arguments_and_missing_files_are_clear_errors() {
     let output = sse_dump().arg("/nonexistent/stream.sse").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("cannot open /nonexistent/stream.sse"), "{stderr}");
+    assert!(
+        stderr.contains("cannot open /nonexistent/stream.sse"),
+        "{stderr}"
+    );
     assert!(output.stdout.is_empty());
 }
 
 #[test]
 fn a_truncated_stream_is_noted_on_stderr() {
-    let mut child = sse_dump().stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(b"data: done\n\ndata: cut off").unwrap();
+    let mut child = sse_dump()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"data: done\n\ndata: cut off")
+        .unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success());
     assert_eq!(json_lines(&output).len(), 1);

@@ -13,7 +13,7 @@ fn feed_bytewise(input: &Bytes) -> (Parser, Vec<Item>) {
     let mut items = Vec::new();
     for i in 0..input.len() {
         parser.feed(input.slice(i..=i));
-        while let Some(item) = parser.next_item().unwrap() {
+        while let Some(item) = parser.next_item().expect("within limits") {
             items.push(item);
         }
     }
@@ -29,12 +29,20 @@ fn eight_mib_line_in_one_byte_chunks_is_scanned_once() {
 
     let (parser, items) = feed_bytewise(&input);
 
-    let [Item::Event(event)] = &items[..] else { panic!("one event expected, got {}", items.len()) };
+    let [Item::Event(event)] = &items[..] else {
+        panic!("one event expected, got {}", items.len())
+    };
     assert_eq!(event.data.len(), 8 * MIB - 6);
     let stats = parser.stats();
     assert_eq!(stats.bytes_fed, input.len() as u64);
-    assert_eq!(stats.bytes_scanned, stats.bytes_fed, "every byte scanned exactly once");
-    assert!(stats.bytes_copied <= stats.bytes_fed, "copied at most once: {stats:?}");
+    assert_eq!(
+        stats.bytes_scanned, stats.bytes_fed,
+        "every byte scanned exactly once"
+    );
+    assert!(
+        stats.bytes_copied <= stats.bytes_fed,
+        "copied at most once: {stats:?}"
+    );
 }
 
 #[test]
@@ -44,9 +52,14 @@ fn eight_mib_event_of_many_lines_in_one_byte_chunks_is_linear() {
 
     let (parser, items) = feed_bytewise(&input);
 
-    let [Item::Event(event)] = &items[..] else { panic!("one event expected") };
+    let [Item::Event(event)] = &items[..] else {
+        panic!("one event expected")
+    };
     assert_eq!(event.data.len(), 128 * (64 * 1024 - 7) + 127);
     let stats = parser.stats();
     assert_eq!(stats.bytes_scanned, stats.bytes_fed);
-    assert!(stats.bytes_copied <= 2 * stats.bytes_fed, "copied at most twice: {stats:?}");
+    assert!(
+        stats.bytes_copied <= 2 * stats.bytes_fed,
+        "copied at most twice: {stats:?}"
+    );
 }

@@ -50,7 +50,7 @@ fn split(input: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
 fn parse_all(wire: &[u8]) -> Vec<Item> {
     let mut parser = Parser::new();
     parser.feed(Bytes::copy_from_slice(wire));
-    std::iter::from_fn(|| parser.next_item().unwrap()).collect()
+    std::iter::from_fn(|| parser.next_item().expect("within limits")).collect()
 }
 
 /// Any text, with line breaks of every kind likely.

@@ -21,7 +21,10 @@ fn bom_one_leading_is_stripped() {
 #[test]
 fn bom_second_is_kept_as_part_of_the_field_name() {
     // The second U+FEFF makes the field name "\u{FEFF}data": unknown, ignored.
-    check("\u{FEFF}\u{FEFF}data: a\n\ndata: b\n\n", r#"event type="message" data="b" id="""#);
+    check(
+        "\u{FEFF}\u{FEFF}data: a\n\ndata: b\n\n",
+        r#"event type="message" data="b" id="""#,
+    );
 }
 
 #[test]
@@ -36,8 +39,14 @@ fn bom_not_at_start_is_data() {
 fn bom_partial_prefix_is_not_stripped() {
     // EF BB followed by 'd' is no BOM: the bytes decode to U+FFFD and stay in
     // the first line, whose field name is then unknown.
-    check(b"\xEF\xBBdata: a\n\ndata: b\n\n", r#"event type="message" data="b" id="""#);
-    check(b"\xEF\ndata: b\n\n", r#"event type="message" data="b" id="""#);
+    check(
+        b"\xEF\xBBdata: a\n\ndata: b\n\n",
+        r#"event type="message" data="b" id="""#,
+    );
+    check(
+        b"\xEF\ndata: b\n\n",
+        r#"event type="message" data="b" id="""#,
+    );
 }
 
 #[test]
@@ -76,10 +85,13 @@ fn crlf_is_one_line_end_not_two() {
 
 #[test]
 fn lf_cr_is_two_line_ends() {
-    check("data: a\n\rdata: b\n\n", r#"
+    check(
+        "data: a\n\rdata: b\n\n",
+        r#"
         event type="message" data="a" id=""
         event type="message" data="b" id=""
-    "#);
+    "#,
+    );
 }
 
 // ----------------------------------------------------------- field parsing
@@ -94,7 +106,10 @@ fn one_leading_space_is_stripped() {
 
 #[test]
 fn split_at_first_colon() {
-    check("data: a:b: c\n\n", r#"event type="message" data="a:b: c" id="""#);
+    check(
+        "data: a:b: c\n\n",
+        r#"event type="message" data="a:b: c" id="""#,
+    );
 }
 
 #[test]
@@ -105,7 +120,9 @@ fn field_without_colon_has_empty_value() {
 
 #[test]
 fn field_names_are_exact_and_case_sensitive() {
-    for line in ["Data: x", "DATA: x", "data : x", "datax: x", " data: x", "dat: x", "datadata"] {
+    for line in [
+        "Data: x", "DATA: x", "data : x", "datax: x", " data: x", "dat: x", "datadata",
+    ] {
         check(format!("{line}\n\n"), "");
     }
 }
@@ -140,8 +157,14 @@ fn data_lines_join_with_lf_without_trailing_lf() {
         "data: a\ndata: b\ndata: c\n\n",
         r#"event type="message" data="a\nb\nc" id="""#,
     );
-    check("data: a\ndata:\n\n", r#"event type="message" data="a\n" id="""#);
-    check("data:\ndata: a\n\n", r#"event type="message" data="\na" id="""#);
+    check(
+        "data: a\ndata:\n\n",
+        r#"event type="message" data="a\n" id="""#,
+    );
+    check(
+        "data:\ndata: a\n\n",
+        r#"event type="message" data="\na" id="""#,
+    );
 }
 
 #[test]
@@ -159,15 +182,20 @@ fn no_data_dispatches_nothing() {
 
 #[test]
 fn several_events_in_one_chunk() {
-    check("data: a\n\ndata: b\n\n", r#"
+    check(
+        "data: a\n\ndata: b\n\n",
+        r#"
         event type="message" data="a" id=""
         event type="message" data="b" id=""
-    "#);
+    "#,
+    );
 }
 
 #[test]
 fn hundred_events_in_one_chunk() {
-    let input: String = (0..100).map(|i| format!("id: {i}\ndata: {i}\n\n")).collect();
+    let input: String = (0..100)
+        .map(|i| format!("id: {i}\ndata: {i}\n\n"))
+        .collect();
     let expect: String = (0..100)
         .map(|i| format!("event type=\"message\" data=\"{i}\" id=\"{i}\"\n"))
         .collect();
@@ -185,25 +213,42 @@ fn hundred_events_in_one_chunk() {
 
 #[test]
 fn event_type_defaults_to_message_and_resets_after_blank_line() {
-    check("event: quote\ndata: a\n\ndata: b\n\n", r#"
+    check(
+        "event: quote\ndata: a\n\ndata: b\n\n",
+        r#"
         event type="quote" data="a" id=""
         event type="message" data="b" id=""
-    "#);
+    "#,
+    );
     // Reset even when the block dispatched nothing.
-    check("event: quote\n\ndata: b\n\n", r#"event type="message" data="b" id="""#);
+    check(
+        "event: quote\n\ndata: b\n\n",
+        r#"event type="message" data="b" id="""#,
+    );
 }
 
 #[test]
 fn event_type_last_one_wins_and_empty_means_message() {
-    check("event: a\nevent: b\ndata: x\n\n", r#"event type="b" data="x" id="""#);
-    check("event: a\nevent:\ndata: x\n\n", r#"event type="message" data="x" id="""#);
-    check("event: a b:c\ndata: x\n\n", r#"event type="a b:c" data="x" id="""#);
+    check(
+        "event: a\nevent: b\ndata: x\n\n",
+        r#"event type="b" data="x" id="""#,
+    );
+    check(
+        "event: a\nevent:\ndata: x\n\n",
+        r#"event type="message" data="x" id="""#,
+    );
+    check(
+        "event: a b:c\ndata: x\n\n",
+        r#"event type="a b:c" data="x" id="""#,
+    );
 }
 
 #[test]
 fn many_event_types_alternate() {
     // More distinct types than the intern cache holds.
-    let input: String = (0..20).map(|i| format!("event: t{}\ndata: x\n\n", i % 10)).collect();
+    let input: String = (0..20)
+        .map(|i| format!("event: t{}\ndata: x\n\n", i % 10))
+        .collect();
     let expect: String = (0..20)
         .map(|i| format!("event type=\"t{}\" data=\"x\" id=\"\"\n", i % 10))
         .collect();
@@ -214,40 +259,61 @@ fn many_event_types_alternate() {
 
 #[test]
 fn id_persists_across_events() {
-    check("id: 1\ndata: a\n\ndata: b\n\n", r#"
+    check(
+        "id: 1\ndata: a\n\ndata: b\n\n",
+        r#"
         event type="message" data="a" id="1"
         event type="message" data="b" id="1"
-    "#);
+    "#,
+    );
 }
 
 #[test]
 fn empty_id_resets_the_last_event_id() {
     for reset in ["id", "id:", "id: "] {
-        check(format!("id: 1\ndata: a\n\n{reset}\ndata: b\n\n"), r#"
+        check(
+            format!("id: 1\ndata: a\n\n{reset}\ndata: b\n\n"),
+            r#"
             event type="message" data="a" id="1"
             event type="message" data="b" id=""
-        "#);
+        "#,
+        );
     }
 }
 
 #[test]
 fn id_with_nul_is_ignored() {
-    check("id: 1\ndata: a\n\nid: 2\0x\ndata: b\n\n", r#"
+    check(
+        "id: 1\ndata: a\n\nid: 2\0x\ndata: b\n\n",
+        r#"
         event type="message" data="a" id="1"
         event type="message" data="b" id="1"
-    "#);
+    "#,
+    );
 }
 
 #[test]
 fn id_without_data_is_committed_by_the_blank_line() {
-    check("id: 5\n\ndata: a\n\n", r#"event type="message" data="a" id="5""#);
+    check(
+        "id: 5\n\ndata: a\n\n",
+        r#"event type="message" data="a" id="5""#,
+    );
 }
 
 #[test]
 fn id_anywhere_in_the_block_last_wins() {
-    check("data: a\nid: 3\n\n", r#"event type="message" data="a" id="3""#);
-    check("id: 1\nid: 2\ndata: a\n\n", r#"event type="message" data="a" id="2""#);
-    check("id:  x\ndata: a\n\n", r#"event type="message" data="a" id=" x""#);
+    check(
+        "data: a\nid: 3\n\n",
+        r#"event type="message" data="a" id="3""#,
+    );
+    check(
+        "id: 1\nid: 2\ndata: a\n\n",
+        r#"event type="message" data="a" id="2""#,
+    );
+    check(
+        "id:  x\ndata: a\n\n",
+        r#"event type="message" data="a" id=" x""#,
+    );
 }
 
 // ----------------------------------------------------------------- retry
@@ -257,10 +323,13 @@ fn retry_with_ascii_digits_is_applied_at_once() {
     check("retry: 1000\n", "retry 1000");
     check("retry:5\n", "retry 5");
     check("retry: 0\n", "retry 0");
-    check("data: a\nretry: 7\n\n", r#"
+    check(
+        "data: a\nretry: 7\n\n",
+        r#"
         retry 7
         event type="message" data="a" id=""
-    "#);
+    "#,
+    );
 }
 
 #[test]
@@ -272,18 +341,33 @@ fn retry_other_values_are_ignored() {
 
 #[test]
 fn retry_huge_saturates() {
-    check("retry: 99999999999999999999999999\n", &format!("retry {}", u64::MAX));
+    check(
+        "retry: 99999999999999999999999999\n",
+        &format!("retry {}", u64::MAX),
+    );
 }
 
 // ------------------------------------------------------------------ UTF-8
 
 #[test]
 fn invalid_utf8_becomes_replacement_characters() {
-    check(b"data: \xFF\n\n", r#"event type="message" data="\u{fffd}" id="""#);
-    check(b"data: a\xE2\x82b\n\n", r#"event type="message" data="a\u{fffd}b" id="""#);
+    check(
+        b"data: \xFF\n\n",
+        r#"event type="message" data="\u{fffd}" id="""#,
+    );
+    check(
+        b"data: a\xE2\x82b\n\n",
+        r#"event type="message" data="a\u{fffd}b" id="""#,
+    );
     check(b":\xC3\n", r#"comment "\u{fffd}""#);
-    check(b"event: \xFF\ndata: a\n\n", r#"event type="\u{fffd}" data="a" id="""#);
-    check(b"id: \xFF\ndata: a\n\n", r#"event type="message" data="a" id="\u{fffd}""#);
+    check(
+        b"event: \xFF\ndata: a\n\n",
+        r#"event type="\u{fffd}" data="a" id="""#,
+    );
+    check(
+        b"id: \xFF\ndata: a\n\n",
+        r#"event type="message" data="a" id="\u{fffd}""#,
+    );
     check(b"d\xFFata: x\n\n", "");
 }
 
@@ -297,10 +381,13 @@ fn multibyte_utf8_split_across_chunks_is_kept() {
 
 #[test]
 fn invalid_utf8_never_ends_the_stream() {
-    check(b"data: \xFF\xFE\n\ndata: ok\n\n", r#"
+    check(
+        b"data: \xFF\xFE\n\ndata: ok\n\n",
+        r#"
         event type="message" data="\u{fffd}\u{fffd}" id=""
         event type="message" data="ok" id=""
-    "#);
+    "#,
+    );
 }
 
 // ---------------------------------------------------------- end of input
@@ -317,26 +404,58 @@ fn incomplete_event_is_not_dispatched() {
 #[test]
 fn line_limit_is_exact_and_chunking_independent() {
     let limits = Limits::default().max_line_len(8);
-    check_with(limits, "data: 12\n\n", r#"event type="message" data="12" id="""#);
-    check_with(limits, "data: 123\n\n", "error SSE line longer than the limit of 8 bytes");
+    check_with(
+        limits,
+        "data: 12\n\n",
+        r#"event type="message" data="12" id="""#,
+    );
+    check_with(
+        limits,
+        "data: 123\n\n",
+        "error SSE line longer than the limit of 8 bytes",
+    );
     // The items before the long line are yielded; the endless line is refused
     // before its end arrives.
-    check_with(limits, "data: 1\n\n:23456789", r#"
+    check_with(
+        limits,
+        "data: 1\n\n:23456789",
+        r#"
         event type="message" data="1" id=""
         error SSE line longer than the limit of 8 bytes
-    "#);
+    "#,
+    );
     // A BOM does not count; a partial BOM does.
-    check_with(limits, "\u{FEFF}data: 12\n\n", r#"event type="message" data="12" id="""#);
-    check_with(limits, b"\xEF\xBBdata: 1\n\n", "error SSE line longer than the limit of 8 bytes");
+    check_with(
+        limits,
+        "\u{FEFF}data: 12\n\n",
+        r#"event type="message" data="12" id="""#,
+    );
+    check_with(
+        limits,
+        b"\xEF\xBBdata: 1\n\n",
+        "error SSE line longer than the limit of 8 bytes",
+    );
 }
 
 #[test]
 fn event_limit_counts_joined_data() {
     let limits = Limits::default().max_event_size(5);
-    check_with(limits, "data: abc\ndata: d\n\n", r#"event type="message" data="abc\nd" id="""#);
-    check_with(limits, "data: abc\ndata: de\n\n", "error SSE event data larger than the limit of 5 bytes");
+    check_with(
+        limits,
+        "data: abc\ndata: d\n\n",
+        r#"event type="message" data="abc\nd" id="""#,
+    );
+    check_with(
+        limits,
+        "data: abc\ndata: de\n\n",
+        "error SSE event data larger than the limit of 5 bytes",
+    );
     // Replacement characters count at their UTF-8 size (3 bytes each).
-    check_with(limits, b"data: \xFF\xFF\n\n", "error SSE event data larger than the limit of 5 bytes");
+    check_with(
+        limits,
+        b"data: \xFF\xFF\n\n",
+        "error SSE event data larger than the limit of 5 bytes",
+    );
 }
 
 #[test]
@@ -348,7 +467,11 @@ fn error_is_sticky_until_reset_then_parsing_works_again() {
     parser.feed_slice(b"id\n\n");
     assert_eq!(parser.next_item(), Err(err));
     assert_eq!(parser.error(), Some(err));
-    assert_eq!(parser.queued_bytes(), 0, "input fed after a failure is dropped");
+    assert_eq!(
+        parser.queued_bytes(),
+        0,
+        "input fed after a failure is dropped"
+    );
 
     parser.reset();
     parser.feed_slice(b"data\n\n");
@@ -359,7 +482,8 @@ fn error_is_sticky_until_reset_then_parsing_works_again() {
 #[test]
 fn buffered_memory_is_bounded_by_the_limit_for_an_endless_line() {
     let limit = 64 * 1024;
-    let mut parser = Parser::with_limits(Limits::default().max_line_len(limit).max_event_size(limit));
+    let mut parser =
+        Parser::with_limits(Limits::default().max_line_len(limit).max_event_size(limit));
     let chunk = Bytes::from(vec![b'x'; 4096]);
     let mut fed = 0;
     let err = loop {
@@ -392,8 +516,14 @@ fn partial_block_never_commits_its_id() {
     assert!(!parser.has_partial());
     assert_eq!(parser.last_event_id(), "1");
     parser.feed_slice(b"data: b\n\n");
-    let Some(Item::Event(event)) = parser.next_item().unwrap() else { panic!() };
-    assert_eq!((&*event.data, &*event.id), ("b", "1"), "the half block's data and id are gone");
+    let Some(Item::Event(event)) = parser.next_item().unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        (&*event.data, &*event.id),
+        ("b", "1"),
+        "the half block's data and id are gone"
+    );
 }
 
 #[test]
@@ -404,7 +534,9 @@ fn reset_expects_a_bom_again_and_forgets_a_pending_crlf() {
     assert_eq!(parser.next_item(), Ok(None));
     parser.reset();
     parser.feed_slice(b"\xEF\xBB\xBF\ndata: c\n\n");
-    let Some(Item::Event(event)) = parser.next_item().unwrap() else { panic!() };
+    let Some(Item::Event(event)) = parser.next_item().unwrap() else {
+        panic!()
+    };
     assert_eq!(&*event.data, "c");
 }
 
@@ -413,7 +545,9 @@ fn last_event_id_carried_in_from_outside() {
     let mut parser = Parser::new();
     parser.set_last_event_id("41".into());
     parser.feed_slice(b"data: a\n\n");
-    let Some(Item::Event(event)) = parser.next_item().unwrap() else { panic!() };
+    let Some(Item::Event(event)) = parser.next_item().unwrap() else {
+        panic!()
+    };
     assert_eq!(&*event.id, "41");
 }
 
@@ -427,7 +561,9 @@ fn cr_at_the_end_of_a_chunk_dispatches_at_once() {
     );
     // The LF completing the CRLF is not a blank line of its own.
     parser.feed_slice(b"\ndata: b\n\n");
-    let Some(Item::Event(event)) = parser.next_item().unwrap() else { panic!() };
+    let Some(Item::Event(event)) = parser.next_item().unwrap() else {
+        panic!()
+    };
     assert_eq!(&*event.data, "b");
     assert_eq!(parser.next_item(), Ok(None));
 }
@@ -438,8 +574,17 @@ fn items_from_one_chunk_come_in_order_across_feeds() {
     let mut parser = Parser::new();
     parser.feed_slice(b"data: a\n\n: c\n");
     parser.feed(Bytes::from_static(b"retry: 3\n"));
-    let got: Vec<String> = std::iter::from_fn(|| parser.next_item().unwrap()).map(|i| render(&i)).collect();
-    assert_eq!(got, [r#"event type="message" data="a" id="""#, r#"comment " c""#, "retry 3"]);
+    let got: Vec<String> = std::iter::from_fn(|| parser.next_item().unwrap())
+        .map(|i| render(&i))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            r#"event type="message" data="a" id="""#,
+            r#"comment " c""#,
+            "retry 3"
+        ]
+    );
 }
 
 #[test]
@@ -448,7 +593,9 @@ fn single_line_event_in_one_chunk_is_not_copied() {
     let chunk = Bytes::from_static(b"data: zero-copy, a view of the input chunk\n\n");
     let mut parser = Parser::new();
     parser.feed(chunk.clone());
-    let Some(Item::Event(event)) = parser.next_item().unwrap() else { panic!() };
+    let Some(Item::Event(event)) = parser.next_item().unwrap() else {
+        panic!()
+    };
     assert_eq!(event.data.as_bytes().as_ptr(), chunk[6..].as_ptr());
     assert_eq!(parser.stats().bytes_copied, 0);
 }

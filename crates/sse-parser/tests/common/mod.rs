@@ -20,7 +20,11 @@ pub fn render(item: &Item) -> String {
 
 /// Feeds `chunks` in order (as `Bytes`, or through `feed_slice`), draining
 /// after every chunk, and renders every item and a final error, if any.
-pub fn run<'a>(limits: Limits, chunks: impl IntoIterator<Item = &'a [u8]>, slices: bool) -> Vec<String> {
+pub fn run<'a>(
+    limits: Limits,
+    chunks: impl IntoIterator<Item = &'a [u8]>,
+    slices: bool,
+) -> Vec<String> {
     let mut parser = Parser::with_limits(limits);
     let mut out = Vec::new();
     for chunk in chunks {

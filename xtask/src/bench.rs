@@ -1,0 +1,186 @@
+//! `cargo xtask bench`: runs the parser benchmarks and turns criterion's
+//! results into a table of throughputs and ratios against the fastest peer.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::{cargo, run as run_cmd};
+
+/// Our crate's name in the benchmark ids.
+const OURS: &str = "sse-parser";
+/// The peers, in the order of the table's columns.
+const PEERS: [&str; 3] = ["sse-stream", "sse-core", "eventsource-stream"];
+
+const README: &str = "crates/sse-parser/README.md";
+const START: &str = "<!-- bench-table:start -->";
+const END: &str = "<!-- bench-table:end -->";
+
+pub(crate) fn run(root: &Path, quick: bool, update_readme: bool) -> Result<()> {
+    let started = SystemTime::now();
+    let mut cmd = cargo(&["bench", "-p", "sse-parser", "--bench", "parse", "--locked"]);
+    if quick {
+        cmd.env("SSE_BENCH_QUICK", "1");
+    }
+    run_cmd(cmd)?;
+
+    // The allocation count on the market-data input, from its test.
+    let out = cargo(&[
+        "test",
+        "-q",
+        "--release",
+        "-p",
+        "sse-parser",
+        "--test",
+        "alloc",
+        "--locked",
+        "--",
+        "--nocapture",
+    ])
+    .output()
+    .context("cannot run the allocation test")?;
+    if !out.status.success() {
+        bail!(
+            "the allocation test failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let allocations: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("allocations for"))
+        .map(String::from)
+        .collect();
+
+    let results = collect(&root.join("target/criterion"), started)?;
+    let table = table(&results, &allocations, quick);
+    println!("\n{table}");
+    if update_readme {
+        let path = root.join(README);
+        let readme = fs::read_to_string(&path)?;
+        let (Some(a), Some(b)) = (readme.find(START), readme.find(END)) else {
+            bail!("{README} has no {START} ... {END} markers");
+        };
+        let updated = format!("{}{START}\n{table}{}", &readme[..a], &readme[b..]);
+        fs::write(&path, updated)?;
+        println!("updated {README}");
+    }
+    Ok(())
+}
+
+/// Throughput in bytes per nanosecond (= GB/s), by group, then by parser.
+type Results = BTreeMap<String, BTreeMap<String, f64>>;
+
+/// Reads every result criterion wrote since `since`.
+fn collect(dir: &Path, since: SystemTime) -> Result<Results> {
+    let mut results = Results::new();
+    for benchmark in find(dir, "benchmark.json")? {
+        let new_dir = benchmark.parent().context("no parent")?;
+        let estimates = new_dir.join("estimates.json");
+        if fs::metadata(&estimates)?.modified()? < since {
+            continue;
+        }
+        let meta: Value = serde_json::from_str(&fs::read_to_string(&benchmark)?)?;
+        let est: Value = serde_json::from_str(&fs::read_to_string(&estimates)?)?;
+        let (Some(group), Some(function), Some(bytes), Some(ns)) = (
+            meta["group_id"].as_str(),
+            meta["function_id"].as_str(),
+            meta["throughput"]["Bytes"].as_f64(),
+            est["mean"]["point_estimate"].as_f64(),
+        ) else {
+            continue;
+        };
+        results
+            .entry(group.to_string())
+            .or_default()
+            .insert(function.to_string(), bytes / ns);
+    }
+    if results.is_empty() {
+        bail!("no fresh criterion results under {}", dir.display());
+    }
+    Ok(results)
+}
+
+fn find(dir: &Path, name: &str) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == name)
+                && path.parent().is_some_and(|p| p.ends_with("new"))
+            {
+                found.push(path);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The goal for a group, as a ratio against the fastest peer (issue 2).
+fn goal(group: &str) -> f64 {
+    match group {
+        g if g.ends_with("/1B") => 1.0,
+        g if g.starts_with("a_") || g.starts_with("d_") => 1.5,
+        g if g.starts_with("c_") => 1.25,
+        _ => 1.0,
+    }
+}
+
+fn speed(gb_per_s: f64) -> String {
+    if gb_per_s >= 1.0 {
+        format!("{gb_per_s:.2} GB/s")
+    } else if gb_per_s >= 0.001 {
+        format!("{:.0} MB/s", gb_per_s * 1000.0)
+    } else {
+        format!("{:.0} kB/s", gb_per_s * 1e6)
+    }
+}
+
+fn table(results: &Results, allocations: &[String], quick: bool) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "| input / chunks | {OURS} | {} | ours ÷ fastest peer | goal |\n",
+        PEERS.join(" | ")
+    ));
+    out.push_str(&format!(
+        "|---|---:|{}---:|---:|\n",
+        "---:|".repeat(PEERS.len())
+    ));
+    for (group, by_parser) in results {
+        let Some(&ours) = by_parser.get(OURS) else {
+            continue;
+        };
+        let fastest = PEERS
+            .iter()
+            .filter_map(|p| by_parser.get(*p))
+            .fold(0.0f64, |a, &b| a.max(b));
+        let peers: Vec<String> = PEERS
+            .iter()
+            .map(|p| by_parser.get(*p).map_or("-".into(), |&v| speed(v)))
+            .collect();
+        let ratio = ours / fastest;
+        let goal = goal(group);
+        let mark = if ratio >= goal { "" } else { " (below)" };
+        out.push_str(&format!(
+            "| {group} | {} | {} | **{ratio:.2}x**{mark} | {goal:.2}x |\n",
+            speed(ours),
+            peers.join(" | ")
+        ));
+    }
+    if !allocations.is_empty() {
+        out.push_str("\nAllocations, market data (a), counting allocator:\n\n");
+        for line in allocations {
+            out.push_str(&format!("- {line}\n"));
+        }
+    }
+    if quick {
+        out.push_str("\n(quick run: small inputs)\n");
+    }
+    out
+}
