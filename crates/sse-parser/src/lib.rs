@@ -46,9 +46,10 @@
 //!   and keeps the committed id.
 //! - **Bounded.** [`Limits`] caps the line length and the event size (16 MiB
 //!   each by default). Crossing one is a [`ParseError`], detected before the
-//!   bytes are buffered, so the parser's own buffers never exceed
-//!   `max_line_len + max_event_size`. After an error the parser refuses input
-//!   until it is reset.
+//!   bytes are buffered, so the partial line and the event being assembled
+//!   never hold more than `max_line_len + max_event_size` bytes (the id and
+//!   event type are single lines, each within `max_line_len`). After an error
+//!   the parser refuses input until it is reset.
 //! - **Linear.** Each input byte is scanned exactly once, however the stream
 //!   is chunked, and copied at most twice: into the line buffer when its line
 //!   spans chunks, and into the event buffer when its event has several `data`

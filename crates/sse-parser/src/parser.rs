@@ -33,6 +33,10 @@ const RETAIN_CAPACITY: usize = 64 * 1024;
 /// short ids costs no allocation per event (see `State::copy_small`).
 const SLAB_CAPACITY: usize = 4096;
 
+/// Chunks up to this size that hold no line end are appended to the partial
+/// line as they are fed (see `Parser::feed`).
+const EAGER_MAX: usize = 64;
+
 /// How many distinct event types are interned (reused without allocating).
 const TYPE_CACHE_LEN: usize = 8;
 
@@ -298,12 +302,28 @@ impl Parser {
     ///
     /// Items that come out of it may share its allocation. Ignored while the
     /// parser is failed.
+    #[inline]
     pub fn feed(&mut self, chunk: Bytes) {
         if self.state.failed.is_some() || chunk.is_empty() {
             return;
         }
         self.state.stats.bytes_fed += chunk.len() as u64;
         if self.pos >= self.cur.len() && self.queue.is_empty() {
+            // A small chunk with no line end cannot complete an item: append it
+            // to the partial line now instead of queueing it. Parsing it later
+            // would scan the same bytes; holding it would cost a reference
+            // count and a move per chunk, which dominate when a slow stream
+            // arrives a few bytes at a time.
+            if chunk.len() <= EAGER_MAX
+                && self.state.mid_stream()
+                && find_line_end(&chunk).is_none()
+            {
+                self.state.stats.bytes_scanned += chunk.len() as u64;
+                if let Err(err) = self.state.push_partial(&chunk) {
+                    self.fail(err);
+                }
+                return;
+            }
             self.cur_ascii = chunk.is_ascii();
             self.cur = chunk;
             self.pos = 0;
@@ -348,8 +368,10 @@ impl Parser {
                     }
                     None => {
                         // Release the used-up chunk instead of pinning it.
-                        self.cur = Bytes::new();
-                        self.pos = 0;
+                        if !self.cur.is_empty() {
+                            self.cur = Bytes::new();
+                            self.pos = 0;
+                        }
                         return Ok(None);
                     }
                 }
@@ -510,7 +532,7 @@ impl State {
                     *pos = next;
                     return Err(self.line_too_long());
                 }
-                self.process_line(chunk, at, end, ascii)
+                self.process_line(&mut &*chunk, at, end, ascii)
             } else {
                 self.finish_partial(&buf[at..end])
             };
@@ -553,6 +575,13 @@ impl State {
         at
     }
 
+    /// Past the BOM and any pending CRLF: the next byte is plain line content
+    /// or a line end.
+    #[inline]
+    fn mid_stream(&self) -> bool {
+        self.bom_done && !self.skip_lf
+    }
+
     fn line_too_long(&self) -> ParseError {
         ParseError::LineTooLong {
             limit: self.limits.max_line_len,
@@ -564,7 +593,15 @@ impl State {
         if self.line.len() + bytes.len() > self.limits.max_line_len {
             return Err(self.line_too_long());
         }
-        self.line.extend_from_slice(bytes);
+        if bytes.len() <= 8 {
+            // A few bytes of a slowly arriving line: cheaper than a call to
+            // `memcpy` for an unknown length.
+            for &b in bytes {
+                self.line.put_u8(b);
+            }
+        } else {
+            self.line.extend_from_slice(bytes);
+        }
         self.stats.bytes_copied += bytes.len() as u64;
         Ok(())
     }
@@ -572,30 +609,39 @@ impl State {
     /// Completes a line that started in an earlier chunk with its last bytes.
     fn finish_partial(&mut self, tail: &[u8]) -> Result<Option<Item>, ParseError> {
         self.push_partial(tail)?;
-        let line = self.line.split().freeze();
-        if line.len() > RETAIN_CAPACITY {
-            self.line = BytesMut::new();
+        let mut src = Buffered {
+            line: mem::take(&mut self.line),
+            frozen: None,
+        };
+        let len = src.line.len();
+        let result = self.process_line(&mut src, 0, len, false);
+        // Keep the buffer for the next partial line (what is left of it when
+        // the line was frozen into an item), unless one huge line grew it.
+        let mut line = src.line;
+        line.clear();
+        if line.capacity() <= RETAIN_CAPACITY {
+            self.line = line;
         }
-        self.process_line(&line, 0, line.len(), false)
+        result
     }
 
     /// Processes the line `src[start..end]` (without its line ending). `ascii`:
     /// `src` is known to be ASCII, so its values need no UTF-8 validation.
     #[inline]
-    fn process_line(
+    fn process_line<S: LineSource>(
         &mut self,
-        src: &Bytes,
+        src: &mut S,
         start: usize,
         end: usize,
         ascii: bool,
     ) -> Result<Option<Item>, ParseError> {
-        let line = &src[start..end];
+        let line = &src.bytes()[start..end];
         let Some(&first) = line.first() else {
             return Ok(self.dispatch());
         };
         match first {
             b':' => {
-                let text = Utf8Bytes::from_slice_of(src, start + 1, end);
+                let text = text_of(src, start + 1, end);
                 return Ok(Some(Item::Comment(text)));
             }
             b'd' => {
@@ -649,14 +695,14 @@ impl State {
 
     /// Appends the value `src[start..end]` of a `data` line to the data buffer.
     #[inline]
-    fn push_data(
+    fn push_data<S: LineSource>(
         &mut self,
-        src: &Bytes,
+        src: &mut S,
         start: usize,
         end: usize,
         ascii: bool,
     ) -> Result<(), ParseError> {
-        let raw = &src[start..end];
+        let raw = &src.bytes()[start..end];
         let lossy = if ascii || std::str::from_utf8(raw).is_ok() {
             None
         } else {
@@ -677,7 +723,7 @@ impl State {
                 // Assigned straight into its field, not moved through an enum:
                 // this is the hot path of every single-line event.
                 self.data_one = match lossy {
-                    None => src.slice(start..end),
+                    None => src.slice(start, end),
                     Some(text) => Bytes::from(text),
                 };
                 self.data = Data::One;
@@ -796,6 +842,63 @@ impl State {
         self.event_type = None;
         self.id_buffer = self.last_id.clone();
         self.id_set = false;
+    }
+}
+
+/// Where a line's bytes live: in an input chunk, or in the partial-line
+/// buffer when the line spanned chunks.
+trait LineSource {
+    fn bytes(&self) -> &[u8];
+
+    /// `self.bytes()[start..end]` as `Bytes`, without copying.
+    fn slice(&mut self, start: usize, end: usize) -> Bytes;
+}
+
+impl LineSource for &Bytes {
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+
+    #[inline]
+    fn slice(&mut self, start: usize, end: usize) -> Bytes {
+        Bytes::slice(self, start..end)
+    }
+}
+
+/// The partial-line buffer, taken out of the parser while its line is
+/// processed. Most lines (ids, types, short data, the blank line) only read
+/// it, and the buffer is reused as it is; a long value that must outlive the
+/// line freezes it once, zero-copy.
+struct Buffered {
+    line: BytesMut,
+    frozen: Option<Bytes>,
+}
+
+impl LineSource for Buffered {
+    fn bytes(&self) -> &[u8] {
+        self.frozen.as_deref().unwrap_or(&self.line)
+    }
+
+    fn slice(&mut self, start: usize, end: usize) -> Bytes {
+        let line = &mut self.line;
+        self.frozen
+            .get_or_insert_with(|| line.split().freeze())
+            .slice(start..end)
+    }
+}
+
+/// A text value (a comment): inline when short, otherwise a view of `src`;
+/// invalid UTF-8 becomes U+FFFD.
+fn text_of<S: LineSource>(src: &mut S, start: usize, end: usize) -> Utf8Bytes {
+    let raw = &src.bytes()[start..end];
+    if Utf8Bytes::fits_inline(raw.len()) {
+        match std::str::from_utf8(raw) {
+            Ok(text) => Utf8Bytes::from(text),
+            Err(_) => Utf8Bytes::from(String::from_utf8_lossy(raw).into_owned()),
+        }
+    } else {
+        Utf8Bytes::from_bytes_lossy(src.slice(start, end))
     }
 }
 

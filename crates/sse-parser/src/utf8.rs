@@ -81,22 +81,6 @@ impl Utf8Bytes {
         }
     }
 
-    /// Like [`from_bytes_lossy`](Self::from_bytes_lossy) for `src[start..end]`,
-    /// but copies a short value inline instead of slicing `src`, which would
-    /// cost a reference-count increment now and a decrement at drop.
-    #[inline]
-    pub(crate) fn from_slice_of(src: &Bytes, start: usize, end: usize) -> Self {
-        let value = &src[start..end];
-        if value.len() <= INLINE_CAP {
-            match std::str::from_utf8(value) {
-                Ok(valid) => Self::inline(valid),
-                Err(_) => Self::from(String::from_utf8_lossy(value).into_owned()),
-            }
-        } else {
-            Self::from_bytes_lossy(src.slice(start..end))
-        }
-    }
-
     /// Wraps bytes the caller built only from valid UTF-8 pieces. Checked in
     /// debug builds; a violation would be a bug in this crate, not bad input.
     #[inline]
