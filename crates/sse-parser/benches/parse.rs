@@ -211,9 +211,9 @@ fn benches(c: &mut Criterion) {
 criterion_group! {
     name = parse;
     config = Criterion::default()
-        .sample_size(10)
+        .sample_size(15)
         .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+        .measurement_time(Duration::from_secs(3));
     targets = benches
 }
 criterion_main!(parse);

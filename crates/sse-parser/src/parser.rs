@@ -209,9 +209,11 @@ pub struct Parser {
     /// Input not yet consumed is `cur[pos..]`, then `queue` in order.
     cur: Bytes,
     pos: usize,
-    /// Whether `cur` is all ASCII, so values cut from it need no UTF-8
+    /// Whether `cur[pos..]` is all ASCII, so values cut from it need no UTF-8
     /// validation: one fast pass over each chunk instead of one call per value.
-    cur_ascii: bool,
+    /// Computed when first needed, after the line scan has brought the chunk
+    /// into the cache (`None` until then).
+    cur_ascii: Option<bool>,
     queue: VecDeque<Bytes>,
     /// Backing store for `feed_slice`, recycled once its chunks are dropped.
     slice_buf: BytesMut,
@@ -224,6 +226,8 @@ struct State {
     limits: Limits,
     /// The start of a line whose end has not arrived yet.
     line: BytesMut,
+    /// Whether `line` is all ASCII (so its values need no UTF-8 validation).
+    line_ascii: bool,
     /// The previous chunk ended with CR: a leading LF in the next one belongs
     /// to that line ending.
     skip_lf: bool,
@@ -274,12 +278,13 @@ impl Parser {
         Self {
             cur: Bytes::new(),
             pos: 0,
-            cur_ascii: true,
+            cur_ascii: None,
             queue: VecDeque::new(),
             slice_buf: BytesMut::new(),
             state: State {
                 limits,
                 line: BytesMut::new(),
+                line_ascii: true,
                 skip_lf: false,
                 bom_done: false,
                 bom_seen: 0,
@@ -319,12 +324,12 @@ impl Parser {
                 && find_line_end(&chunk).is_none()
             {
                 self.state.stats.bytes_scanned += chunk.len() as u64;
-                if let Err(err) = self.state.push_partial(&chunk) {
+                if let Err(err) = self.state.push_partial(&chunk, chunk.is_ascii()) {
                     self.fail(err);
                 }
                 return;
             }
-            self.cur_ascii = chunk.is_ascii();
+            self.cur_ascii = None;
             self.cur = chunk;
             self.pos = 0;
         } else {
@@ -362,7 +367,7 @@ impl Parser {
             if self.pos >= self.cur.len() {
                 match self.queue.pop_front() {
                     Some(chunk) => {
-                        self.cur_ascii = chunk.is_ascii();
+                        self.cur_ascii = None;
                         self.cur = chunk;
                         self.pos = 0;
                     }
@@ -378,7 +383,7 @@ impl Parser {
             }
             match self
                 .state
-                .parse_chunk(&self.cur, self.cur_ascii, &mut self.pos)
+                .parse_chunk(&self.cur, &mut self.cur_ascii, &mut self.pos)
             {
                 Ok(Some(item)) => return Ok(Some(item)),
                 Ok(None) => {}
@@ -485,11 +490,11 @@ impl fmt::Debug for Parser {
 
 impl State {
     /// Parses `chunk[*pos..]` until an item completes or the chunk is used up.
-    /// `ascii` says whether the whole chunk is ASCII.
+    /// `ascii` says whether `chunk[*pos..]` is ASCII, once known.
     fn parse_chunk(
         &mut self,
         chunk: &Bytes,
-        ascii: bool,
+        ascii: &mut Option<bool>,
         pos: &mut usize,
     ) -> Result<Option<Item>, ParseError> {
         let buf = &chunk[..];
@@ -506,12 +511,21 @@ impl State {
         }
         while at < buf.len() {
             let rest = &buf[at..];
-            let Some(i) = find_line_end(rest) else {
+            // A line continued from an earlier chunk is likely a long one: skip
+            // the short-line fast path.
+            let found = if self.line.is_empty() {
+                find_line_end(rest)
+            } else {
+                memchr::memchr2(b'\n', b'\r', rest)
+            };
+            let Some(i) = found else {
                 self.stats.bytes_scanned += rest.len() as u64;
                 *pos = buf.len();
-                self.push_partial(rest)?;
+                let ascii = *ascii.get_or_insert_with(|| rest.is_ascii());
+                self.push_partial(rest, ascii)?;
                 return Ok(None);
             };
+            let ascii = *ascii.get_or_insert_with(|| rest.is_ascii());
             let end = at + i;
             let mut next = end + 1;
             self.stats.bytes_scanned += next as u64 - at as u64;
@@ -534,7 +548,7 @@ impl State {
                 }
                 self.process_line(&mut &*chunk, at, end, ascii)
             } else {
-                self.finish_partial(&buf[at..end])
+                self.finish_partial(&buf[at..end], ascii)
             };
             at = next;
             match item {
@@ -568,6 +582,7 @@ impl State {
                 self.bom_done = true;
                 let seen = usize::from(mem::take(&mut self.bom_seen));
                 self.line.extend_from_slice(&BOM[..seen]);
+                self.line_ascii &= seen == 0;
                 self.stats.bytes_copied += seen as u64;
                 return at;
             }
@@ -588,11 +603,13 @@ impl State {
         }
     }
 
-    /// Keeps the start of a line whose end is in a later chunk.
-    fn push_partial(&mut self, bytes: &[u8]) -> Result<(), ParseError> {
+    /// Keeps the start of a line whose end is in a later chunk. `ascii`: the
+    /// bytes are known to be ASCII.
+    fn push_partial(&mut self, bytes: &[u8], ascii: bool) -> Result<(), ParseError> {
         if self.line.len() + bytes.len() > self.limits.max_line_len {
             return Err(self.line_too_long());
         }
+        self.line_ascii &= ascii;
         if bytes.len() <= 8 {
             // A few bytes of a slowly arriving line: cheaper than a call to
             // `memcpy` for an unknown length.
@@ -607,14 +624,15 @@ impl State {
     }
 
     /// Completes a line that started in an earlier chunk with its last bytes.
-    fn finish_partial(&mut self, tail: &[u8]) -> Result<Option<Item>, ParseError> {
-        self.push_partial(tail)?;
+    fn finish_partial(&mut self, tail: &[u8], ascii: bool) -> Result<Option<Item>, ParseError> {
+        self.push_partial(tail, ascii)?;
+        let line_ascii = mem::replace(&mut self.line_ascii, true);
         let mut src = Buffered {
             line: mem::take(&mut self.line),
             frozen: None,
         };
         let len = src.line.len();
-        let result = self.process_line(&mut src, 0, len, false);
+        let result = self.process_line(&mut src, 0, len, line_ascii);
         // Keep the buffer for the next partial line (what is left of it when
         // the line was frozen into an item), unless one huge line grew it.
         let mut line = src.line;
@@ -830,6 +848,7 @@ impl State {
     /// the committed last event ID.
     fn clear_partial(&mut self) {
         self.line.clear();
+        self.line_ascii = true;
         if self.line.capacity() > RETAIN_CAPACITY {
             self.line = BytesMut::new();
         }

@@ -32,6 +32,21 @@ fn sample() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/market.sse")
 }
 
+/// Runs `sse-dump args` with `input` on standard input, to its end.
+fn with_stdin(args: &[&str], input: &[u8]) -> Output {
+    let mut child = sse_dump()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sse-dump starts");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(input).expect("sse-dump reads its input");
+    drop(stdin);
+    child.wait_with_output().expect("sse-dump ends")
+}
+
 fn json_lines(output: &Output) -> Vec<Value> {
     String::from_utf8(output.stdout.clone())
         .expect("UTF-8 output")
@@ -122,19 +137,10 @@ fn a_live_stream_shows_each_event_as_it_arrives() {
 
 #[test]
 fn a_limit_error_is_reported_as_json_with_exit_status_one() {
-    let mut child = sse_dump()
-        .args(["--max-line-len", "8"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"data: ok\n\ndata: far too long\n\n")
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = with_stdin(
+        &["--max-line-len", "8"],
+        b"data: ok\n\ndata: far too long\n\n",
+    );
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         json_lines(&output),
@@ -163,19 +169,7 @@ fn bad_arguments_and_missing_files_are_clear_errors() {
 
 #[test]
 fn a_truncated_stream_is_noted_on_stderr() {
-    let mut child = sse_dump()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"data: done\n\ndata: cut off")
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = with_stdin(&[], b"data: done\n\ndata: cut off");
     assert!(output.status.success());
     assert_eq!(json_lines(&output).len(), 1);
     assert!(String::from_utf8_lossy(&output.stderr).contains("ended in the middle of an event"));
