@@ -38,6 +38,9 @@ enum Cmd {
         /// Write the table into crates/sse-parser/README.md.
         #[arg(long)]
         update_readme: bool,
+        /// Do not run the benchmarks: report the last results in target/criterion.
+        #[arg(long)]
+        report_only: bool,
     },
     /// Check the repository's rules.
     Tidy,
@@ -62,7 +65,8 @@ fn try_main() -> Result<()> {
         Cmd::Bench {
             quick,
             update_readme,
-        } => bench::run(&root, quick, update_readme),
+            report_only,
+        } => bench::run(&root, quick, update_readme, report_only),
         Cmd::Tidy => {
             tidy::check(&root)?;
             println!("tidy: ok");

@@ -209,11 +209,9 @@ pub struct Parser {
     /// Input not yet consumed is `cur[pos..]`, then `queue` in order.
     cur: Bytes,
     pos: usize,
-    /// Whether `cur[pos..]` is all ASCII, so values cut from it need no UTF-8
-    /// validation: one fast pass over each chunk instead of one call per value.
-    /// Computed when first needed, after the line scan has brought the chunk
-    /// into the cache (`None` until then).
-    cur_ascii: Option<bool>,
+    /// What is known of `cur` being ASCII, so that values cut from it need no
+    /// UTF-8 validation (see `AsciiWindow`).
+    cur_ascii: AsciiWindow,
     queue: VecDeque<Bytes>,
     /// Backing store for `feed_slice`, recycled once its chunks are dropped.
     slice_buf: BytesMut,
@@ -278,7 +276,7 @@ impl Parser {
         Self {
             cur: Bytes::new(),
             pos: 0,
-            cur_ascii: None,
+            cur_ascii: AsciiWindow::default(),
             queue: VecDeque::new(),
             slice_buf: BytesMut::new(),
             state: State {
@@ -329,7 +327,7 @@ impl Parser {
                 }
                 return;
             }
-            self.cur_ascii = None;
+            self.cur_ascii = AsciiWindow::default();
             self.cur = chunk;
             self.pos = 0;
         } else {
@@ -367,7 +365,7 @@ impl Parser {
             if self.pos >= self.cur.len() {
                 match self.queue.pop_front() {
                     Some(chunk) => {
-                        self.cur_ascii = None;
+                        self.cur_ascii = AsciiWindow::default();
                         self.cur = chunk;
                         self.pos = 0;
                     }
@@ -490,11 +488,11 @@ impl fmt::Debug for Parser {
 
 impl State {
     /// Parses `chunk[*pos..]` until an item completes or the chunk is used up.
-    /// `ascii` says whether `chunk[*pos..]` is ASCII, once known.
+    /// `ascii` tracks which part of `chunk` is known to be ASCII.
     fn parse_chunk(
         &mut self,
         chunk: &Bytes,
-        ascii: &mut Option<bool>,
+        ascii: &mut AsciiWindow,
         pos: &mut usize,
     ) -> Result<Option<Item>, ParseError> {
         let buf = &chunk[..];
@@ -521,12 +519,12 @@ impl State {
             let Some(i) = found else {
                 self.stats.bytes_scanned += rest.len() as u64;
                 *pos = buf.len();
-                let ascii = *ascii.get_or_insert_with(|| rest.is_ascii());
+                let ascii = ascii.check(buf, at, buf.len());
                 self.push_partial(rest, ascii)?;
                 return Ok(None);
             };
-            let ascii = *ascii.get_or_insert_with(|| rest.is_ascii());
             let end = at + i;
+            let ascii = ascii.check(buf, at, end);
             let mut next = end + 1;
             self.stats.bytes_scanned += next as u64 - at as u64;
             if buf[end] == b'\r' {
@@ -864,6 +862,51 @@ impl State {
     }
 }
 
+/// Which part of the current chunk is known to be ASCII.
+///
+/// Values cut from ASCII input need no UTF-8 validation, and one `is_ascii`
+/// pass over a window of the chunk costs far less than one `from_utf8` call per
+/// short value. The window is 4 KiB ahead of the line being processed (not the
+/// whole chunk), so the check reads bytes that the line scan is about to read
+/// anyway, while they are in L1.
+#[derive(Clone, Copy)]
+struct AsciiWindow {
+    /// `chunk[..known_to]` has been checked...
+    known_to: usize,
+    /// ...and, where lines end inside it, is ASCII if this is true. (False:
+    /// the window holds a non-ASCII byte somewhere, so its lines are validated
+    /// one value at a time.)
+    ascii: bool,
+}
+
+impl Default for AsciiWindow {
+    fn default() -> Self {
+        Self {
+            known_to: 0,
+            ascii: true,
+        }
+    }
+}
+
+impl AsciiWindow {
+    const WINDOW: usize = 4096;
+
+    /// Whether `buf[at..end]` is known to be ASCII, checking ahead as needed.
+    #[inline]
+    fn check(&mut self, buf: &[u8], at: usize, end: usize) -> bool {
+        if end <= self.known_to {
+            return self.ascii;
+        }
+        // The part of the line inside the old window, if any, must be ASCII too.
+        let head = self.ascii || at >= self.known_to;
+        let from = self.known_to.max(at);
+        let to = end.max(from + Self::WINDOW).min(buf.len());
+        self.ascii = buf[from..to].is_ascii();
+        self.known_to = to;
+        head && self.ascii
+    }
+}
+
 /// Where a line's bytes live: in an input chunk, or in the partial-line
 /// buffer when the line spanned chunks.
 trait LineSource {
@@ -1010,6 +1053,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn ascii_window_is_conservative_across_boundaries() {
+        let mut buf = vec![b'a'; 9000];
+        buf[4000] = 0xFF;
+        let mut window = AsciiWindow::default();
+        // The first window holds the non-ASCII byte: its lines are validated.
+        assert!(!window.check(&buf, 0, 10));
+        assert_eq!(window.known_to, AsciiWindow::WINDOW);
+        // A line from inside that window into the next is validated too...
+        assert!(!window.check(&buf, 3990, 4200));
+        // ...and a line wholly inside the clean window is not.
+        assert!(window.check(&buf, 4300, 4400));
+        // A line starting after the old window needs only the new one.
+        let mut window = AsciiWindow::default();
+        assert!(!window.check(&buf, 0, 10));
+        assert!(window.check(&buf, 5000, 5100));
+        // The check never reads past the end of the chunk.
+        assert!(window.check(&buf, 8990, 9000));
+        assert_eq!(window.known_to, 9000);
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_line_across_an_ascii_window_is_replaced() {
+        // The comment makes the first ASCII window end inside the data line.
+        let mut input = b": c\ndata: ".to_vec();
+        input.resize(4000, b'x');
+        input.push(0xFF);
+        input.resize(4500, b'y');
+        input.extend_from_slice(b"\n\ndata: after\n\n");
+        let mut parser = Parser::new();
+        parser.feed(Bytes::from(input));
+        assert_eq!(parser.next_item(), Ok(Some(Item::Comment(" c".into()))));
+        let Ok(Some(Item::Event(event))) = parser.next_item() else {
+            panic!("an event")
+        };
+        assert_eq!(event.data.chars().filter(|&c| c == '\u{FFFD}').count(), 1);
+        assert_eq!(event.data.len(), 4000 - 10 + 3 + 499);
     }
 
     proptest! {

@@ -67,6 +67,34 @@ fn normalize_breaks(data: &str) -> String {
     data.replace("\r\n", "\n").replace('\r', "\n")
 }
 
+/// Long streams (beyond the parser's 4 KiB ASCII windows) of realistic lines,
+/// some with non-ASCII or invalid UTF-8 in them.
+fn long_stream() -> impl Strategy<Value = Vec<u8>> {
+    let line = prop_oneof![
+        4 => "[a-z0-9 ]{0,80}".prop_map(|v| format!("data: {v}\n").into_bytes()),
+        1 => "[a-z0-9]{0,40}".prop_map(|v| format!("id: {v}\n").into_bytes()),
+        1 => Just(b"\n".to_vec()),
+        1 => Just(b"data: caf\xC3\xA9 \xF0\x9F\x98\x80\n".to_vec()),
+        1 => Just(b"data: bad \xFF\xC3 bytes\n".to_vec()),
+        1 => Just(b"id: \xE2\x82\n".to_vec()),
+        1 => Just(b": \xFE comment\n".to_vec()),
+    ];
+    proptest::collection::vec(line, 100..400).prop_map(|lines| lines.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn long_streams_across_ascii_windows(input in long_stream(), size in 1usize..20_000) {
+        let whole = common::run(Limits::default(), [&input[..]], false);
+        let chunked = common::run(Limits::default(), input.chunks(size), false);
+        prop_assert_eq!(&chunked, &whole);
+        let bytewise = common::run(Limits::default(), input.chunks(1), true);
+        prop_assert_eq!(&bytewise, &whole);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
