@@ -4,8 +4,14 @@
 //! A check panics when the parser breaks its contract; the fuzzer reports the
 //! panic with the input.
 
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 use sse_parser::{Event, Item, Limits, ParseError, Parser, encode_event};
+use sse_state_machine::{
+    Config, ConnId, Delivery, FailureKind, Input, Machine, Output, Phase, RotateReason,
+};
 
 /// What one run of the parser yielded.
 type Run = (Vec<Item>, Option<ParseError>);
@@ -123,5 +129,105 @@ pub fn check_encode(data: &[u8]) {
             );
             assert_eq!(parser.next_item(), Ok(None), "one event, nothing more");
         }
+    }
+}
+
+/// Arbitrary bytes as a life of one upstream stream: each pair of bytes is an
+/// action (advance time, a response, data, an event, an end, a failure, a
+/// rotation, a reconnect, a stop) on a recent connection. Checks that the
+/// machine never panics, never schedules a deadline in the past, delivers
+/// only from its delivering connection, closes every connection at most
+/// once (and all of them after a stop), and is silent after the stop.
+pub fn check_state_machine(data: &[u8]) {
+    let Some((&seed, actions)) = data.split_first() else {
+        return;
+    };
+    let mut config = Config::default();
+    if seed & 1 == 1 {
+        config.attempt_budget = Some(2);
+        config.max_age = Some(Duration::from_secs(300));
+        config.handover_window = 3;
+    }
+    let Ok(mut machine) = Machine::new(config, u64::from(seed)) else {
+        return;
+    };
+    let mut now = Instant::now();
+    let mut conns: Vec<ConnId> = Vec::new();
+    let mut closed: HashSet<ConnId> = HashSet::new();
+    let mut stopped = false;
+    let mut drain = |machine: &mut Machine, conns: &mut Vec<ConnId>, now: Instant| {
+        while let Some(output) = machine.poll_output() {
+            assert!(!stopped, "output after the stop");
+            match output {
+                Output::Connect { conn, .. } => conns.push(conn),
+                Output::Close { conn, .. } => assert!(closed.insert(conn), "{conn} closed twice"),
+                Output::Retrying { at, .. } => assert!(at >= now),
+                Output::StateChanged { to, .. } => stopped |= to == Phase::Stopped,
+            }
+        }
+        if let Some(at) = machine.poll_timeout() {
+            assert!(at >= now, "a deadline in the past");
+        }
+    };
+    let _ = machine.handle_input(now, Input::Start);
+    drain(&mut machine, &mut conns, now);
+    for pair in actions.chunks(2) {
+        let (op, arg) = (pair[0], pair.get(1).copied().unwrap_or(0));
+        let conn = match conns.len() {
+            0 => None,
+            n => Some(conns[n - 1 - usize::from(arg >> 6).min(n - 1)]),
+        };
+        let input = match (op % 11, conn) {
+            (0, _) => {
+                now += Duration::from_millis(u64::from(arg) * 997);
+                machine.handle_timeout(now);
+                None
+            }
+            (1, Some(conn)) => Some(Input::Connected {
+                conn,
+                status: [200, 200, 204, 503, 429, 404, 301, 401][usize::from(arg & 7)],
+                event_stream: arg & 8 == 0,
+                retry_after: (arg & 16 != 0).then(|| Duration::from_secs(u64::from(arg))),
+            }),
+            (2, Some(conn)) => Some(Input::Data {
+                conn,
+                bytes: 1,
+                mid_event: arg & 1 == 1,
+            }),
+            (3, Some(conn)) => {
+                let id = (arg & 15).to_string().into();
+                let delivery = machine.on_event(now, conn, &id);
+                if delivery == Delivery::Deliver {
+                    assert_eq!(machine.delivering(), Some(conn));
+                }
+                None
+            }
+            (4, Some(conn)) => Some(Input::EndOfBody { conn }),
+            (5, Some(conn)) => Some(Input::Failed {
+                conn,
+                kind: FailureKind::Io,
+            }),
+            (6, Some(conn)) => Some(Input::Retry {
+                conn,
+                delay: Duration::from_millis(u64::from(arg) * 100),
+            }),
+            (7, Some(conn)) => Some(Input::LastEventId {
+                conn,
+                id: "x".into(),
+            }),
+            (8, _) => Some(Input::Rotate(RotateReason::Manual)),
+            (9, _) => Some(Input::Reconnect),
+            (10, _) if arg < 8 => Some(Input::Stop),
+            _ => None,
+        };
+        if let Some(input) = input {
+            let _ = machine.handle_input(now, input);
+        }
+        drain(&mut machine, &mut conns, now);
+    }
+    let _ = machine.handle_input(now, Input::Stop);
+    drain(&mut machine, &mut conns, now);
+    for conn in &conns {
+        assert!(closed.contains(conn), "{conn} open after the stop");
     }
 }

@@ -28,3 +28,8 @@ fn parse_corpus() {
 fn encode_corpus() {
     replay("encode", sse_fuzz::check_encode);
 }
+
+#[test]
+fn state_machine_corpus() {
+    replay("state_machine", sse_fuzz::check_state_machine);
+}
