@@ -99,6 +99,7 @@ pub fn record_error(kind: ErrorKind) {
 /// Records an advised rotation.
 pub fn record_rotation_advised(cause: RotateCause) {
     let cause = match cause {
+        RotateCause::Age(_) => "age",
         RotateCause::Errors(_) => "errors",
         RotateCause::Eventless(_) => "eventless",
         RotateCause::Degraded(_) => "degraded",

@@ -33,6 +33,10 @@ pub struct HealthConfig {
     /// A better verdict must hold this long before it is reported (recovery is
     /// sustained, not a blip). Default 60 s.
     pub recover_after: Duration,
+    /// Rotate a connection older than this. Default `None`: the state
+    /// machine already rotates by age, with jitter; set this when health
+    /// drives all rotations.
+    pub rotate_after_age: Option<Duration>,
     /// Rotate after this many errors within the window. Default 10.
     pub rotate_after_errors: u64,
     /// Rotate when no event came for this long although bytes (heartbeats)
@@ -63,6 +67,7 @@ impl Default for HealthConfig {
             disconnected_after: Duration::from_secs(30),
             degrade_after: Duration::from_secs(10),
             recover_after: Duration::from_secs(60),
+            rotate_after_age: None,
             rotate_after_errors: 10,
             rotate_when_eventless: Some(Duration::from_secs(300)),
             rotate_when_degraded: Duration::from_secs(300),
@@ -168,6 +173,8 @@ pub enum Maintenance {
 /// Why a rotation is advised.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RotateCause {
+    /// The connection is this old.
+    Age(Duration),
     /// Errors in the window reached the limit.
     Errors(u64),
     /// Bytes arrive but no event did for this long.
@@ -482,6 +489,10 @@ impl StreamHealth {
             .is_some_and(|t| now.saturating_duration_since(t) < c.min_rotation_interval);
         if recent {
             return None;
+        }
+        let age = now.saturating_duration_since(connected_at);
+        if c.rotate_after_age.is_some_and(|limit| age >= limit) {
+            return Some(Maintenance::Rotate(RotateCause::Age(age)));
         }
         let errors = self.errors.sum(now);
         if errors >= c.rotate_after_errors {

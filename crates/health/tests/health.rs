@@ -219,6 +219,25 @@ fn maintenance_rotates_on_errors_then_waits_for_the_interval() {
 }
 
 #[test]
+fn maintenance_rotates_by_age_when_asked_to() {
+    let mut sim = Sim::new(HealthConfig {
+        rotate_after_age: Some(secs(3600)),
+        ..HealthConfig::default()
+    });
+    sim.run(3599, steady);
+    assert_eq!(sim.health.maintenance(sim.now), None);
+    sim.run(1, steady);
+    assert_eq!(
+        sim.health.maintenance(sim.now),
+        Some(Maintenance::Rotate(RotateCause::Age(secs(3600))))
+    );
+    // The default leaves age to the state machine.
+    let mut sim = Sim::new(HealthConfig::default());
+    sim.run(24 * 3600, steady);
+    assert_eq!(sim.health.maintenance(sim.now), None);
+}
+
+#[test]
 fn maintenance_rotates_on_failure_ratio() {
     let mut sim = Sim::new(HealthConfig::default());
     sim.run(30, |h, now, s| {

@@ -26,9 +26,11 @@ pub struct Backoff {
     pub multiplier: f64,
     /// The largest delay after ordinary failures.
     pub max: Duration,
-    /// The largest delay after 429, 401 or 403: the server asked us to slow
-    /// down, or credentials must change.
-    pub max_throttled: Duration,
+    /// The largest delay after 429: the server asked us to slow down.
+    pub max_rate_limited: Duration,
+    /// The largest delay after 401 or 403: credentials must change, and
+    /// hammering an auth server helps nobody.
+    pub max_auth: Duration,
     /// How the delay is randomised.
     pub jitter: Jitter,
     /// The consecutive-failure count resets only after a connection stayed
@@ -47,7 +49,8 @@ impl Default for Backoff {
             initial: Duration::from_secs(1),
             multiplier: 2.0,
             max: Duration::from_secs(30),
-            max_throttled: Duration::from_secs(300),
+            max_rate_limited: Duration::from_secs(300),
+            max_auth: Duration::from_secs(300),
             jitter: Jitter::Half,
             reset_after: Duration::from_secs(60),
             reconnect_spread: Duration::from_secs(5),
@@ -157,7 +160,8 @@ impl Config {
             ("idle_timeout", self.idle_timeout),
             ("event_assembly_timeout", self.event_assembly_timeout),
             ("backoff.max", self.backoff.max),
-            ("backoff.max_throttled", self.backoff.max_throttled),
+            ("backoff.max_rate_limited", self.backoff.max_rate_limited),
+            ("backoff.max_auth", self.backoff.max_auth),
             ("cool_off", self.cool_off),
             ("handover_timeout", self.handover_timeout),
         ];
@@ -186,8 +190,11 @@ impl Config {
         if self.backoff.initial > self.backoff.max {
             return err("backoff.initial", "must not exceed backoff.max");
         }
-        if self.backoff.max > self.backoff.max_throttled {
-            return err("backoff.max_throttled", "must be at least backoff.max");
+        if self.backoff.max > self.backoff.max_rate_limited {
+            return err("backoff.max_rate_limited", "must be at least backoff.max");
+        }
+        if self.backoff.max > self.backoff.max_auth {
+            return err("backoff.max_auth", "must be at least backoff.max");
         }
         if self.retry_min > self.retry_max {
             return err("retry_min", "must not exceed retry_max");
@@ -219,7 +226,8 @@ mod tests {
         assert_eq!(c.connect_timeout, Duration::from_secs(5));
         assert_eq!(c.idle_timeout, Duration::from_secs(90));
         assert_eq!(c.backoff.max, Duration::from_secs(30));
-        assert_eq!(c.backoff.max_throttled, Duration::from_secs(300));
+        assert_eq!(c.backoff.max_rate_limited, Duration::from_secs(300));
+        assert_eq!(c.backoff.max_auth, Duration::from_secs(300));
         assert_eq!(c.backoff.reset_after, Duration::from_secs(60));
         assert_eq!(c.retry_after_max, Duration::from_secs(600));
         assert_eq!(c.max_age, Some(Duration::from_secs(12 * 3600)));

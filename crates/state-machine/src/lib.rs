@@ -64,7 +64,7 @@
 //! # Decisions
 //!
 //! - **Backoff**: exponential (`initial`, `multiplier`, cap `max`, or
-//!   `max_throttled` after 429, 401 and 403), jittered, reset only after a
+//!   `max_rate_limited` after 429, `max_auth` after 401 and 403), jittered, reset only after a
 //!   connection stayed healthy for `reset_after`, so a flapping upstream keeps
 //!   backing off. A server's `retry:` replaces `initial` (clamped);
 //!   `Retry-After` sets a floor (clamped). The first retry after an

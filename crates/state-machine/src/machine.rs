@@ -314,8 +314,10 @@ impl std::error::Error for Error {}
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Class {
     Normal,
-    /// 429, 401, 403: the larger cap.
-    Throttled,
+    /// 429: the rate-limit cap.
+    RateLimited,
+    /// 401, 403: the auth cap.
+    Auth,
 }
 
 /// One connection the machine holds.
@@ -1063,7 +1065,8 @@ impl Machine {
         let base = self.server_retry.unwrap_or(b.initial);
         let cap = match class {
             Class::Normal => b.max,
-            Class::Throttled => b.max_throttled,
+            Class::RateLimited => b.max_rate_limited,
+            Class::Auth => b.max_auth,
         }
         .max(base);
         let exponent = i32::try_from(self.attempts.saturating_sub(1))
@@ -1147,7 +1150,8 @@ enum Verdict {
 fn classify(status: u16) -> Verdict {
     match status {
         204 => Verdict::Stop(StopReason::NoContent),
-        429 | 401 | 403 => Verdict::Retry(Class::Throttled),
+        429 => Verdict::Retry(Class::RateLimited),
+        401 | 403 => Verdict::Retry(Class::Auth),
         408 => Verdict::Retry(Class::Normal),
         400..=499 => Verdict::Stop(StopReason::ClientError(status)),
         // 5xx, a 200 that is not an event stream, and anything unexpected

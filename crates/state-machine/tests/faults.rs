@@ -112,9 +112,16 @@ fn f2_retry_after_is_honoured_and_clamped_and_the_body_is_not_parsed() {
 }
 
 #[test]
-fn f2_429_401_403_use_the_throttled_cap() {
-    for status in [429, 401, 403] {
-        let config = exact();
+fn f2_429_401_403_use_their_own_caps() {
+    let mut config = exact();
+    config.backoff.max_rate_limited = secs(120);
+    config.backoff.max_auth = secs(600);
+    for (status, cap) in [
+        (429, secs(120)),
+        (401, secs(600)),
+        (403, secs(600)),
+        (503, secs(30)),
+    ] {
         let mut d = Driver::new(config.clone(), 3);
         d.input(Input::Start);
         let mut last = Duration::ZERO;
@@ -123,7 +130,7 @@ fn f2_429_401_403_use_the_throttled_cap() {
             last = d.backoff();
             d.next_deadline();
         }
-        assert_eq!(last, config.backoff.max_throttled, "status {status}");
+        assert_eq!(last, cap, "status {status}");
     }
 }
 
