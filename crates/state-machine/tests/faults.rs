@@ -50,8 +50,7 @@ fn assert_in(delay: Duration, (lo, hi): (Duration, Duration), what: &str) {
 #[test]
 fn f1_refused_connections_back_off_within_the_jitter_band_and_recover() {
     let config = Config::default();
-    let mut d = Driver::new(config.clone(), 1);
-    d.input(Input::Start);
+    let mut d = Driver::started(config.clone(), 1);
     for k in 1..=1000u32 {
         let conn = d.last_connect();
         d.input(Input::Failed {
@@ -79,8 +78,7 @@ fn f1_refused_connections_back_off_within_the_jitter_band_and_recover() {
 fn f2_retry_after_is_honoured_and_clamped_and_the_body_is_not_parsed() {
     let config = exact();
     // Seconds (or a date the shell resolved to a delay): honoured exactly.
-    let mut d = Driver::new(config.clone(), 2);
-    d.input(Input::Start);
+    let mut d = Driver::started(config.clone(), 2);
     d.respond(503, Some(secs(120)));
     assert_eq!(d.last_reason(), Reason::Status(503));
     assert_eq!(d.backoff(), secs(120));
@@ -122,8 +120,7 @@ fn f2_429_401_403_use_their_own_caps() {
         (403, secs(600)),
         (503, secs(30)),
     ] {
-        let mut d = Driver::new(config.clone(), 3);
-        d.input(Input::Start);
+        let mut d = Driver::started(config.clone(), 3);
         let mut last = Duration::ZERO;
         for _ in 0..12 {
             d.respond(status, None);
@@ -136,9 +133,7 @@ fn f2_429_401_403_use_their_own_caps() {
 
 #[test]
 fn f3_close_mid_event_reconnects_with_the_last_complete_id() {
-    let mut d = Driver::new(exact(), 3);
-    d.input(Input::Start);
-    let conn = d.accept();
+    let (mut d, conn) = Driver::open(exact(), 3);
     d.data(conn, false);
     assert_eq!(d.event(conn, "1"), Delivery::Deliver);
     assert_eq!(d.event(conn, "2"), Delivery::Deliver);
@@ -151,9 +146,7 @@ fn f3_close_mid_event_reconnects_with_the_last_complete_id() {
 
 #[test]
 fn f3_last_event_id_committed_without_data_is_carried() {
-    let mut d = Driver::new(exact(), 3);
-    d.input(Input::Start);
-    let conn = d.accept();
+    let (mut d, conn) = Driver::open(exact(), 3);
     d.event(conn, "7");
     d.input(Input::LastEventId {
         conn,
@@ -170,9 +163,7 @@ fn f3_last_event_id_committed_without_data_is_carried() {
 #[test]
 fn f4_a_stalled_stream_is_detected_at_the_idle_timeout() {
     let config = exact();
-    let mut d = Driver::new(config.clone(), 4);
-    d.input(Input::Start);
-    let conn = d.accept();
+    let (mut d, conn) = Driver::open(config.clone(), 4);
     d.advance(secs(2));
     d.data(conn, false);
     let last_byte = d.now;
@@ -194,8 +185,7 @@ fn f4_a_stalled_stream_is_detected_at_the_idle_timeout() {
 #[test]
 fn f4_connect_and_first_byte_deadlines() {
     let config = exact();
-    let mut d = Driver::new(config.clone(), 4);
-    d.input(Input::Start);
+    let mut d = Driver::started(config.clone(), 4);
     assert_eq!(d.next_deadline(), config.connect_timeout);
     assert_eq!(d.last_reason(), Reason::Timeout(TimeoutKind::Connect));
     d.next_deadline();
@@ -207,9 +197,7 @@ fn f4_connect_and_first_byte_deadlines() {
 #[test]
 fn f6_a_one_byte_per_second_drip_is_recycled_at_the_assembly_deadline() {
     let config = exact();
-    let mut d = Driver::new(config.clone(), 6);
-    d.input(Input::Start);
-    let conn = d.accept();
+    let (mut d, conn) = Driver::open(config.clone(), 6);
     d.data(conn, true); // an event starts
     let started = d.now;
     while d.phase() == Phase::Open {
@@ -232,9 +220,7 @@ fn f6_a_one_byte_per_second_drip_is_recycled_at_the_assembly_deadline() {
 #[test]
 fn f6_completed_events_reset_the_assembly_deadline() {
     let config = exact();
-    let mut d = Driver::new(config.clone(), 6);
-    d.input(Input::Start);
-    let conn = d.accept();
+    let (mut d, conn) = Driver::open(config.clone(), 6);
     // Slow but complete events, each within the deadline: the stream lives.
     for _ in 0..100 {
         d.data(conn, true);
@@ -247,8 +233,7 @@ fn f6_completed_events_reset_the_assembly_deadline() {
 
 #[test]
 fn f14_204_stops_for_good() {
-    let mut d = Driver::new(exact(), 14);
-    d.input(Input::Start);
+    let mut d = Driver::started(exact(), 14);
     let conn = d.respond(204, None);
     assert_eq!(d.phase(), Phase::Stopped);
     assert_eq!(d.last_reason(), Reason::Stop(StopReason::NoContent));
@@ -269,8 +254,7 @@ fn f14_204_stops_for_good() {
 #[test]
 fn f14_other_4xx_stop_and_say_why() {
     for status in [400, 404, 410] {
-        let mut d = Driver::new(exact(), 14);
-        d.input(Input::Start);
+        let mut d = Driver::started(exact(), 14);
         d.respond(status, None);
         assert_eq!(
             d.last_reason(),
@@ -279,16 +263,14 @@ fn f14_other_4xx_stop_and_say_why() {
         assert_eq!(d.machine.poll_timeout(), None);
     }
     // 408 is a timeout: retried.
-    let mut d = Driver::new(exact(), 14);
-    d.input(Input::Start);
+    let mut d = Driver::started(exact(), 14);
     d.respond(408, None);
     assert_eq!(d.phase(), Phase::BackingOff);
 }
 
 #[test]
 fn f14_wrong_content_type_is_an_error_with_backoff() {
-    let mut d = Driver::new(exact(), 14);
-    d.input(Input::Start);
+    let mut d = Driver::started(exact(), 14);
     let conn = d.last_connect();
     d.input(Input::Connected {
         conn,
@@ -309,9 +291,7 @@ fn f15_retry_field_is_clamped() {
         (Duration::from_millis(999_999_999), secs(60)),
         (secs(7), secs(7)),
     ] {
-        let mut d = Driver::new(config.clone(), 15);
-        d.input(Input::Start);
-        let conn = d.accept();
+        let (mut d, conn) = Driver::open(config.clone(), 15);
         d.input(Input::Retry { conn, delay: asked });
         d.input(Input::EndOfBody { conn });
         assert_eq!(d.backoff(), used, "retry: {asked:?}");
@@ -324,8 +304,7 @@ fn f19_a_flapping_upstream_backs_off_up_to_the_cap() {
         max_age: None,
         ..Config::default()
     };
-    let mut d = Driver::new(config.clone(), 19);
-    d.input(Input::Start);
+    let mut d = Driver::started(config.clone(), 19);
     let mut delays = Vec::new();
     // 72 virtual hours: accept, send a little, die within a second.
     while d.now - d.start < secs(72 * 3600) {
@@ -359,8 +338,7 @@ fn f19_a_flapping_upstream_backs_off_up_to_the_cap() {
 #[test]
 fn f19_a_healthy_minute_resets_the_backoff() {
     let config = exact();
-    let mut d = Driver::new(config.clone(), 19);
-    d.input(Input::Start);
+    let mut d = Driver::started(config.clone(), 19);
     for _ in 0..5 {
         let conn = d.accept();
         d.data(conn, false);
@@ -385,9 +363,7 @@ fn f20_a_thousand_streams_dropped_together_reconnect_spread_out() {
     for i in 0..1000u64 {
         // Production seeds each stream from its key and the process's randomness.
         let seed = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED;
-        let mut d = Driver::new(config.clone(), seed);
-        d.input(Input::Start);
-        let conn = d.accept();
+        let (mut d, conn) = Driver::open(config.clone(), seed);
         d.data(conn, false);
         d.advance(secs(5));
         // The upstream restarts: every stream loses its connection now.
@@ -411,8 +387,7 @@ fn attempt_budget_leads_to_a_cool_off_not_to_giving_up() {
         attempt_budget: Some(3),
         ..exact()
     };
-    let mut d = Driver::new(config.clone(), 9);
-    d.input(Input::Start);
+    let mut d = Driver::started(config.clone(), 9);
     for _ in 0..2 {
         d.respond(503, None);
         d.next_deadline();
@@ -435,9 +410,7 @@ fn rotation_by_age_is_make_before_break_with_no_gap_and_no_duplicate() {
         max_age_jitter: 0.0,
         ..exact()
     };
-    let mut d = Driver::new(config, 10);
-    d.input(Input::Start);
-    let old = d.accept();
+    let (mut d, old) = Driver::open(config, 10);
     d.data(old, false);
     let mut delivered = Vec::new();
     for i in 1..=5 {
@@ -479,9 +452,7 @@ fn rotation_by_age_is_make_before_break_with_no_gap_and_no_duplicate() {
 
 #[test]
 fn rotation_hands_over_when_the_new_connection_is_ahead() {
-    let mut d = Driver::new(exact(), 11);
-    d.input(Input::Start);
-    let old = d.accept();
+    let (mut d, old) = Driver::open(exact(), 11);
     d.event(old, "1");
     d.input(Input::Rotate(RotateReason::Degraded));
     let new = d.accept();
@@ -494,9 +465,7 @@ fn rotation_hands_over_when_the_new_connection_is_ahead() {
 #[test]
 fn rotation_that_cannot_take_over_is_abandoned_and_retried() {
     let config = exact();
-    let mut d = Driver::new(config.clone(), 12);
-    d.input(Input::Start);
-    let old = d.accept();
+    let (mut d, old) = Driver::open(config.clone(), 12);
     d.data(old, false);
     d.input(Input::Rotate(RotateReason::Stale));
     let first = d.last_connect();
@@ -520,9 +489,7 @@ fn rotation_that_cannot_take_over_is_abandoned_and_retried() {
 
 #[test]
 fn losing_the_old_connection_mid_rotation_hands_over_at_once() {
-    let mut d = Driver::new(exact(), 13);
-    d.input(Input::Start);
-    let old = d.accept();
+    let (mut d, old) = Driver::open(exact(), 13);
     d.event(old, "1");
     d.input(Input::Rotate(RotateReason::Errors));
     let new = d.accept();
@@ -552,8 +519,7 @@ fn check_response(
     reason: Reason,
     close: Option<CloseReason>,
 ) {
-    let mut d = Driver::new(exact(), 30);
-    d.input(Input::Start);
+    let mut d = Driver::started(exact(), 30);
     let conn = d.last_connect();
     d.input(Input::Connected {
         conn,
@@ -628,9 +594,7 @@ fn check_loss(
     reason: Reason,
     close: CloseReason,
 ) {
-    let mut d = Driver::new(exact(), 31);
-    d.input(Input::Start);
-    let conn = d.accept();
+    let (mut d, conn) = Driver::open(exact(), 31);
     d.data(conn, false);
     d.input(input(conn));
     assert_eq!((d.phase(), d.last_reason()), (Phase::BackingOff, reason));
@@ -660,9 +624,7 @@ fn loss_table() {
 
 #[test]
 fn stop_is_final_and_idempotent() {
-    let mut d = Driver::new(exact(), 20);
-    d.input(Input::Start);
-    let old = d.accept();
+    let (mut d, old) = Driver::open(exact(), 20);
     d.input(Input::Rotate(RotateReason::Manual));
     let new = d.last_connect();
     d.input(Input::Stop);
@@ -747,9 +709,7 @@ fn illegal_inputs_are_typed_errors_and_change_nothing() {
 
 #[test]
 fn reconnect_drops_and_connects_at_once() {
-    let mut d = Driver::new(exact(), 22);
-    d.input(Input::Start);
-    let conn = d.accept();
+    let (mut d, conn) = Driver::open(exact(), 22);
     d.event(conn, "4");
     d.input(Input::Reconnect);
     assert_eq!(d.closes(conn), [CloseReason::Reconnect]);
@@ -760,8 +720,7 @@ fn reconnect_drops_and_connects_at_once() {
 
 #[test]
 fn news_about_closed_connections_is_ignored() {
-    let mut d = Driver::new(exact(), 23);
-    d.input(Input::Start);
+    let mut d = Driver::started(exact(), 23);
     let first = d.last_connect();
     d.input(Input::Failed {
         conn: first,
@@ -783,9 +742,7 @@ fn news_about_closed_connections_is_ignored() {
 
 #[test]
 fn the_state_changes_name_their_reasons() {
-    let mut d = Driver::new(exact(), 24);
-    d.input(Input::Start);
-    let conn = d.accept();
+    let (mut d, conn) = Driver::open(exact(), 24);
     d.input(Input::Failed {
         conn,
         kind: FailureKind::Tls,

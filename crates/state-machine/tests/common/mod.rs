@@ -32,6 +32,20 @@ impl Driver {
         }
     }
 
+    /// A driver whose machine has started (and asked to connect).
+    pub fn started(config: Config, seed: u64) -> Self {
+        let mut d = Self::new(config, seed);
+        d.input(Input::Start);
+        d
+    }
+
+    /// A driver whose machine has an open connection.
+    pub fn open(config: Config, seed: u64) -> (Self, ConnId) {
+        let mut d = Self::started(config, seed);
+        let conn = d.accept();
+        (d, conn)
+    }
+
     /// Seconds since the start, for messages.
     pub fn t(&self) -> f64 {
         (self.now - self.start).as_secs_f64()
