@@ -1,0 +1,713 @@
+//! The server: accept loop, request routing, and one task per stream that
+//! plays its connection's script.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::{Body, Frame, Incoming};
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION, RETRY_AFTER};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::feed::{FeedEvent, Quotes, Topic};
+
+/// How one connection to a topic behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The live feed, with replay from `Last-Event-ID`.
+    Normal,
+    /// Close the connection without any response.
+    Refuse,
+    /// Answer 200 with the headers, then stay silent (no byte, ever).
+    Stall,
+    /// Answer 200, then send the feed one byte per `interval`.
+    Drip {
+        /// The time between bytes.
+        interval: Duration,
+    },
+    /// Send `after_events` events, then half of the next one, then close.
+    CloseMidEvent {
+        /// Complete events first.
+        after_events: usize,
+    },
+    /// Send `after_events` events, then end the body cleanly.
+    EndAfter {
+        /// Events before the end.
+        after_events: usize,
+    },
+    /// Send malformed input among valid events.
+    Garbage(Garbage),
+    /// A line that never ends (`data: xxx...`), up to `max_bytes`, then close.
+    EndlessLine {
+        /// Stop after this many bytes, so the server always stops by itself.
+        max_bytes: usize,
+    },
+    /// Answer with this status, optional `Retry-After`, and a body that looks
+    /// like SSE (it must not be parsed as such).
+    Status {
+        /// The status code.
+        code: u16,
+        /// The `Retry-After` header, verbatim (seconds, a date, or garbage).
+        retry_after: Option<String>,
+    },
+    /// Answer 200 with `Content-Type: application/json`.
+    WrongContentType,
+    /// Answer with a redirect. `location: None` sends no `Location` header.
+    Redirect {
+        /// 301, 302, 303, 307 or 308.
+        code: u16,
+        /// The `Location` header value (relative or absolute).
+        location: Option<String>,
+    },
+    /// Wait this long before answering, then behave normally.
+    SlowStart {
+        /// The delay before the response headers.
+        delay: Duration,
+    },
+}
+
+impl Fault {
+    /// A status response without `Retry-After`; add one with
+    /// [`retry_after`](Self::retry_after).
+    pub fn status(code: u16) -> Self {
+        Self::Status {
+            code,
+            retry_after: None,
+        }
+    }
+
+    /// Sets `Retry-After` on a [`Fault::Status`]; other faults are unchanged.
+    #[must_use]
+    pub fn retry_after(self, value: impl Into<String>) -> Self {
+        match self {
+            Self::Status { code, .. } => Self::Status {
+                code,
+                retry_after: Some(value.into()),
+            },
+            other => other,
+        }
+    }
+}
+
+/// Kinds of malformed input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Garbage {
+    /// Invalid UTF-8 in data.
+    InvalidUtf8,
+    /// An `id` containing NUL (clients must ignore it).
+    NulInId,
+    /// Events with CR-only line endings.
+    CrOnly,
+    /// A `retry: -1` field (clients must ignore it).
+    NegativeRetry,
+}
+
+/// A request the server received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// The method.
+    pub method: String,
+    /// The path and query.
+    pub uri: String,
+    /// The headers, names in lower case, in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RecordedRequest {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Entry point: [`Sim::builder`].
+#[derive(Debug)]
+pub struct Sim;
+
+impl Sim {
+    /// A builder with the defaults: topics AAPL, MSFT, GOOG, AMZN, TSLA; 10
+    /// events per second per topic; a heartbeat comment every 15 s; 10,000
+    /// events of history per topic; seed 0.
+    pub fn builder() -> SimBuilder {
+        SimBuilder {
+            topics: ["AAPL", "MSFT", "GOOG", "AMZN", "TSLA"]
+                .map(String::from)
+                .to_vec(),
+            events_per_sec: 10.0,
+            heartbeat: Duration::from_secs(15),
+            history: 10_000,
+            seed: 0,
+            scripts: HashMap::new(),
+        }
+    }
+}
+
+/// Configures and starts a simulated upstream.
+#[derive(Debug, Clone)]
+pub struct SimBuilder {
+    topics: Vec<String>,
+    events_per_sec: f64,
+    heartbeat: Duration,
+    history: usize,
+    seed: u64,
+    scripts: HashMap<String, VecDeque<Fault>>,
+}
+
+impl SimBuilder {
+    /// The topics served.
+    #[must_use]
+    pub fn topics<I: IntoIterator<Item = S>, S: Into<String>>(mut self, topics: I) -> Self {
+        self.topics = topics.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Events per second per topic (0 for none: a quiet feed).
+    #[must_use]
+    pub fn events_per_sec(mut self, rate: f64) -> Self {
+        self.events_per_sec = rate;
+        self
+    }
+
+    /// The interval of `: heartbeat` comments on every stream.
+    #[must_use]
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.heartbeat = interval;
+        self
+    }
+
+    /// Events kept per topic for `Last-Event-ID` replay.
+    #[must_use]
+    pub fn history(mut self, events: usize) -> Self {
+        self.history = events;
+        self
+    }
+
+    /// The seed of the price walks.
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The behaviours of the next connections to `topic`, in order.
+    #[must_use]
+    pub fn script(mut self, topic: &str, faults: impl IntoIterator<Item = Fault>) -> Self {
+        self.scripts
+            .entry(topic.to_string())
+            .or_default()
+            .extend(faults);
+        self
+    }
+
+    /// Binds `addr` (loopback only) and starts serving.
+    ///
+    /// # Errors
+    ///
+    /// The address is not loopback, a rate is not finite and non-negative,
+    /// or binding failed.
+    pub async fn start(self, addr: &str) -> io::Result<SimHandle> {
+        let addr: SocketAddr = addr.parse().map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("listen address {addr:?}: {e}"),
+            )
+        })?;
+        if !addr.ip().is_loopback() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the simulator listens on loopback only, not {}", addr.ip()),
+            ));
+        }
+        if !(self.events_per_sec.is_finite() && self.events_per_sec >= 0.0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "events per second must be >= 0",
+            ));
+        }
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let state = Arc::new(State {
+            topics: self
+                .topics
+                .iter()
+                .map(|t| (t.clone(), Topic::new(t.clone(), self.history)))
+                .collect(),
+            scripts: Mutex::new(self.scripts),
+            requests: Mutex::new(VecDeque::new()),
+            connections: AtomicUsize::new(0),
+            active_streams: AtomicUsize::new(0),
+            heartbeat: self.heartbeat,
+            stop: stop_rx.clone(),
+            kick: watch::channel(0).0,
+            down_until: Mutex::new(None),
+        });
+        let mut tasks = JoinSet::new();
+        if self.events_per_sec > 0.0 {
+            let period = Duration::from_secs_f64(1.0 / self.events_per_sec);
+            for topic in state.topics.values() {
+                tasks.spawn(generate(
+                    topic.clone(),
+                    Quotes::new(&topic.name, self.seed),
+                    period,
+                    stop_rx.clone(),
+                ));
+            }
+        }
+        tasks.spawn(accept_loop(listener, state.clone(), stop_rx));
+        Ok(SimHandle {
+            addr: local,
+            state,
+            stop: stop_tx,
+            tasks: Mutex::new(tasks),
+        })
+    }
+}
+
+/// A running simulator. Dropping it stops everything.
+#[derive(Debug)]
+pub struct SimHandle {
+    addr: SocketAddr,
+    state: Arc<State>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<JoinSet<()>>,
+}
+
+impl SimHandle {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The stream URL of `topic`.
+    pub fn stream_url(&self, topic: &str) -> String {
+        format!("{}/v1/quotes/{topic}/stream", self.url())
+    }
+
+    /// The last 1,000 requests received, oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.requests.lock().iter().cloned().collect()
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::Relaxed)
+    }
+
+    /// Streams being served now.
+    pub fn active_streams(&self) -> usize {
+        self.state.active_streams.load(Ordering::Relaxed)
+    }
+
+    /// Adds behaviours for the next connections to `topic`.
+    pub fn script(&self, topic: &str, faults: impl IntoIterator<Item = Fault>) {
+        self.state
+            .scripts
+            .lock()
+            .entry(topic.to_string())
+            .or_default()
+            .extend(faults);
+    }
+
+    /// The id of the newest event of `topic`, if any.
+    pub fn last_id(&self, topic: &str) -> Option<u64> {
+        self.state.topics.get(topic).and_then(|t| t.last_id())
+    }
+
+    /// Simulates a restart of the upstream: every open connection is dropped,
+    /// new ones are dropped at once for `downtime`, then the feed is served
+    /// again. The feed's ids and history survive, as they would on a real
+    /// upstream that persists them, so clients can resume with `Last-Event-ID`.
+    pub fn restart(&self, downtime: Duration) {
+        *self.state.down_until.lock() = Some(tokio::time::Instant::now() + downtime);
+        self.state.kick.send_modify(|generation| *generation += 1);
+    }
+
+    /// Stops accepting, ends every stream, and waits (at most 5 s) for every
+    /// task to finish.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let mut tasks = std::mem::take(&mut *self.tasks.lock());
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(5), drain)
+            .await
+            .is_err()
+        {
+            tasks.abort_all();
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        self.tasks.lock().abort_all();
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    topics: HashMap<String, Arc<Topic>>,
+    scripts: Mutex<HashMap<String, VecDeque<Fault>>>,
+    requests: Mutex<VecDeque<RecordedRequest>>,
+    connections: AtomicUsize,
+    active_streams: AtomicUsize,
+    heartbeat: Duration,
+    stop: watch::Receiver<bool>,
+    /// Bumped to drop every open connection (a restart).
+    kick: watch::Sender<u64>,
+    /// While set and in the future, new connections are dropped at accept.
+    down_until: Mutex<Option<tokio::time::Instant>>,
+}
+
+/// Waits until `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+async fn generate(
+    topic: Arc<Topic>,
+    mut quotes: Quotes,
+    period: Duration,
+    stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let run = async {
+        loop {
+            tick.tick().await;
+            topic.publish(quotes.next(&topic.name));
+        }
+    };
+    tokio::select! {
+        () = run => {}
+        () = stopped(stop) => {}
+    }
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<State>, stop: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    let accept = async {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                // Out of file descriptors, say: back off a little, go on.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            state.connections.fetch_add(1, Ordering::Relaxed);
+            let down = state
+                .down_until
+                .lock()
+                .is_some_and(|until| tokio::time::Instant::now() < until);
+            if down {
+                // Restarting: the connection is refused (closed at once).
+                drop(socket);
+                continue;
+            }
+            let state = state.clone();
+            let stop = stop.clone();
+            let mut kick = state.kick.subscribe();
+            connections.spawn(async move {
+                let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let conn = builder.serve_connection(TokioIo::new(socket), service);
+                tokio::select! {
+                    _ = conn => {}
+                    () = stopped(stop) => {}
+                    _ = kick.changed() => {}
+                }
+            });
+            // Reap finished connections so the set stays small.
+            while connections.try_join_next().is_some() {}
+        }
+    };
+    tokio::select! {
+        () = accept => {}
+        () = stopped(stop.clone()) => {}
+    }
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
+}
+
+type SimBody = BoxBody<Bytes, io::Error>;
+
+fn full(status: StatusCode, body: &'static str) -> Response<SimBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from_static(body.as_bytes()))
+            .map_err(|e: Infallible| match e {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<SimBody>, io::Error> {
+    {
+        let mut requests = state.requests.lock();
+        if requests.len() == 1000 {
+            requests.pop_front();
+        }
+        requests.push_back(RecordedRequest {
+            method: req.method().to_string(),
+            uri: req.uri().to_string(),
+            headers: req
+                .headers()
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+        });
+    }
+    let path = req.uri().path();
+    let Some(topic_name) = path
+        .strip_prefix("/v1/quotes/")
+        .and_then(|rest| rest.strip_suffix("/stream"))
+    else {
+        return Ok(full(StatusCode::NOT_FOUND, "no such path\n"));
+    };
+    let Some(topic) = state.topics.get(topic_name).cloned() else {
+        return Ok(full(StatusCode::NOT_FOUND, "no such topic\n"));
+    };
+    let last_event_id = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let fault = state
+        .scripts
+        .lock()
+        .get_mut(topic_name)
+        .and_then(VecDeque::pop_front)
+        .unwrap_or(Fault::Normal);
+
+    let fault = match fault {
+        Fault::SlowStart { delay } => {
+            tokio::time::sleep(delay).await;
+            Fault::Normal
+        }
+        other => other,
+    };
+    match fault {
+        Fault::Refuse => Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "scripted refusal",
+        )),
+        Fault::Status { code, retry_after } => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            // A body that looks like SSE: a client must not parse it.
+            let mut response = full(status, "id: 999\ndata: this error body is not an event\n\n");
+            if let Some(value) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                response.headers_mut().insert(RETRY_AFTER, value);
+            }
+            Ok(response)
+        }
+        Fault::WrongContentType => {
+            let mut response = full(StatusCode::OK, "{\"not\":\"a stream\"}\n");
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            Ok(response)
+        }
+        Fault::Redirect { code, location } => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND);
+            let mut response = full(status, "");
+            if let Some(value) = location.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                response.headers_mut().insert(LOCATION, value);
+            }
+            Ok(response)
+        }
+        stream_fault => {
+            let (tx, rx) = mpsc::channel(64);
+            let guard = ActiveGuard::new(&state);
+            tokio::spawn(play(
+                topic,
+                stream_fault,
+                last_event_id,
+                state.heartbeat,
+                tx,
+                state.stop.clone(),
+                guard,
+            ));
+            let mut response = Response::new(ChannelBody { rx }.boxed());
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            response
+                .headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            Ok(response)
+        }
+    }
+}
+
+/// Counts a stream as active while it lives.
+struct ActiveGuard(Arc<State>);
+
+impl ActiveGuard {
+    fn new(state: &Arc<State>) -> Self {
+        state.active_streams.fetch_add(1, Ordering::Relaxed);
+        Self(state.clone())
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active_streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body fed by a channel; the stream ends when the sender goes.
+struct ChannelBody {
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
+    }
+}
+
+/// Plays one stream: replay, then live events and heartbeats, shaped by
+/// `fault`. Ends when the client goes (`tx` fails), the script ends it, or
+/// the simulator stops.
+async fn play(
+    topic: Arc<Topic>,
+    fault: Fault,
+    last_event_id: Option<u64>,
+    heartbeat: Duration,
+    tx: mpsc::Sender<Bytes>,
+    stop: watch::Receiver<bool>,
+    _active: ActiveGuard,
+) {
+    let run = async {
+        if fault == Fault::Stall {
+            // Headers only; keep the sender so the body stays open.
+            std::future::pending::<()>().await;
+        }
+        if let Fault::EndlessLine { max_bytes } = fault {
+            let _ = tx.send(Bytes::from_static(b"data: ")).await;
+            let block = Bytes::from(vec![b'x'; 8192]);
+            let mut sent = 0;
+            while sent < max_bytes {
+                if tx.send(block.clone()).await.is_err() {
+                    return;
+                }
+                sent += block.len();
+            }
+            return;
+        }
+        let _ = tx
+            .send(Bytes::from_static(b": ssegate upstream simulator\n\n"))
+            .await;
+        let (replay, mut live) = topic.subscribe(last_event_id);
+        let mut sent_events = 0usize;
+        let mut garbage_sent = false;
+        let mut ticker = tokio::time::interval(heartbeat);
+        ticker.tick().await;
+        let mut pending: VecDeque<FeedEvent> = replay.into();
+        loop {
+            let event = match pending.pop_front() {
+                Some(event) => event,
+                None => tokio::select! {
+                    received = live.recv() => match received {
+                        Ok(event) => event,
+                        // Too slow for the live feed: end the stream; the
+                        // client resumes with Last-Event-ID.
+                        Err(_) => return,
+                    },
+                    _ = ticker.tick() => {
+                        if tx.send(Bytes::from_static(b": heartbeat\n")).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                },
+            };
+            match &fault {
+                Fault::CloseMidEvent { after_events } if sent_events == *after_events => {
+                    let half = event.wire.slice(..event.wire.len() / 2);
+                    let _ = tx.send(half).await;
+                    return;
+                }
+                Fault::EndAfter { after_events } if sent_events == *after_events => return,
+                Fault::Garbage(kind) if !garbage_sent => {
+                    garbage_sent = true;
+                    if tx.send(Bytes::from_static(garbage(*kind))).await.is_err() {
+                        return;
+                    }
+                }
+                _ => {}
+            }
+            let wire = match fault {
+                Fault::Garbage(Garbage::CrOnly) => Bytes::from(
+                    event
+                        .wire
+                        .iter()
+                        .map(|&b| if b == b'\n' { b'\r' } else { b })
+                        .collect::<Vec<u8>>(),
+                ),
+                _ => event.wire,
+            };
+            if let Fault::Drip { interval } = fault {
+                for i in 0..wire.len() {
+                    if tx.send(wire.slice(i..=i)).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(interval).await;
+                }
+            } else if tx.send(wire).await.is_err() {
+                return;
+            }
+            sent_events += 1;
+        }
+    };
+    tokio::select! {
+        () = run => {}
+        () = stopped(stop) => {}
+    }
+}
+
+fn garbage(kind: Garbage) -> &'static [u8] {
+    match kind {
+        Garbage::InvalidUtf8 => b"event: garbage\ndata: \xFF\xFE not UTF-8 \xC3\n\n",
+        Garbage::NulInId => b"id: 12\x0034\nevent: garbage\ndata: the id has a NUL\n\n",
+        Garbage::CrOnly => b"",
+        Garbage::NegativeRetry => b"retry: -1\n\n",
+    }
+}
