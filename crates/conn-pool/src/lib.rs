@@ -1,0 +1,47 @@
+//! The resilient upstream SSE client (and, to come, the shared pool).
+//!
+//! A stream ([`spawn_stream`]) is one task that drives an
+//! `sse-state-machine` with real connections made through a [`Connector`],
+//! parses them with `sse-parser`, and broadcasts what the machine delivers to
+//! any number of subscribers. Each deadline the machine asks for is one
+//! runtime timer on tokio's clock, so paused-time tests reach it; a
+//! [`Connector`] over in-memory pipes makes that possible.
+//!
+//! Requests ([`UpstreamRequest`]): GET by default with
+//! `Accept: text/event-stream` and `Cache-Control: no-cache`, configurable
+//! method, headers and body (re-sent on every reconnect), `Last-Event-ID`
+//! only when non-empty; redirects 301/302/303/307/308 followed up to a hop
+//! limit, relative `Location` resolved, a missing or empty `Location` an
+//! error, credentials stripped on a cross-origin hop. `Retry-After` (seconds
+//! or an HTTP date) is read here and clamped by the machine.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use sse_conn_pool::{StreamConfig, StreamItem, TcpConnector, UpstreamRequest, spawn_stream};
+//!
+//! let request = UpstreamRequest::get("http://127.0.0.1:8081/v1/quotes/AAPL/stream")?;
+//! let stream = spawn_stream(TcpConnector, request, StreamConfig::default())?;
+//! let mut items = stream.subscribe();
+//! while let Ok(item) = items.recv().await {
+//!     match item {
+//!         StreamItem::Event(event) => println!("{} {}", event.id, event.data),
+//!         StreamItem::Status(status) if status.terminal => break,
+//!         _ => {}
+//!     }
+//! }
+//! stream.stop().await;
+//! # Ok(()) }
+//! ```
+
+mod connector;
+mod request;
+mod stream;
+
+pub use connector::{Connector, Target, TcpConnector};
+pub use request::{RequestError, UpstreamRequest, retry_after};
+pub use stream::{Status, StreamConfig, StreamHandle, StreamItem, spawn_stream};
+
+// The README's examples are compiled as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,0 +1,457 @@
+//! One upstream stream: a task that drives an `sse-state-machine` with real
+//! connections, parses them with `sse-parser`, and broadcasts what the
+//! machine lets through.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use http_body_util::BodyExt;
+use sse_parser::{Event, Item, Limits, Parser, Utf8Bytes};
+use sse_state_machine::{
+    Config, ConfigError, ConnId, Delivery, FailureKind, Input, Machine, Output, Phase, Reason,
+    RotateReason,
+};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::connector::Connector;
+use crate::request::{self, UpstreamRequest};
+
+/// How a stream runs.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// The lifecycle decisions.
+    pub machine: Config,
+    /// The parser's limits (the gateway's defaults are lower than the
+    /// parser's 16 MiB).
+    pub limits: Limits,
+    /// Seeds the machine's jitter; give every stream its own.
+    pub seed: u64,
+    /// Items a subscriber may fall behind before it is told it missed some.
+    pub channel_capacity: usize,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            machine: Config::default(),
+            limits: Limits::default()
+                .max_line_len(1 << 20)
+                .max_event_size(4 << 20),
+            seed: 0,
+            channel_capacity: 1024,
+        }
+    }
+}
+
+/// What subscribers receive.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamItem {
+    /// An event the machine delivered (no duplicate across rotations).
+    Event(Event),
+    /// A comment from the delivering connection.
+    Comment(Utf8Bytes),
+    /// The stream changed phase. Errors are non-terminal updates unless the
+    /// stream stopped for good.
+    Status(Status),
+}
+
+/// A phase change, as subscribers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    /// The new phase.
+    pub phase: Phase,
+    /// Why.
+    pub reason: Reason,
+    /// The stream stopped for good (204, a 4xx, or a stop): nothing follows.
+    pub terminal: bool,
+}
+
+enum Command {
+    Reconnect,
+    Rotate(RotateReason),
+    Stop,
+}
+
+/// A running stream. Dropping it stops the stream.
+#[derive(Debug)]
+pub struct StreamHandle {
+    items: broadcast::Sender<StreamItem>,
+    commands: mpsc::Sender<Command>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl StreamHandle {
+    /// Receives what the stream delivers from now on. A receiver that falls
+    /// more than `channel_capacity` items behind is told how many it missed
+    /// (`RecvError::Lagged`) and never blocks the stream or other receivers.
+    pub fn subscribe(&self) -> broadcast::Receiver<StreamItem> {
+        self.items.subscribe()
+    }
+
+    /// Drops the connection and reconnects at once.
+    pub async fn reconnect(&self) {
+        let _ = self.commands.send(Command::Reconnect).await;
+    }
+
+    /// Replaces the connection, make-before-break.
+    pub async fn rotate(&self, reason: RotateReason) {
+        let _ = self.commands.send(Command::Rotate(reason)).await;
+    }
+
+    /// Stops the stream, closes its connections and waits for its task.
+    pub async fn stop(mut self) {
+        let _ = self.commands.send(Command::Stop).await;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Whether the stream's task has ended (it stopped for good).
+    pub fn is_finished(&self) -> bool {
+        self.task.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+}
+
+impl Drop for StreamHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Starts a stream of `request` through `connector`.
+///
+/// # Errors
+///
+/// The machine's configuration is invalid.
+pub fn spawn_stream<C: Connector>(
+    connector: C,
+    request: UpstreamRequest,
+    config: StreamConfig,
+) -> Result<StreamHandle, ConfigError> {
+    let machine = Machine::new(config.machine.clone(), config.seed)?;
+    let (items, _) = broadcast::channel(config.channel_capacity.max(1));
+    let (commands, command_rx) = mpsc::channel(8);
+    let (messages, message_rx) = mpsc::channel(64);
+    let driver = Driver {
+        machine,
+        connector,
+        request: Arc::new(request),
+        limits: config.limits,
+        conns: HashMap::new(),
+        messages,
+        items: items.clone(),
+    };
+    let task = tokio::spawn(driver.run(message_rx, command_rx));
+    Ok(StreamHandle {
+        items,
+        commands,
+        task: Some(task),
+    })
+}
+
+/// News from a connection task.
+enum Message {
+    Response {
+        conn: ConnId,
+        status: u16,
+        event_stream: bool,
+        retry_after: Option<Duration>,
+    },
+    Chunk {
+        conn: ConnId,
+        data: Bytes,
+    },
+    End {
+        conn: ConnId,
+    },
+    Failed {
+        conn: ConnId,
+        kind: FailureKind,
+    },
+}
+
+struct Conn {
+    task: JoinHandle<()>,
+    parser: Parser,
+}
+
+struct Driver<C> {
+    machine: Machine,
+    connector: C,
+    request: Arc<UpstreamRequest>,
+    limits: Limits,
+    conns: HashMap<ConnId, Conn>,
+    messages: mpsc::Sender<Message>,
+    items: broadcast::Sender<StreamItem>,
+}
+
+/// The machine's clock: tokio's, so that paused time reaches it.
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl<C: Connector> Driver<C> {
+    async fn run(
+        mut self,
+        mut messages: mpsc::Receiver<Message>,
+        mut commands: mpsc::Receiver<Command>,
+    ) {
+        let _ = self.machine.handle_input(now(), Input::Start);
+        loop {
+            self.drain_outputs();
+            if self.machine.phase() == Phase::Stopped {
+                break;
+            }
+            let deadline = self.machine.poll_timeout();
+            tokio::select! {
+                Some(message) = messages.recv() => self.on_message(message),
+                command = commands.recv() => {
+                    let input = match command {
+                        Some(Command::Reconnect) => Input::Reconnect,
+                        Some(Command::Rotate(reason)) => Input::Rotate(reason),
+                        // The handle is gone: stop.
+                        Some(Command::Stop) | None => Input::Stop,
+                    };
+                    let _ = self.machine.handle_input(now(), input);
+                }
+                () = sleep_until(deadline) => self.machine.handle_timeout(now()),
+            }
+        }
+        for (_, conn) in self.conns.drain() {
+            conn.task.abort();
+        }
+    }
+
+    fn drain_outputs(&mut self) {
+        while let Some(output) = self.machine.poll_output() {
+            match output {
+                Output::Connect {
+                    conn,
+                    last_event_id,
+                } => {
+                    let mut parser = Parser::with_limits(self.limits);
+                    if let Some(id) = &last_event_id {
+                        parser.set_last_event_id(id.clone());
+                    }
+                    let task = tokio::spawn(connection(
+                        self.connector.clone(),
+                        self.request.clone(),
+                        conn,
+                        last_event_id.map(|id| id.to_string()),
+                        self.messages.clone(),
+                    ));
+                    self.conns.insert(conn, Conn { task, parser });
+                }
+                Output::Close { conn, .. } => {
+                    if let Some(conn) = self.conns.remove(&conn) {
+                        conn.task.abort();
+                    }
+                }
+                Output::StateChanged { to, reason, .. } => {
+                    let _ = self.items.send(StreamItem::Status(Status {
+                        phase: to,
+                        reason,
+                        terminal: to == Phase::Stopped,
+                    }));
+                }
+                Output::Retrying { .. } => {}
+            }
+        }
+    }
+
+    fn on_message(&mut self, message: Message) {
+        let t = now();
+        let input = match message {
+            Message::Response {
+                conn,
+                status,
+                event_stream,
+                retry_after,
+            } => Input::Connected {
+                conn,
+                status,
+                event_stream,
+                retry_after,
+            },
+            Message::Chunk { conn, data } => {
+                self.on_chunk(t, conn, data);
+                return;
+            }
+            Message::End { conn } => Input::EndOfBody { conn },
+            Message::Failed { conn, kind } => Input::Failed { conn, kind },
+        };
+        // News about a connection the machine closed is ignored by it.
+        let _ = self.machine.handle_input(t, input);
+    }
+
+    fn on_chunk(&mut self, t: std::time::Instant, conn: ConnId, data: Bytes) {
+        let Some(state) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let bytes = data.len();
+        state.parser.feed(data);
+        let mut inputs = Vec::new();
+        loop {
+            match state.parser.next_item() {
+                Ok(Some(Item::Event(event))) => {
+                    if self.machine.on_event(t, conn, &event.id) == Delivery::Deliver {
+                        let _ = self.items.send(StreamItem::Event(event));
+                    }
+                }
+                Ok(Some(Item::Comment(text))) => {
+                    if self.machine.delivering() == Some(conn) {
+                        let _ = self.items.send(StreamItem::Comment(text));
+                    }
+                }
+                Ok(Some(Item::Retry(delay))) => inputs.push(Input::Retry { conn, delay }),
+                Ok(None) => break,
+                Err(_) => {
+                    inputs.push(Input::Failed {
+                        conn,
+                        kind: FailureKind::Limit,
+                    });
+                    break;
+                }
+            }
+        }
+        let mid_event = state.parser.has_partial();
+        let committed = state.parser.last_event_id().clone();
+        let _ = self.machine.handle_input(
+            t,
+            Input::Data {
+                conn,
+                bytes,
+                mid_event,
+            },
+        );
+        if self.machine.delivering() == Some(conn) && committed != *self.machine.last_event_id() {
+            let _ = self.machine.handle_input(
+                t,
+                Input::LastEventId {
+                    conn,
+                    id: committed,
+                },
+            );
+        }
+        for input in inputs {
+            let _ = self.machine.handle_input(t, input);
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Aborts a spawned task when dropped (when the connection task is aborted).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn classify(err: &io::Error) -> FailureKind {
+    match err.kind() {
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => FailureKind::Refused,
+        io::ErrorKind::TimedOut => FailureKind::Timeout,
+        _ => FailureKind::Io,
+    }
+}
+
+/// One connection: connect, send the request (following redirects), report
+/// the response, forward the body. Aborted when the machine closes it.
+async fn connection<C: Connector>(
+    connector: C,
+    template: Arc<UpstreamRequest>,
+    conn: ConnId,
+    last_event_id: Option<String>,
+    messages: mpsc::Sender<Message>,
+) {
+    let result = async {
+        let origin = template.url().clone();
+        let mut url = origin.clone();
+        let mut hops = 0u8;
+        loop {
+            let io = connector
+                .connect(&request::target(&url))
+                .await
+                .map_err(|e| classify(&e))?;
+            let (mut sender, driver) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(|_| FailureKind::Protocol)?;
+            let _driver = AbortOnDrop(tokio::spawn(async move {
+                let _ = driver.await;
+            }));
+            let strip = !request::same_origin(&origin, &url);
+            let req = request::build(&template, &url, last_event_id.as_deref(), strip)
+                .map_err(|_| FailureKind::Protocol)?;
+            let response = sender
+                .send_request(req)
+                .await
+                .map_err(|_| FailureKind::Io)?;
+            let status = response.status().as_u16();
+            if matches!(status, 301 | 302 | 303 | 307 | 308) {
+                hops += 1;
+                if hops > template.max_redirects {
+                    return Err(FailureKind::Protocol);
+                }
+                url = request::redirect(&url, response.headers().get(LOCATION))
+                    .map_err(|_| FailureKind::Protocol)?;
+                continue;
+            }
+            let event_stream = response
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| {
+                    v.split(';')
+                        .next()
+                        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("text/event-stream"))
+                });
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| request::retry_after(v, SystemTime::now()));
+            let sent = messages
+                .send(Message::Response {
+                    conn,
+                    status,
+                    event_stream,
+                    retry_after,
+                })
+                .await;
+            if sent.is_err() || status != 200 || !event_stream {
+                // The machine decides; an error body is never parsed as SSE.
+                return Ok(());
+            }
+            let mut body = response.into_body();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|_| FailureKind::Io)?;
+                if let Ok(data) = frame.into_data()
+                    && !data.is_empty()
+                    && messages.send(Message::Chunk { conn, data }).await.is_err()
+                {
+                    return Ok(());
+                }
+            }
+            let _ = messages.send(Message::End { conn }).await;
+            return Ok(());
+        }
+    }
+    .await;
+    if let Err(kind) = result {
+        let _ = messages.send(Message::Failed { conn, kind }).await;
+    }
+}

@@ -1,0 +1,348 @@
+//! The stream client against sse-upstream-sim over loopback (bounded waits),
+//! and against an in-memory upstream with paused time for the deadlines.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame};
+use hyper_util::rt::TokioIo;
+use sse_conn_pool::{
+    Connector, StreamConfig, StreamItem, Target, TcpConnector, UpstreamRequest, spawn_stream,
+};
+use sse_state_machine::{FailureKind, Phase, Reason, StopReason, TimeoutKind};
+use sse_upstream_sim::{Fault, Sim, SimHandle};
+use tokio::sync::broadcast;
+use tokio::time::timeout;
+
+/// Bounded waits: real time on loopback. Paused-time tests set the tokio
+/// clock, so the same bound is virtual there; they use `VIRTUAL_WAIT`.
+const WAIT: Duration = Duration::from_secs(10);
+const VIRTUAL_WAIT: Duration = Duration::from_secs(24 * 3600);
+
+thread_local! {
+    static BOUND: std::cell::Cell<Duration> = const { std::cell::Cell::new(WAIT) };
+}
+
+/// Fast retries for loopback tests: no jitter, no spread, 20 ms backoff.
+fn quick() -> StreamConfig {
+    let mut config = StreamConfig::default();
+    config.machine.backoff.initial = Duration::from_millis(20);
+    config.machine.backoff.jitter = sse_state_machine::Jitter::None;
+    config.machine.backoff.reconnect_spread = Duration::ZERO;
+    config.machine.retry_min = Duration::from_millis(10);
+    config
+}
+
+async fn next(items: &mut broadcast::Receiver<StreamItem>) -> StreamItem {
+    let bound = BOUND.with(std::cell::Cell::get);
+    timeout(bound, items.recv())
+        .await
+        .expect("an item in time")
+        .expect("the stream is open")
+}
+
+/// The next `n` event ids, skipping comments and status updates.
+async fn event_ids(items: &mut broadcast::Receiver<StreamItem>, n: usize) -> Vec<u64> {
+    let mut ids = Vec::new();
+    while ids.len() < n {
+        if let StreamItem::Event(event) = next(items).await {
+            ids.push(event.id.parse().expect("numeric ids"));
+        }
+    }
+    ids
+}
+
+/// The next status update, skipping the initial `Connecting` (whether a
+/// subscriber sees it depends on when it subscribed).
+async fn status(items: &mut broadcast::Receiver<StreamItem>) -> sse_conn_pool::Status {
+    loop {
+        if let StreamItem::Status(status) = next(items).await
+            && status.reason != Reason::Start
+        {
+            return status;
+        }
+    }
+}
+
+async fn sim(builder: sse_upstream_sim::SimBuilder) -> SimHandle {
+    builder
+        .start("127.0.0.1:0")
+        .await
+        .expect("the simulator starts")
+}
+
+#[tokio::test]
+async fn events_flow_from_the_upstream_to_subscribers() {
+    let sim = sim(Sim::builder().topics(["AAPL"]).events_per_sec(200.0)).await;
+    let stream = spawn_stream(
+        TcpConnector,
+        UpstreamRequest::get(&sim.stream_url("AAPL")).unwrap(),
+        quick(),
+    )
+    .unwrap();
+    let mut a = stream.subscribe();
+    let mut b = stream.subscribe();
+    assert_eq!(status(&mut a).await.phase, Phase::Open);
+    let ids = event_ids(&mut a, 5).await;
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
+    assert_eq!(
+        event_ids(&mut b, 5).await,
+        ids,
+        "every subscriber sees the same events"
+    );
+    let request = &sim.requests()[0];
+    assert_eq!(request.header("accept"), Some("text/event-stream"));
+    assert_eq!(request.header("cache-control"), Some("no-cache"));
+    assert_eq!(
+        request.header("last-event-id"),
+        None,
+        "no Last-Event-ID on the first request"
+    );
+    stream.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn f3_a_cut_stream_resumes_from_the_last_complete_event_with_no_gap() {
+    let sim = sim(Sim::builder()
+        .topics(["T"])
+        .events_per_sec(200.0)
+        .script("T", [Fault::CloseMidEvent { after_events: 3 }]))
+    .await;
+    let stream = spawn_stream(
+        TcpConnector,
+        UpstreamRequest::get(&sim.stream_url("T")).unwrap(),
+        quick(),
+    )
+    .unwrap();
+    let mut items = stream.subscribe();
+    let ids = event_ids(&mut items, 10).await;
+    assert!(
+        ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "no gap, no duplicate across the reconnect: {ids:?}"
+    );
+    let requests = sim.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        requests[1].header("last-event-id"),
+        Some(ids[2].to_string().as_str())
+    );
+    stream.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn f2_retry_after_and_statuses_are_status_updates_then_it_recovers() {
+    let sim = sim(Sim::builder().topics(["T"]).events_per_sec(200.0).script(
+        "T",
+        [
+            Fault::status(503).retry_after("garbage"),
+            Fault::WrongContentType,
+        ],
+    ))
+    .await;
+    let stream = spawn_stream(
+        TcpConnector,
+        UpstreamRequest::get(&sim.stream_url("T")).unwrap(),
+        quick(),
+    )
+    .unwrap();
+    let mut items = stream.subscribe();
+    let s = status(&mut items).await;
+    assert_eq!(
+        (s.phase, s.reason, s.terminal),
+        (Phase::BackingOff, Reason::Status(503), false)
+    );
+    assert_eq!(status(&mut items).await.phase, Phase::Connecting);
+    assert_eq!(status(&mut items).await.reason, Reason::NotEventStream);
+    assert_eq!(event_ids(&mut items, 3).await.len(), 3, "recovered");
+    stream.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn f14_204_stops_for_good_with_one_request() {
+    let sim = sim(Sim::builder()
+        .topics(["T"])
+        .script("T", [Fault::status(204)]))
+    .await;
+    let stream = spawn_stream(
+        TcpConnector,
+        UpstreamRequest::get(&sim.stream_url("T")).unwrap(),
+        quick(),
+    )
+    .unwrap();
+    let mut items = stream.subscribe();
+    let s = status(&mut items).await;
+    assert_eq!(
+        (s.phase, s.reason, s.terminal),
+        (Phase::Stopped, Reason::Stop(StopReason::NoContent), true)
+    );
+    timeout(WAIT, async {
+        while !stream.is_finished() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the task ends");
+    assert_eq!(sim.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn redirects_are_followed_and_a_missing_location_is_an_error() {
+    let sim = sim(Sim::builder()
+        .topics(["T", "U"])
+        .events_per_sec(200.0)
+        .script(
+            "T",
+            [
+                Fault::Redirect {
+                    code: 307,
+                    location: Some("/v1/quotes/U/stream".into()),
+                },
+                Fault::Redirect {
+                    code: 302,
+                    location: None,
+                },
+            ],
+        ))
+    .await;
+    let mut request = UpstreamRequest::get(&sim.stream_url("T")).unwrap();
+    request
+        .headers
+        .insert("authorization", "Bearer t".parse().unwrap());
+    let stream = spawn_stream(TcpConnector, request, quick()).unwrap();
+    let mut items = stream.subscribe();
+    assert_eq!(event_ids(&mut items, 1).await.len(), 1, "followed to U");
+    let requests = sim.requests();
+    assert_eq!(requests[1].uri, "/v1/quotes/U/stream");
+    assert_eq!(
+        requests[1].header("authorization"),
+        Some("Bearer t"),
+        "same origin keeps credentials"
+    );
+    stream.reconnect().await;
+    // The next connection to T gets a redirect without Location: an error, not a loop.
+    loop {
+        let s = status(&mut items).await;
+        if s.phase == Phase::BackingOff {
+            assert_eq!(s.reason, Reason::Failed(FailureKind::Protocol));
+            break;
+        }
+    }
+    stream.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn stopping_releases_the_upstream_connection() {
+    let sim = sim(Sim::builder().topics(["T"]).events_per_sec(100.0)).await;
+    let stream = spawn_stream(
+        TcpConnector,
+        UpstreamRequest::get(&sim.stream_url("T")).unwrap(),
+        quick(),
+    )
+    .unwrap();
+    let mut items = stream.subscribe();
+    event_ids(&mut items, 1).await;
+    assert_eq!(sim.active_streams(), 1);
+    stream.stop().await;
+    timeout(WAIT, async {
+        while sim.active_streams() != 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the upstream sees the connection close");
+    sim.shutdown().await;
+}
+
+// ------------------------------------------------------------ in memory, paused time
+
+/// An upstream in memory: each connection is a duplex pipe served by hyper;
+/// the body sends one event, then stays silent forever.
+#[derive(Clone, Default)]
+struct StallingUpstream {
+    connections: Arc<AtomicUsize>,
+}
+
+struct OneEventThenSilence(bool);
+
+impl Body for OneEventThenSilence {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.0 {
+            Poll::Pending
+        } else {
+            self.0 = true;
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
+                b"id: 1\ndata: hello\n\n",
+            )))))
+        }
+    }
+}
+
+impl Connector for StallingUpstream {
+    type Io = TokioIo<tokio::io::DuplexStream>;
+
+    async fn connect(&self, _: &Target) -> std::io::Result<Self::Io> {
+        self.connections.fetch_add(1, Ordering::SeqCst);
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(|_req| async {
+                let mut response = hyper::Response::new(OneEventThenSilence(false));
+                response.headers_mut().insert(
+                    "content-type",
+                    hyper::header::HeaderValue::from_static("text/event-stream"),
+                );
+                Ok::<_, Infallible>(response)
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(server), service)
+                .await;
+        });
+        Ok(TokioIo::new(client))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn f4_a_stalled_upstream_is_detected_at_the_idle_timeout_in_virtual_time() {
+    // A paused-time test runs on the current thread: the bound is virtual.
+    BOUND.with(|b| b.set(VIRTUAL_WAIT));
+    let upstream = StallingUpstream::default();
+    let mut config = StreamConfig::default();
+    config.machine.backoff.reconnect_spread = Duration::ZERO;
+    let idle = config.machine.idle_timeout;
+    let stream = spawn_stream(
+        upstream.clone(),
+        UpstreamRequest::get("http://upstream.test/s").unwrap(),
+        config,
+    )
+    .unwrap();
+    let mut items = stream.subscribe();
+    assert_eq!(status(&mut items).await.phase, Phase::Open);
+    assert!(matches!(next(&mut items).await, StreamItem::Event(e) if &*e.data == "hello"));
+    let opened = tokio::time::Instant::now();
+    // Silence: 90 virtual seconds later the idle deadline fires.
+    let s = status(&mut items).await;
+    assert_eq!(
+        (s.phase, s.reason),
+        (Phase::BackingOff, Reason::Timeout(TimeoutKind::Idle))
+    );
+    assert_eq!(tokio::time::Instant::now() - opened, idle);
+    // ...and it reconnects after the backoff, resuming from id 1.
+    assert_eq!(status(&mut items).await.phase, Phase::Connecting);
+    assert_eq!(status(&mut items).await.phase, Phase::Open);
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 2);
+    stream.stop().await;
+}
