@@ -34,10 +34,12 @@
 //! ```
 
 mod connector;
+mod pool;
 mod request;
 mod stream;
 
 pub use connector::{Connector, Target, TcpConnector};
+pub use pool::{Pool, PoolConfig, PoolError, StreamInfo, Subscription};
 pub use request::{RequestError, UpstreamRequest, retry_after};
 pub use stream::{Status, StreamConfig, StreamHandle, StreamItem, spawn_stream};
 

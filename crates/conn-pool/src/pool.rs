@@ -1,0 +1,373 @@
+//! The pool: one upstream stream per topic, shared by every subscriber,
+//! released after an idle linger, within a cap.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use http::HeaderMap;
+use parking_lot::Mutex;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use crate::connector::Connector;
+use crate::request::UpstreamRequest;
+use crate::stream::{StreamConfig, StreamHandle, StreamItem, spawn_stream};
+
+/// How the pool maps topics to upstream streams, and its limits.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// The upstream URL with `{topic}` where the topic goes, as one
+    /// percent-encoded path segment or query value. The host never comes from
+    /// input.
+    pub url_template: String,
+    /// Headers sent on every upstream request.
+    pub headers: HeaderMap,
+    /// The most upstream streams at once. Default 50 (the old plan's cap).
+    pub max_streams: usize,
+    /// How long a stream stays open after its last subscriber left, so that a
+    /// quick return does not reconnect. Default 5 min.
+    pub idle_linger: Duration,
+    /// The longest topic accepted. Default 64.
+    pub max_topic_len: usize,
+    /// What each stream does.
+    pub stream: StreamConfig,
+}
+
+impl PoolConfig {
+    /// A pool of streams from `url_template`, with the defaults.
+    pub fn new(url_template: impl Into<String>) -> Self {
+        Self {
+            url_template: url_template.into(),
+            headers: HeaderMap::new(),
+            max_streams: 50,
+            idle_linger: Duration::from_secs(300),
+            max_topic_len: 64,
+            stream: StreamConfig::default(),
+        }
+    }
+}
+
+/// Why a subscription was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// The topic is empty, too long, or has a character outside
+    /// `[A-Za-z0-9._-]`.
+    InvalidTopic(String),
+    /// The pool holds `max_streams` streams; try again after `retry_after`.
+    AtCapacity {
+        /// The cap.
+        limit: usize,
+        /// A hint for the client (the idle linger: when a slot may free up).
+        retry_after: Duration,
+    },
+    /// The pool was closed.
+    Closed,
+    /// The URL template or the stream configuration is invalid.
+    Config(String),
+}
+
+impl fmt::Display for PoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidTopic(topic) => {
+                write!(f, "invalid topic {topic:?}: use 1-64 of A-Z a-z 0-9 . _ -")
+            }
+            Self::AtCapacity { limit, .. } => {
+                write!(f, "the upstream pool is at its cap of {limit} streams")
+            }
+            Self::Closed => f.write_str("the upstream pool is closed"),
+            Self::Config(why) => write!(f, "invalid upstream configuration: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for PoolError {}
+
+/// One stream as the admin view shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// The topic.
+    pub topic: String,
+    /// Subscribers now.
+    pub subscribers: usize,
+    /// Whether it is in its idle linger (no subscriber).
+    pub lingering: bool,
+}
+
+/// A shared pool of upstream streams. Cheap to clone.
+pub struct Pool<C: Connector> {
+    inner: Arc<Inner<C>>,
+}
+
+impl<C: Connector> Clone for Pool<C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<C> {
+    config: PoolConfig,
+    connector: C,
+    runtime: tokio::runtime::Handle,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    streams: HashMap<String, Entry>,
+    closed: bool,
+    /// Bumped on every subscribe, so that a linger timer that lost the race
+    /// with a returning subscriber does nothing.
+    generation: u64,
+}
+
+struct Entry {
+    handle: StreamHandle,
+    subscribers: usize,
+    linger: Option<JoinHandle<()>>,
+    generation: u64,
+}
+
+impl<C: Connector> Pool<C> {
+    /// A pool; call it inside a tokio runtime (linger timers run on it).
+    ///
+    /// # Errors
+    ///
+    /// The URL template has no `{topic}` or is not an absolute http(s) URL.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn new(config: PoolConfig, connector: C) -> Result<Self, PoolError> {
+        if !config.url_template.contains("{topic}") {
+            return Err(PoolError::Config("the URL template has no {topic}".into()));
+        }
+        UpstreamRequest::get(&config.url_template.replace("{topic}", "x"))
+            .map_err(|e| PoolError::Config(e.to_string()))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                connector,
+                runtime: tokio::runtime::Handle::current(),
+                state: Mutex::new(State::default()),
+            }),
+        })
+    }
+
+    /// Subscribes to `topic`: joins its stream if one is open (at "now"), or
+    /// opens it. Dropping the subscription releases it, on every path.
+    ///
+    /// # Errors
+    ///
+    /// An invalid topic, the cap reached, or a closed pool. Nothing is
+    /// half-created on error.
+    pub fn subscribe(&self, topic: &str) -> Result<Subscription, PoolError> {
+        let config = &self.inner.config;
+        if !valid_topic(topic, config.max_topic_len) {
+            return Err(PoolError::InvalidTopic(topic.chars().take(80).collect()));
+        }
+        let mut state = self.inner.state.lock();
+        if state.closed {
+            return Err(PoolError::Closed);
+        }
+        state.generation += 1;
+        let generation = state.generation;
+        if let Some(entry) = state.streams.get_mut(topic) {
+            entry.subscribers += 1;
+            entry.generation = generation;
+            if let Some(linger) = entry.linger.take() {
+                linger.abort();
+            }
+            return Ok(self.subscription(topic, entry.handle.subscribe()));
+        }
+        if state.streams.len() >= config.max_streams {
+            return Err(PoolError::AtCapacity {
+                limit: config.max_streams,
+                retry_after: config.idle_linger,
+            });
+        }
+        let url = config
+            .url_template
+            .replace("{topic}", &encode_segment(topic));
+        let mut request =
+            UpstreamRequest::get(&url).map_err(|e| PoolError::Config(e.to_string()))?;
+        request.headers = config.headers.clone();
+        let mut stream_config = config.stream.clone();
+        stream_config.seed ^= seed_of(topic);
+        let handle = {
+            let _runtime = self.inner.runtime.enter();
+            spawn_stream(self.inner.connector.clone(), request, stream_config)
+                .map_err(|e| PoolError::Config(e.to_string()))?
+        };
+        let rx = handle.subscribe();
+        state.streams.insert(
+            topic.to_string(),
+            Entry {
+                handle,
+                subscribers: 1,
+                linger: None,
+                generation,
+            },
+        );
+        Ok(self.subscription(topic, rx))
+    }
+
+    fn subscription(&self, topic: &str, rx: broadcast::Receiver<StreamItem>) -> Subscription {
+        Subscription {
+            rx,
+            _guard: Guard {
+                pool: Arc::downgrade(&self.inner) as Weak<dyn Release>,
+                topic: topic.to_string(),
+            },
+        }
+    }
+
+    /// Every stream, for the admin view.
+    pub fn snapshot(&self) -> Vec<StreamInfo> {
+        let state = self.inner.state.lock();
+        let mut infos: Vec<StreamInfo> = state
+            .streams
+            .iter()
+            .map(|(topic, e)| StreamInfo {
+                topic: topic.clone(),
+                subscribers: e.subscribers,
+                lingering: e.linger.is_some(),
+            })
+            .collect();
+        infos.sort_by(|a, b| a.topic.cmp(&b.topic));
+        infos
+    }
+
+    /// Closes every stream and refuses new subscriptions. Idempotent; returns
+    /// when every stream task has ended.
+    pub async fn close(&self) {
+        let streams: Vec<Entry> = {
+            let mut state = self.inner.state.lock();
+            state.closed = true;
+            state.streams.drain().map(|(_, e)| e).collect()
+        };
+        for entry in streams {
+            if let Some(linger) = entry.linger {
+                linger.abort();
+            }
+            entry.handle.stop().await;
+        }
+    }
+}
+
+/// What a subscription's guard calls back into, without the connector type.
+trait Release: Send + Sync {
+    fn release(self: Arc<Self>, topic: &str);
+}
+
+impl<C: Connector> Release for Inner<C> {
+    fn release(self: Arc<Self>, topic: &str) {
+        let mut state = self.state.lock();
+        let generation = state.generation;
+        let Some(entry) = state.streams.get_mut(topic) else {
+            return;
+        };
+        entry.subscribers = entry.subscribers.saturating_sub(1);
+        if entry.subscribers > 0 {
+            return;
+        }
+        entry.generation = generation;
+        let linger = self.config.idle_linger;
+        let topic = topic.to_string();
+        // The timer holds only a weak reference: a dropped pool stops nothing
+        // twice, and the timer does not keep the pool alive.
+        let weak = Arc::downgrade(&self);
+        entry.linger = Some(self.runtime.spawn(async move {
+            tokio::time::sleep(linger).await;
+            if let Some(inner) = weak.upgrade() {
+                inner.expire(&topic, generation).await;
+            }
+        }));
+    }
+}
+
+impl<C: Connector> Inner<C> {
+    /// The linger of `topic` ran out: release its stream unless a subscriber
+    /// came back meanwhile (the generation changed).
+    async fn expire(&self, topic: &str, generation: u64) {
+        let entry = {
+            let mut state = self.state.lock();
+            match state.streams.get(topic) {
+                Some(entry) if entry.subscribers == 0 && entry.generation == generation => {
+                    state.streams.remove(topic)
+                }
+                _ => None,
+            }
+        };
+        if let Some(entry) = entry {
+            entry.handle.stop().await;
+        }
+    }
+}
+
+/// A subscription to one topic's stream. Dropping it releases the topic.
+pub struct Subscription {
+    rx: broadcast::Receiver<StreamItem>,
+    _guard: Guard,
+}
+
+impl Subscription {
+    /// The next item. `Err(Lagged(n))`: this subscriber fell behind and
+    /// missed `n` items; the next call continues with the oldest kept.
+    ///
+    /// # Errors
+    ///
+    /// Lagging, or the stream ended (`Closed`).
+    pub async fn recv(&mut self) -> Result<StreamItem, broadcast::error::RecvError> {
+        self.rx.recv().await
+    }
+}
+
+struct Guard {
+    pool: Weak<dyn Release>,
+    topic: String,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.release(&self.topic);
+        }
+    }
+}
+
+fn valid_topic(topic: &str, max_len: usize) -> bool {
+    !topic.is_empty()
+        && topic.len() <= max_len
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && topic != "."
+        && topic != ".."
+}
+
+/// Valid topics need no escaping; encoding anyway keeps the rule in one place.
+fn encode_segment(topic: &str) -> String {
+    topic
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn seed_of(topic: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    topic.hash(&mut hasher);
+    hasher.finish()
+}

@@ -1,0 +1,258 @@
+//! The pool over an in-memory upstream in paused time: sharing, RAII
+//! release, the idle linger, the cap, topic validation, close.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame};
+use hyper_util::rt::TokioIo;
+use sse_conn_pool::{
+    Connector, Pool, PoolConfig, PoolError, StreamInfo, StreamItem, Subscription, Target,
+};
+
+/// An upstream in memory: every connection streams one event per second
+/// (virtual), counting connections opened and open.
+#[derive(Clone, Default)]
+struct Ticking {
+    opened: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
+    paths: Arc<parking_lot::Mutex<Vec<String>>>,
+}
+
+struct Ticks {
+    next: u64,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    open: Arc<AtomicUsize>,
+}
+
+impl Drop for Ticks {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Body for Ticks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let at = self.sleep.deadline() + Duration::from_secs(1);
+        self.sleep.as_mut().reset(at);
+        self.next += 1;
+        let event = format!("id: {}\ndata: tick\n\n", self.next);
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(event)))))
+    }
+}
+
+impl Connector for Ticking {
+    type Io = TokioIo<tokio::io::DuplexStream>;
+
+    async fn connect(&self, _: &Target) -> std::io::Result<Self::Io> {
+        self.opened.fetch_add(1, Ordering::SeqCst);
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let open = self.open.clone();
+        let paths = self.paths.clone();
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    paths.lock().push(req.uri().to_string());
+                    open.fetch_add(1, Ordering::SeqCst);
+                    let body = Ticks {
+                        next: 0,
+                        sleep: Box::pin(tokio::time::sleep(Duration::from_millis(100))),
+                        open: open.clone(),
+                    };
+                    async move {
+                        let mut response = hyper::Response::new(body);
+                        response.headers_mut().insert(
+                            "content-type",
+                            hyper::header::HeaderValue::from_static("text/event-stream"),
+                        );
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(server), service)
+                .await;
+        });
+        Ok(TokioIo::new(client))
+    }
+}
+
+fn config() -> PoolConfig {
+    let mut config = PoolConfig::new("http://upstream.test/v1/quotes/{topic}/stream");
+    config.max_streams = 2;
+    config.idle_linger = Duration::from_secs(300);
+    config
+}
+
+async fn next_event(sub: &mut Subscription) -> u64 {
+    loop {
+        let item = tokio::time::timeout(Duration::from_secs(3600), sub.recv())
+            .await
+            .expect("an item within a virtual hour")
+            .expect("the stream is open");
+        if let StreamItem::Event(event) = item {
+            return event.id.parse().expect("numeric id");
+        }
+    }
+}
+
+/// Lets spawned tasks run (and paused time advance) for `d`.
+async fn wait(d: Duration) {
+    tokio::time::sleep(d).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn subscribers_of_a_topic_share_one_upstream_connection() {
+    let upstream = Ticking::default();
+    let pool = Pool::new(config(), upstream.clone()).unwrap();
+    let mut a = pool.subscribe("AAPL").unwrap();
+    let mut b = pool.subscribe("AAPL").unwrap();
+    let first_a = next_event(&mut a).await;
+    let first_b = next_event(&mut b).await;
+    assert_eq!(first_a, first_b, "both see the same events");
+    assert_eq!(upstream.opened.load(Ordering::SeqCst), 1);
+    assert_eq!(upstream.paths.lock().as_slice(), ["/v1/quotes/AAPL/stream"]);
+    assert_eq!(
+        pool.snapshot(),
+        [StreamInfo {
+            topic: "AAPL".into(),
+            subscribers: 2,
+            lingering: false
+        }]
+    );
+    pool.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_last_subscription_releases_the_stream_after_the_linger() {
+    let upstream = Ticking::default();
+    let pool = Pool::new(config(), upstream.clone()).unwrap();
+    let mut a = pool.subscribe("MSFT").unwrap();
+    next_event(&mut a).await;
+    drop(a);
+    assert!(pool.snapshot()[0].lingering);
+    // Back within the linger: the same connection serves it.
+    wait(Duration::from_secs(200)).await;
+    let mut b = pool.subscribe("MSFT").unwrap();
+    next_event(&mut b).await;
+    assert_eq!(upstream.opened.load(Ordering::SeqCst), 1);
+    assert!(!pool.snapshot()[0].lingering);
+    // Gone for longer than the linger: released, upstream closed.
+    drop(b);
+    wait(Duration::from_secs(299)).await;
+    assert_eq!(pool.snapshot().len(), 1, "not before the linger ends");
+    wait(Duration::from_secs(2)).await;
+    assert!(pool.snapshot().is_empty());
+    wait(Duration::from_millis(10)).await;
+    assert_eq!(
+        upstream.open.load(Ordering::SeqCst),
+        0,
+        "the upstream connection is closed"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_consumer_still_releases_its_subscription() {
+    let upstream = Ticking::default();
+    let pool = Pool::new(config(), upstream.clone()).unwrap();
+    let mut sub = pool.subscribe("GOOG").unwrap();
+    let consumer = tokio::spawn(async move {
+        next_event(&mut sub).await;
+        panic!("the consumer fails");
+    });
+    assert!(consumer.await.is_err());
+    assert_eq!(pool.snapshot()[0].subscribers, 0);
+    assert!(pool.snapshot()[0].lingering);
+    pool.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn f12_the_cap_refuses_clearly_and_frees_after_release() {
+    let upstream = Ticking::default();
+    let pool = Pool::new(config(), upstream.clone()).unwrap();
+    let a = pool.subscribe("A").unwrap();
+    let _b = pool.subscribe("B").unwrap();
+    let err = pool.subscribe("C").err().expect("at capacity");
+    assert_eq!(
+        err,
+        PoolError::AtCapacity {
+            limit: 2,
+            retry_after: Duration::from_secs(300)
+        }
+    );
+    assert_eq!(pool.snapshot().len(), 2, "nothing half-created");
+    // Joining an existing stream is always fine.
+    let _a2 = pool.subscribe("A").unwrap();
+    drop(a);
+    drop(_a2);
+    wait(Duration::from_secs(301)).await;
+    assert!(pool.subscribe("C").is_ok(), "A's slot was released");
+    assert!(upstream.opened.load(Ordering::SeqCst) <= 3);
+    pool.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_topics_never_reach_a_url() {
+    let upstream = Ticking::default();
+    let pool = Pool::new(config(), upstream.clone()).unwrap();
+    for topic in [
+        "",
+        "..",
+        "a/b",
+        "../../etc",
+        "a b",
+        "a?x=1",
+        "é",
+        &"x".repeat(65),
+    ] {
+        assert!(
+            matches!(pool.subscribe(topic), Err(PoolError::InvalidTopic(_))),
+            "{topic:?}"
+        );
+    }
+    assert_eq!(upstream.opened.load(Ordering::SeqCst), 0);
+    assert!(
+        Pool::new(
+            PoolConfig::new("http://upstream.test/no-placeholder"),
+            upstream.clone()
+        )
+        .is_err()
+    );
+    assert!(Pool::new(PoolConfig::new("/relative/{topic}"), upstream).is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_ends_everything_and_is_idempotent() {
+    let upstream = Ticking::default();
+    let pool = Pool::new(config(), upstream.clone()).unwrap();
+    let mut a = pool.subscribe("A").unwrap();
+    next_event(&mut a).await;
+    pool.close().await;
+    pool.close().await;
+    assert_eq!(pool.subscribe("A").err(), Some(PoolError::Closed));
+    assert!(pool.snapshot().is_empty());
+    wait(Duration::from_millis(10)).await;
+    assert_eq!(upstream.open.load(Ordering::SeqCst), 0);
+    // The old subscription sees the end, and dropping it is harmless.
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), a.recv()).await {
+            Ok(Ok(_)) => continue,
+            Ok(Err(_)) => break,
+            Err(_) => panic!("the subscription never ended"),
+        }
+    }
+    drop(a);
+}
