@@ -37,11 +37,13 @@ mod connector;
 mod pool;
 mod request;
 mod stream;
+mod throttle;
 
 pub use connector::{Connector, Target, TcpConnector};
 pub use pool::{Pool, PoolConfig, PoolError, StreamInfo, Subscription};
 pub use request::{RequestError, UpstreamRequest, retry_after};
 pub use stream::{Status, StreamConfig, StreamHandle, StreamItem, spawn_stream};
+pub use throttle::{AttemptLimits, Throttled};
 
 // The README's examples are compiled as doctests.
 #[doc = include_str!("../README.md")]

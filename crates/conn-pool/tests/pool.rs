@@ -256,3 +256,70 @@ async fn close_ends_everything_and_is_idempotent() {
     }
     drop(a);
 }
+
+/// A small deterministic generator for the stress test's timing.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn stress_ten_thousand_cycles_over_a_hundred_topics_leave_nothing_behind() {
+    let baseline_tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    let upstream = Ticking::default();
+    let mut config = config();
+    config.max_streams = 100;
+    config.idle_linger = Duration::from_secs(2);
+    let pool = Pool::new(config, upstream.clone()).unwrap();
+    let mut held: Vec<Option<Subscription>> = (0..100).map(|_| None).collect();
+    let mut rng = Lcg(7);
+    for cycle in 0..10_000 {
+        let key = usize::try_from(rng.next(100)).expect("below 100");
+        match held[key].take() {
+            // Unsubscribe (drop) half the time a subscription is held.
+            Some(sub) if rng.next(2) == 0 => drop(sub),
+            Some(sub) => held[key] = Some(sub),
+            None => held[key] = Some(pool.subscribe(&format!("T{key}")).expect("under the cap")),
+        }
+        if cycle % 50 == 0 {
+            wait(Duration::from_millis(rng.next(3000))).await;
+        }
+    }
+    // Everyone leaves; after the linger nothing is left.
+    held.clear();
+    wait(Duration::from_secs(3)).await;
+    assert!(
+        pool.snapshot().is_empty(),
+        "entries left: {:?}",
+        pool.snapshot()
+    );
+    wait(Duration::from_millis(50)).await;
+    assert_eq!(
+        upstream.open.load(Ordering::SeqCst),
+        0,
+        "upstream connections left"
+    );
+    pool.close().await;
+    drop(pool);
+    wait(Duration::from_millis(50)).await;
+    let tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    assert!(
+        tasks <= baseline_tasks,
+        "tasks left: {tasks} (baseline {baseline_tasks})"
+    );
+    println!(
+        "{} upstream connections opened over 10,000 cycles",
+        upstream.opened.load(Ordering::SeqCst)
+    );
+}
