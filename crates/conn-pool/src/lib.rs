@@ -42,7 +42,7 @@ mod throttle;
 pub use connector::{Connector, Target, TcpConnector};
 pub use pool::{Pool, PoolConfig, PoolError, StreamInfo, Subscription};
 pub use request::{RequestError, UpstreamRequest, retry_after};
-pub use stream::{Status, StreamConfig, StreamHandle, StreamItem, spawn_stream};
+pub use stream::{Status, StreamConfig, StreamHandle, StreamItem, StreamState, spawn_stream};
 pub use throttle::{AttemptLimits, Throttled};
 
 // The README's examples are compiled as doctests.

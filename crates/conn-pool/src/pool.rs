@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::connector::Connector;
 use crate::request::UpstreamRequest;
-use crate::stream::{StreamConfig, StreamHandle, StreamItem, spawn_stream};
+use crate::stream::{StreamConfig, StreamHandle, StreamItem, StreamState, spawn_stream};
 
 /// How the pool maps topics to upstream streams, and its limits.
 #[derive(Debug, Clone)]
@@ -96,6 +96,8 @@ pub struct StreamInfo {
     pub subscribers: usize,
     /// Whether it is in its idle linger (no subscriber).
     pub lingering: bool,
+    /// Its state and counters.
+    pub state: StreamState,
 }
 
 /// A shared pool of upstream streams. Cheap to clone.
@@ -238,6 +240,7 @@ impl<C: Connector> Pool<C> {
                 topic: topic.clone(),
                 subscribers: e.subscribers,
                 lingering: e.linger.is_some(),
+                state: e.handle.state(),
             })
             .collect();
         infos.sort_by(|a, b| a.topic.cmp(&b.topic));

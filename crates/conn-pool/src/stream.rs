@@ -15,7 +15,7 @@ use sse_state_machine::{
     Config, ConfigError, ConnId, Delivery, FailureKind, Input, Machine, Output, Phase, Reason,
     RotateReason,
 };
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::connector::Connector;
@@ -33,6 +33,8 @@ pub struct StreamConfig {
     pub seed: u64,
     /// Items a subscriber may fall behind before it is told it missed some.
     pub channel_capacity: usize,
+    /// A last event ID to resume from on the first connection.
+    pub last_event_id: Option<String>,
 }
 
 impl Default for StreamConfig {
@@ -44,6 +46,7 @@ impl Default for StreamConfig {
                 .max_event_size(4 << 20),
             seed: 0,
             channel_capacity: 1024,
+            last_event_id: None,
         }
     }
 }
@@ -58,6 +61,27 @@ pub enum StreamItem {
     /// The stream changed phase. Errors are non-terminal updates unless the
     /// stream stopped for good.
     Status(Status),
+}
+
+/// A stream's state and counters, for admin views and maintenance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamState {
+    /// The phase.
+    pub phase: Phase,
+    /// Why it entered that phase.
+    pub reason: Reason,
+    /// Since when (tokio's clock).
+    pub since: tokio::time::Instant,
+    /// Connection attempts so far.
+    pub attempts: u64,
+    /// Connections opened (200, event stream) so far.
+    pub opened: u64,
+    /// Events delivered so far.
+    pub events: u64,
+    /// Body bytes received so far.
+    pub bytes: u64,
+    /// The last event ID delivered.
+    pub last_event_id: String,
 }
 
 /// A phase change, as subscribers see it.
@@ -82,6 +106,7 @@ enum Command {
 pub struct StreamHandle {
     items: broadcast::Sender<StreamItem>,
     commands: mpsc::Sender<Command>,
+    state: watch::Receiver<StreamState>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -91,6 +116,11 @@ impl StreamHandle {
     /// (`RecvError::Lagged`) and never blocks the stream or other receivers.
     pub fn subscribe(&self) -> broadcast::Receiver<StreamItem> {
         self.items.subscribe()
+    }
+
+    /// The stream's current state and counters.
+    pub fn state(&self) -> StreamState {
+        self.state.borrow().clone()
     }
 
     /// Drops the connection and reconnects at once.
@@ -135,7 +165,20 @@ pub fn spawn_stream<C: Connector>(
     request: UpstreamRequest,
     config: StreamConfig,
 ) -> Result<StreamHandle, ConfigError> {
-    let machine = Machine::new(config.machine.clone(), config.seed)?;
+    let mut machine = Machine::new(config.machine.clone(), config.seed)?;
+    if let Some(id) = &config.last_event_id {
+        machine.set_last_event_id(Utf8Bytes::from(id.as_str()));
+    }
+    let (state_tx, state) = watch::channel(StreamState {
+        phase: Phase::Idle,
+        reason: Reason::Start,
+        since: tokio::time::Instant::now(),
+        attempts: 0,
+        opened: 0,
+        events: 0,
+        bytes: 0,
+        last_event_id: config.last_event_id.clone().unwrap_or_default(),
+    });
     let (items, _) = broadcast::channel(config.channel_capacity.max(1));
     let (commands, command_rx) = mpsc::channel(8);
     let (messages, message_rx) = mpsc::channel(64);
@@ -147,11 +190,13 @@ pub fn spawn_stream<C: Connector>(
         conns: HashMap::new(),
         messages,
         items: items.clone(),
+        state: state_tx,
     };
     let task = tokio::spawn(driver.run(message_rx, command_rx));
     Ok(StreamHandle {
         items,
         commands,
+        state,
         task: Some(task),
     })
 }
@@ -190,6 +235,7 @@ struct Driver<C> {
     conns: HashMap<ConnId, Conn>,
     messages: mpsc::Sender<Message>,
     items: broadcast::Sender<StreamItem>,
+    state: watch::Sender<StreamState>,
 }
 
 /// The machine's clock: tokio's, so that paused time reaches it.
@@ -236,6 +282,7 @@ impl<C: Connector> Driver<C> {
                     conn,
                     last_event_id,
                 } => {
+                    self.state.send_modify(|s| s.attempts += 1);
                     let mut parser = Parser::with_limits(self.limits);
                     if let Some(id) = &last_event_id {
                         parser.set_last_event_id(id.clone());
@@ -255,6 +302,14 @@ impl<C: Connector> Driver<C> {
                     }
                 }
                 Output::StateChanged { to, reason, .. } => {
+                    self.state.send_modify(|s| {
+                        s.phase = to;
+                        s.reason = reason;
+                        s.since = tokio::time::Instant::now();
+                        s.opened += u64::from(
+                            reason == Reason::Opened || matches!(reason, Reason::Rotated(_)),
+                        );
+                    });
                     let _ = self.items.send(StreamItem::Status(Status {
                         phase: to,
                         reason,
@@ -296,12 +351,18 @@ impl<C: Connector> Driver<C> {
             return;
         };
         let bytes = data.len();
+        self.state.send_modify(|s| s.bytes += bytes as u64);
         state.parser.feed(data);
         let mut inputs = Vec::new();
         loop {
             match state.parser.next_item() {
                 Ok(Some(Item::Event(event))) => {
                     if self.machine.on_event(t, conn, &event.id) == Delivery::Deliver {
+                        self.state.send_modify(|s| {
+                            s.events += 1;
+                            s.last_event_id.clear();
+                            s.last_event_id.push_str(&event.id);
+                        });
                         let _ = self.items.send(StreamItem::Event(event));
                     }
                 }

@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use sse_conn_pool::{
     Connector, Pool, PoolConfig, PoolError, StreamInfo, StreamItem, Subscription, Target,
 };
+use sse_state_machine::Phase;
 
 /// An upstream in memory: every connection streams one event per second
 /// (virtual), counting connections opened and open.
@@ -125,14 +126,25 @@ async fn subscribers_of_a_topic_share_one_upstream_connection() {
     assert_eq!(first_a, first_b, "both see the same events");
     assert_eq!(upstream.opened.load(Ordering::SeqCst), 1);
     assert_eq!(upstream.paths.lock().as_slice(), ["/v1/quotes/AAPL/stream"]);
-    assert_eq!(
-        pool.snapshot(),
-        [StreamInfo {
-            topic: "AAPL".into(),
+    let snapshot = pool.snapshot();
+    let [
+        StreamInfo {
+            topic,
             subscribers: 2,
-            lingering: false
-        }]
+            lingering: false,
+            state,
+        },
+    ] = &snapshot[..]
+    else {
+        panic!("one shared stream: {snapshot:?}");
+    };
+    assert_eq!(topic, "AAPL");
+    assert_eq!(
+        (state.phase, state.attempts, state.opened),
+        (Phase::Open, 1, 1)
     );
+    assert!(state.events >= 1 && state.bytes > 0);
+    assert_eq!(state.last_event_id, first_a.to_string());
     pool.close().await;
 }
 

@@ -166,6 +166,36 @@ async fn f2_retry_after_and_statuses_are_status_updates_then_it_recovers() {
 }
 
 #[tokio::test]
+async fn a_configured_last_event_id_is_sent_on_the_first_request() {
+    let sim = sim(Sim::builder().topics(["T"]).events_per_sec(200.0)).await;
+    timeout(WAIT, async {
+        while sim.last_id("T").is_none_or(|id| id < 10) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the feed has history");
+    let mut config = quick();
+    config.last_event_id = Some("3".into());
+    let stream = spawn_stream(
+        TcpConnector,
+        UpstreamRequest::get(&sim.stream_url("T")).unwrap(),
+        config,
+    )
+    .unwrap();
+    let mut items = stream.subscribe();
+    assert_eq!(event_ids(&mut items, 2).await, [4, 5], "replayed from 3");
+    assert_eq!(sim.requests()[0].header("last-event-id"), Some("3"));
+    let state = stream.state();
+    assert_eq!(
+        (state.phase, state.attempts, state.opened),
+        (Phase::Open, 1, 1)
+    );
+    stream.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn f14_204_stops_for_good_with_one_request() {
     let sim = sim(Sim::builder()
         .topics(["T"])
