@@ -69,6 +69,16 @@ async fn status(items: &mut broadcast::Receiver<StreamItem>) -> sse_conn_pool::S
     }
 }
 
+/// A stream of `topic` from `sim`, with quick retries.
+fn start(sim: &SimHandle, topic: &str) -> sse_conn_pool::StreamHandle {
+    spawn_stream(
+        TcpConnector,
+        UpstreamRequest::get(&sim.stream_url(topic)).unwrap(),
+        quick(),
+    )
+    .unwrap()
+}
+
 async fn sim(builder: sse_upstream_sim::SimBuilder) -> SimHandle {
     builder
         .start("127.0.0.1:0")
@@ -79,12 +89,7 @@ async fn sim(builder: sse_upstream_sim::SimBuilder) -> SimHandle {
 #[tokio::test]
 async fn events_flow_from_the_upstream_to_subscribers() {
     let sim = sim(Sim::builder().topics(["AAPL"]).events_per_sec(200.0)).await;
-    let stream = spawn_stream(
-        TcpConnector,
-        UpstreamRequest::get(&sim.stream_url("AAPL")).unwrap(),
-        quick(),
-    )
-    .unwrap();
+    let stream = start(&sim, "AAPL");
     let mut a = stream.subscribe();
     let mut b = stream.subscribe();
     assert_eq!(status(&mut a).await.phase, Phase::Open);
@@ -114,12 +119,7 @@ async fn f3_a_cut_stream_resumes_from_the_last_complete_event_with_no_gap() {
         .events_per_sec(200.0)
         .script("T", [Fault::CloseMidEvent { after_events: 3 }]))
     .await;
-    let stream = spawn_stream(
-        TcpConnector,
-        UpstreamRequest::get(&sim.stream_url("T")).unwrap(),
-        quick(),
-    )
-    .unwrap();
+    let stream = start(&sim, "T");
     let mut items = stream.subscribe();
     let ids = event_ids(&mut items, 10).await;
     assert!(
@@ -146,12 +146,7 @@ async fn f2_retry_after_and_statuses_are_status_updates_then_it_recovers() {
         ],
     ))
     .await;
-    let stream = spawn_stream(
-        TcpConnector,
-        UpstreamRequest::get(&sim.stream_url("T")).unwrap(),
-        quick(),
-    )
-    .unwrap();
+    let stream = start(&sim, "T");
     let mut items = stream.subscribe();
     let s = status(&mut items).await;
     assert_eq!(
@@ -201,12 +196,7 @@ async fn f14_204_stops_for_good_with_one_request() {
         .topics(["T"])
         .script("T", [Fault::status(204)]))
     .await;
-    let stream = spawn_stream(
-        TcpConnector,
-        UpstreamRequest::get(&sim.stream_url("T")).unwrap(),
-        quick(),
-    )
-    .unwrap();
+    let stream = start(&sim, "T");
     let mut items = stream.subscribe();
     let s = status(&mut items).await;
     assert_eq!(
@@ -272,12 +262,7 @@ async fn redirects_are_followed_and_a_missing_location_is_an_error() {
 #[tokio::test]
 async fn stopping_releases_the_upstream_connection() {
     let sim = sim(Sim::builder().topics(["T"]).events_per_sec(100.0)).await;
-    let stream = spawn_stream(
-        TcpConnector,
-        UpstreamRequest::get(&sim.stream_url("T")).unwrap(),
-        quick(),
-    )
-    .unwrap();
+    let stream = start(&sim, "T");
     let mut items = stream.subscribe();
     event_ids(&mut items, 1).await;
     assert_eq!(sim.active_streams(), 1);

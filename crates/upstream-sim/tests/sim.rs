@@ -74,6 +74,15 @@ fn events(items: &[Item]) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// A fast feed on topic `T` whose first connection plays `fault`.
+async fn scripted(fault: Fault) -> SimHandle {
+    sim(Sim::builder()
+        .topics(["T"])
+        .events_per_sec(200.0)
+        .script("T", [fault]))
+    .await
+}
+
 async fn sim(builder: sse_upstream_sim::SimBuilder) -> SimHandle {
     builder
         .start("127.0.0.1:0")
@@ -282,11 +291,7 @@ async fn drip_and_slow_start_still_deliver_whole_events() {
 
 #[tokio::test]
 async fn close_mid_event_leaves_half_an_event() {
-    let sim = sim(Sim::builder()
-        .topics(["T"])
-        .events_per_sec(200.0)
-        .script("T", [Fault::CloseMidEvent { after_events: 2 }]))
-    .await;
+    let sim = scripted(Fault::CloseMidEvent { after_events: 2 }).await;
     let response = get(&sim, "T", &[]).await.unwrap();
     let mut parser = Parser::new();
     let items = read_events(&mut response.into_body(), &mut parser, 10).await;
@@ -297,11 +302,7 @@ async fn close_mid_event_leaves_half_an_event() {
 
 #[tokio::test]
 async fn end_after_ends_the_body_cleanly() {
-    let sim = sim(Sim::builder()
-        .topics(["T"])
-        .events_per_sec(200.0)
-        .script("T", [Fault::EndAfter { after_events: 3 }]))
-    .await;
+    let sim = scripted(Fault::EndAfter { after_events: 3 }).await;
     let response = get(&sim, "T", &[]).await.unwrap();
     let mut parser = Parser::new();
     let items = read_events(&mut response.into_body(), &mut parser, 10).await;
