@@ -71,12 +71,8 @@ async fn status(items: &mut broadcast::Receiver<StreamItem>) -> sse_conn_pool::S
 
 /// A stream of `topic` from `sim`, with quick retries.
 fn start(sim: &SimHandle, topic: &str) -> sse_conn_pool::StreamHandle {
-    spawn_stream(
-        TcpConnector,
-        UpstreamRequest::get(&sim.stream_url(topic)).unwrap(),
-        quick(),
-    )
-    .unwrap()
+    let request = UpstreamRequest::get(&sim.stream_url(topic)).expect("a valid URL");
+    spawn_stream(TcpConnector, request, quick()).expect("a valid config")
 }
 
 async fn sim(builder: sse_upstream_sim::SimBuilder) -> SimHandle {
