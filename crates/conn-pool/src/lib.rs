@@ -34,6 +34,7 @@
 //! ```
 
 mod connector;
+pub mod metrics;
 mod pool;
 mod request;
 mod stream;

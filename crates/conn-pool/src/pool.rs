@@ -13,6 +13,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use crate::connector::Connector;
+use crate::metrics;
 use crate::request::UpstreamRequest;
 use crate::stream::{StreamConfig, StreamHandle, StreamItem, StreamState, spawn_stream};
 
@@ -129,6 +130,14 @@ struct State {
     generation: u64,
 }
 
+impl State {
+    /// Records the pool's size (called with the lock held, after a change).
+    fn record(&self) {
+        let subscribers = self.streams.values().map(|e| e.subscribers).sum();
+        metrics::record_pool(self.streams.len(), subscribers);
+    }
+}
+
 struct Entry {
     handle: StreamHandle,
     subscribers: usize,
@@ -172,10 +181,12 @@ impl<C: Connector> Pool<C> {
     pub fn subscribe(&self, topic: &str) -> Result<Subscription, PoolError> {
         let config = &self.inner.config;
         if !valid_topic(topic, config.max_topic_len) {
+            metrics::record_refused("invalid_topic");
             return Err(PoolError::InvalidTopic(topic.chars().take(80).collect()));
         }
         let mut state = self.inner.state.lock();
         if state.closed {
+            metrics::record_refused("closed");
             return Err(PoolError::Closed);
         }
         state.generation += 1;
@@ -186,9 +197,12 @@ impl<C: Connector> Pool<C> {
             if let Some(linger) = entry.linger.take() {
                 linger.abort();
             }
-            return Ok(self.subscription(topic, entry.handle.subscribe()));
+            let rx = entry.handle.subscribe();
+            state.record();
+            return Ok(self.subscription(topic, rx));
         }
         if state.streams.len() >= config.max_streams {
+            metrics::record_refused("at_capacity");
             return Err(PoolError::AtCapacity {
                 limit: config.max_streams,
                 retry_after: config.idle_linger,
@@ -217,6 +231,7 @@ impl<C: Connector> Pool<C> {
                 generation,
             },
         );
+        state.record();
         Ok(self.subscription(topic, rx))
     }
 
@@ -253,7 +268,9 @@ impl<C: Connector> Pool<C> {
         let streams: Vec<Entry> = {
             let mut state = self.inner.state.lock();
             state.closed = true;
-            state.streams.drain().map(|(_, e)| e).collect()
+            let streams = state.streams.drain().map(|(_, e)| e).collect();
+            state.record();
+            streams
         };
         for entry in streams {
             if let Some(linger) = entry.linger {
@@ -278,6 +295,7 @@ impl<C: Connector> Release for Inner<C> {
         };
         entry.subscribers = entry.subscribers.saturating_sub(1);
         if entry.subscribers > 0 {
+            state.record();
             return;
         }
         entry.generation = generation;
@@ -292,6 +310,7 @@ impl<C: Connector> Release for Inner<C> {
                 inner.expire(&topic, generation).await;
             }
         }));
+        state.record();
     }
 }
 

@@ -19,6 +19,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::connector::Connector;
+use crate::metrics;
 use crate::request::{self, UpstreamRequest};
 
 /// How a stream runs.
@@ -283,6 +284,7 @@ impl<C: Connector> Driver<C> {
                     last_event_id,
                 } => {
                     self.state.send_modify(|s| s.attempts += 1);
+                    metrics::record_attempt();
                     let mut parser = Parser::with_limits(self.limits);
                     if let Some(id) = &last_event_id {
                         parser.set_last_event_id(id.clone());
@@ -302,6 +304,7 @@ impl<C: Connector> Driver<C> {
                     }
                 }
                 Output::StateChanged { to, reason, .. } => {
+                    metrics::record_change(to, reason);
                     self.state.send_modify(|s| {
                         s.phase = to;
                         s.reason = reason;
@@ -358,6 +361,7 @@ impl<C: Connector> Driver<C> {
             match state.parser.next_item() {
                 Ok(Some(Item::Event(event))) => {
                     if self.machine.on_event(t, conn, &event.id) == Delivery::Deliver {
+                        metrics::record_event();
                         self.state.send_modify(|s| {
                             s.events += 1;
                             s.last_event_id.clear();

@@ -1,0 +1,146 @@
+//! The metrics the client and the pool report: names, units and descriptions
+//! in one place. Labels come from fixed sets (phases, reasons, failure
+//! kinds): never topic names, URLs or addresses.
+
+use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
+use sse_state_machine::{FailureKind, Phase, Reason};
+
+/// Counter: connection attempts started.
+pub const ATTEMPTS: &str = "ssegate_upstream_connect_attempts_total";
+/// Counter: connections opened (200, event stream).
+pub const OPENED: &str = "ssegate_upstream_connections_opened_total";
+/// Counter: connections lost or refused, by reason. Label `reason`.
+pub const FAILURES: &str = "ssegate_upstream_failures_total";
+/// Counter: make-before-break rotations completed.
+pub const ROTATIONS: &str = "ssegate_upstream_rotations_total";
+/// Counter: streams that stopped for good, by reason. Label `reason`.
+pub const STOPPED: &str = "ssegate_upstream_streams_stopped_total";
+/// Counter: events delivered to subscribers (after de-duplication).
+pub const EVENTS: &str = "ssegate_upstream_events_delivered_total";
+/// Gauge: streams in the pool.
+pub const STREAMS: &str = "ssegate_pool_streams";
+/// Gauge: subscriptions in the pool.
+pub const SUBSCRIBERS: &str = "ssegate_pool_subscribers";
+/// Counter: subscriptions refused, by reason. Label `reason`.
+pub const REFUSED: &str = "ssegate_pool_subscriptions_refused_total";
+
+/// Registers the descriptions with the installed recorder.
+pub fn describe_metrics() {
+    describe_counter!(
+        ATTEMPTS,
+        Unit::Count,
+        "Upstream connection attempts started."
+    );
+    describe_counter!(
+        OPENED,
+        Unit::Count,
+        "Upstream connections opened (200, text/event-stream)."
+    );
+    describe_counter!(
+        FAILURES,
+        Unit::Count,
+        "Upstream connections lost or refused (label: reason)."
+    );
+    describe_counter!(
+        ROTATIONS,
+        Unit::Count,
+        "Make-before-break rotations completed."
+    );
+    describe_counter!(
+        STOPPED,
+        Unit::Count,
+        "Upstream streams stopped for good (label: reason)."
+    );
+    describe_counter!(
+        EVENTS,
+        Unit::Count,
+        "Events delivered to subscribers, after de-duplication."
+    );
+    describe_gauge!(STREAMS, Unit::Count, "Upstream streams held by the pool.");
+    describe_gauge!(SUBSCRIBERS, Unit::Count, "Subscriptions held by the pool.");
+    describe_counter!(
+        REFUSED,
+        Unit::Count,
+        "Subscriptions refused by the pool (label: reason)."
+    );
+}
+
+/// A low-cardinality name for why a stream changed phase.
+pub fn reason_label(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Start => "start",
+        Reason::Opened => "opened",
+        Reason::BackoffElapsed => "backoff_elapsed",
+        Reason::CoolOffElapsed => "cool_off_elapsed",
+        Reason::Failed(kind) => match kind {
+            FailureKind::Dns => "dns",
+            FailureKind::Refused => "refused",
+            FailureKind::Tls => "tls",
+            FailureKind::Io => "io",
+            FailureKind::Timeout => "connect_timeout",
+            FailureKind::Protocol => "protocol",
+            FailureKind::Limit => "limit",
+            _ => "other",
+        },
+        Reason::Status(status) => match status {
+            429 => "status_429",
+            401 | 403 => "status_auth",
+            500..=599 => "status_5xx",
+            _ => "status_other",
+        },
+        Reason::NotEventStream => "not_event_stream",
+        Reason::EndOfBody => "end_of_body",
+        Reason::Timeout(kind) => match kind {
+            sse_state_machine::TimeoutKind::Connect => "timeout_connect",
+            sse_state_machine::TimeoutKind::FirstByte => "timeout_first_byte",
+            sse_state_machine::TimeoutKind::Idle => "timeout_idle",
+            sse_state_machine::TimeoutKind::EventAssembly => "timeout_event_assembly",
+        },
+        Reason::AttemptBudget => "attempt_budget",
+        Reason::Rotated(_) => "rotated",
+        Reason::Reconnect => "reconnect",
+        Reason::Stop(stop) => match stop {
+            sse_state_machine::StopReason::Requested => "requested",
+            sse_state_machine::StopReason::NoContent => "no_content",
+            sse_state_machine::StopReason::ClientError(_) => "client_error",
+        },
+    }
+}
+
+/// Records a phase change of a stream.
+pub(crate) fn record_change(to: Phase, reason: Reason) {
+    match (to, reason) {
+        (Phase::Open, Reason::Opened) => counter!(OPENED).increment(1),
+        (Phase::Open, Reason::Rotated(_)) => counter!(ROTATIONS).increment(1),
+        (Phase::Stopped, _) => counter!(STOPPED, "reason" => reason_label(reason)).increment(1),
+        (Phase::BackingOff | Phase::CoolingOff, _)
+        | (
+            Phase::Open | Phase::Connecting,
+            Reason::Failed(_) | Reason::Timeout(_) | Reason::EndOfBody,
+        ) => {
+            counter!(FAILURES, "reason" => reason_label(reason)).increment(1);
+        }
+        _ => {}
+    }
+}
+
+/// Records a connection attempt.
+pub(crate) fn record_attempt() {
+    counter!(ATTEMPTS).increment(1);
+}
+
+/// Records a delivered event.
+pub(crate) fn record_event() {
+    counter!(EVENTS).increment(1);
+}
+
+/// Records the pool's size.
+pub(crate) fn record_pool(streams: usize, subscribers: usize) {
+    gauge!(STREAMS).set(streams as f64);
+    gauge!(SUBSCRIBERS).set(subscribers as f64);
+}
+
+/// Records a refused subscription.
+pub(crate) fn record_refused(reason: &'static str) {
+    counter!(REFUSED, "reason" => reason).increment(1);
+}
