@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use http_body_util::BodyExt;
+use sse_health::{ErrorKind, HealthConfig, Level, Maintenance, RotateCause, StreamHealth};
 use sse_parser::{Event, Item, Limits, Parser, Utf8Bytes};
 use sse_state_machine::{
     Config, ConfigError, ConnId, Delivery, FailureKind, Input, Machine, Output, Phase, Reason,
@@ -36,6 +37,9 @@ pub struct StreamConfig {
     pub channel_capacity: usize,
     /// A last event ID to resume from on the first connection.
     pub last_event_id: Option<String>,
+    /// Health thresholds; the stream evaluates them every second and rotates
+    /// its connection (make-before-break) when health advises it.
+    pub health: HealthConfig,
 }
 
 impl Default for StreamConfig {
@@ -48,6 +52,7 @@ impl Default for StreamConfig {
             seed: 0,
             channel_capacity: 1024,
             last_event_id: None,
+            health: HealthConfig::default(),
         }
     }
 }
@@ -83,6 +88,12 @@ pub struct StreamState {
     pub bytes: u64,
     /// The last event ID delivered.
     pub last_event_id: String,
+    /// The health verdict (after hysteresis).
+    pub health: Level,
+    /// What the last evaluation found wrong, in words.
+    pub causes: Vec<String>,
+    /// Rotations health advised.
+    pub rotations_advised: u64,
 }
 
 /// A phase change, as subscribers see it.
@@ -179,7 +190,11 @@ pub fn spawn_stream<C: Connector>(
         events: 0,
         bytes: 0,
         last_event_id: config.last_event_id.clone().unwrap_or_default(),
+        health: Level::Healthy,
+        causes: Vec::new(),
+        rotations_advised: 0,
     });
+    let health = StreamHealth::new(config.health.clone(), now());
     let (items, _) = broadcast::channel(config.channel_capacity.max(1));
     let (commands, command_rx) = mpsc::channel(8);
     let (messages, message_rx) = mpsc::channel(64);
@@ -192,6 +207,7 @@ pub fn spawn_stream<C: Connector>(
         messages,
         items: items.clone(),
         state: state_tx,
+        health,
     };
     let task = tokio::spawn(driver.run(message_rx, command_rx));
     Ok(StreamHandle {
@@ -237,6 +253,7 @@ struct Driver<C> {
     messages: mpsc::Sender<Message>,
     items: broadcast::Sender<StreamItem>,
     state: watch::Sender<StreamState>,
+    health: StreamHealth,
 }
 
 /// The machine's clock: tokio's, so that paused time reaches it.
@@ -251,6 +268,8 @@ impl<C: Connector> Driver<C> {
         mut commands: mpsc::Receiver<Command>,
     ) {
         let _ = self.machine.handle_input(now(), Input::Start);
+        let mut evaluate = tokio::time::interval(Duration::from_secs(1));
+        evaluate.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.drain_outputs();
             if self.machine.phase() == Phase::Stopped {
@@ -269,6 +288,7 @@ impl<C: Connector> Driver<C> {
                     let _ = self.machine.handle_input(now(), input);
                 }
                 () = sleep_until(deadline) => self.machine.handle_timeout(now()),
+                _ = evaluate.tick() => self.maintain(),
             }
         }
         for (_, conn) in self.conns.drain() {
@@ -303,8 +323,9 @@ impl<C: Connector> Driver<C> {
                         conn.task.abort();
                     }
                 }
-                Output::StateChanged { to, reason, .. } => {
+                Output::StateChanged { from, to, reason } => {
                     metrics::record_change(to, reason);
+                    self.observe(from, to, reason);
                     self.state.send_modify(|s| {
                         s.phase = to;
                         s.reason = reason;
@@ -321,6 +342,62 @@ impl<C: Connector> Driver<C> {
                 }
                 Output::Retrying { .. } => {}
             }
+        }
+    }
+
+    /// Feeds a phase change to health.
+    fn observe(&mut self, from: Phase, to: Phase, reason: Reason) {
+        let t = now();
+        match (to, reason) {
+            (Phase::Open, Reason::Opened) => self.health.on_connected(t),
+            (Phase::Open, Reason::Rotated(_)) => self.health.on_rotated(t),
+            _ => {}
+        }
+        if from == Phase::Open && to != Phase::Open {
+            self.health.on_disconnected(t);
+        }
+        let kind = match reason {
+            Reason::Failed(_) if from == Phase::Connecting => Some(ErrorKind::Connect),
+            Reason::Failed(_) | Reason::EndOfBody => Some(ErrorKind::Stream),
+            Reason::Status(_) | Reason::NotEventStream => Some(ErrorKind::Status),
+            Reason::Timeout(_) => Some(ErrorKind::Timeout),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            self.health.on_error(t, kind);
+        }
+    }
+
+    /// Evaluates health, publishes the verdict, and rotates when advised.
+    fn maintain(&mut self) {
+        let t = now();
+        // Release is the pool's decision; health still wants to know.
+        self.health.on_subscribers(t, self.items.receiver_count());
+        let verdict = self.health.evaluate(t);
+        let (level, causes) = (
+            verdict.level,
+            verdict.causes.iter().map(ToString::to_string).collect(),
+        );
+        let advice = self.health.maintenance(t);
+        let rotate = match advice {
+            Some(Maintenance::Rotate(cause)) => Some(match cause {
+                RotateCause::Age(_) => RotateReason::Age,
+                RotateCause::Errors(_) | RotateCause::FailureRatio(_) => RotateReason::Errors,
+                RotateCause::Eventless(_) => RotateReason::Stale,
+                RotateCause::Degraded(_) => RotateReason::Degraded,
+            }),
+            _ => None,
+        };
+        self.state.send_modify(|s| {
+            s.health = level;
+            s.causes = causes;
+            s.rotations_advised += u64::from(rotate.is_some());
+        });
+        if let Some(reason) = rotate {
+            // No other advice within health's minimum rotation interval; the
+            // hand-over itself is reported by `observe`.
+            self.health.on_rotation_started(t);
+            let _ = self.machine.handle_input(t, Input::Rotate(reason));
         }
     }
 
@@ -355,6 +432,7 @@ impl<C: Connector> Driver<C> {
         };
         let bytes = data.len();
         self.state.send_modify(|s| s.bytes += bytes as u64);
+        self.health.on_bytes(t, bytes);
         state.parser.feed(data);
         let mut inputs = Vec::new();
         loop {
@@ -362,6 +440,7 @@ impl<C: Connector> Driver<C> {
                 Ok(Some(Item::Event(event))) => {
                     if self.machine.on_event(t, conn, &event.id) == Delivery::Deliver {
                         metrics::record_event();
+                        self.health.on_event(t, None);
                         self.state.send_modify(|s| {
                             s.events += 1;
                             s.last_event_id.clear();

@@ -357,3 +357,99 @@ async fn f4_a_stalled_upstream_is_detected_at_the_idle_timeout_in_virtual_time()
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 2);
     stream.stop().await;
 }
+
+/// An upstream in memory that sends only heartbeat comments: alive, silent.
+#[derive(Clone, Default)]
+struct HeartbeatsOnly {
+    connections: Arc<AtomicUsize>,
+}
+
+struct Heartbeats {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    first: bool,
+}
+
+impl Body for Heartbeats {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.first {
+            self.first = false;
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
+                b"id: 1\ndata: only event\n\n",
+            )))));
+        }
+        if self.sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let at = self.sleep.deadline() + Duration::from_secs(15);
+        self.sleep.as_mut().reset(at);
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b": heartbeat\n")))))
+    }
+}
+
+impl Connector for HeartbeatsOnly {
+    type Io = TokioIo<tokio::io::DuplexStream>;
+
+    async fn connect(&self, _: &Target) -> std::io::Result<Self::Io> {
+        self.connections.fetch_add(1, Ordering::SeqCst);
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(|_req| async {
+                let body = Heartbeats {
+                    sleep: Box::pin(tokio::time::sleep(Duration::from_secs(15))),
+                    first: true,
+                };
+                let mut response = hyper::Response::new(body);
+                response.headers_mut().insert(
+                    "content-type",
+                    hyper::header::HeaderValue::from_static("text/event-stream"),
+                );
+                Ok::<_, Infallible>(response)
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(server), service)
+                .await;
+        });
+        Ok(TokioIo::new(client))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_rotates_a_stream_that_only_sends_heartbeats() {
+    BOUND.with(|b| b.set(VIRTUAL_WAIT));
+    let upstream = HeartbeatsOnly::default();
+    let mut config = StreamConfig::default();
+    config.health.min_events_per_min = None; // a quiet stream: only staleness counts
+    let stream = spawn_stream(
+        upstream.clone(),
+        UpstreamRequest::get("http://upstream.test/s").unwrap(),
+        config,
+    )
+    .unwrap();
+    let mut items = stream.subscribe();
+    assert_eq!(status(&mut items).await.phase, Phase::Open);
+    let opened = tokio::time::Instant::now();
+    // Heartbeats keep the idle timer happy; health sees no event for 5 min
+    // and advises a rotation: a second connection opens.
+    loop {
+        let s = status(&mut items).await;
+        if s.reason == Reason::Rotated(sse_state_machine::RotateReason::Stale)
+            || upstream.connections.load(Ordering::SeqCst) == 2
+        {
+            break;
+        }
+    }
+    let elapsed = tokio::time::Instant::now() - opened;
+    assert!(
+        elapsed >= Duration::from_secs(300) && elapsed <= Duration::from_secs(302),
+        "{elapsed:?}"
+    );
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 2);
+    assert_eq!(stream.state().rotations_advised, 1);
+    stream.stop().await;
+}

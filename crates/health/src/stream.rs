@@ -338,6 +338,12 @@ impl StreamHealth {
         }
     }
 
+    /// A rotation was started (on health's advice or otherwise): no other is
+    /// advised within `min_rotation_interval`.
+    pub fn on_rotation_started(&mut self, now: Instant) {
+        self.last_rotation = Some(now);
+    }
+
     /// A rotation handed over to a new connection.
     pub fn on_rotated(&mut self, now: Instant) {
         self.last_rotation = Some(now);
