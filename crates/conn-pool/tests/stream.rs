@@ -187,6 +187,74 @@ async fn a_configured_last_event_id_is_sent_on_the_first_request() {
 }
 
 #[tokio::test]
+async fn f5_garbage_is_survived_and_an_endless_line_drops_the_connection() {
+    let sim = sim(Sim::builder().topics(["T"]).events_per_sec(200.0).script(
+        "T",
+        [
+            Fault::Garbage(sse_upstream_sim::Garbage::InvalidUtf8),
+            Fault::EndlessLine { max_bytes: 8 << 20 },
+        ],
+    ))
+    .await;
+    let mut config = quick();
+    config.limits = sse_parser::Limits::default().max_line_len(64 * 1024);
+    let request = UpstreamRequest::get(&sim.stream_url("T")).unwrap();
+    let stream = spawn_stream(TcpConnector, request, config).unwrap();
+    let mut items = stream.subscribe();
+    // Invalid UTF-8 arrives as U+FFFD; the stream goes on.
+    let garbage = loop {
+        if let StreamItem::Event(event) = next(&mut items).await {
+            break event;
+        }
+    };
+    assert!(garbage.data.contains('\u{FFFD}'));
+    event_ids(&mut items, 2).await;
+    // The next connection's endless line breaks the line limit: that
+    // connection is dropped and the stream reconnects.
+    stream.reconnect().await;
+    loop {
+        let s = status(&mut items).await;
+        if s.phase == Phase::BackingOff {
+            assert_eq!(s.reason, Reason::Failed(FailureKind::Limit));
+            break;
+        }
+    }
+    assert_eq!(
+        event_ids(&mut items, 2).await.len(),
+        2,
+        "recovered on the third connection"
+    );
+    stream.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn f18_an_upstream_restart_resumes_with_last_event_id() {
+    let sim = sim(Sim::builder().topics(["T"]).events_per_sec(200.0)).await;
+    let stream = start(&sim, "T");
+    let mut items = stream.subscribe();
+    let before = event_ids(&mut items, 3).await;
+    sim.restart(Duration::from_millis(200));
+    let after = event_ids(&mut items, 20).await;
+    let mut all = before.clone();
+    all.extend(&after);
+    assert!(
+        all.windows(2).all(|w| w[1] == w[0] + 1),
+        "no gap, no duplicate across the restart: {all:?}"
+    );
+    assert!(sim.requests().len() >= 2);
+    let resumed = sim
+        .requests()
+        .last()
+        .unwrap()
+        .header("last-event-id")
+        .map(str::to_string);
+    assert!(resumed.is_some(), "the reconnect carried Last-Event-ID");
+    stream.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn f14_204_stops_for_good_with_one_request() {
     let sim = sim(Sim::builder()
         .topics(["T"])
