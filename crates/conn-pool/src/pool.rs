@@ -55,8 +55,8 @@ impl PoolConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PoolError {
-    /// The topic is empty, too long, or has a character outside
-    /// `[A-Za-z0-9._-]`.
+    /// The topic is empty, longer than `max_topic_len`, `.` or `..`, or has a
+    /// character outside `[A-Za-z0-9._-]`.
     InvalidTopic(String),
     /// The pool holds `max_streams` streams; try again after `retry_after`.
     AtCapacity {
