@@ -1,6 +1,8 @@
 //! The pool over an in-memory upstream in paused time: sharing, RAII
 //! release, the idle linger, the cap, topic validation, close.
 
+mod common;
+
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -61,33 +63,16 @@ impl Connector for Ticking {
 
     async fn connect(&self, _: &Target) -> std::io::Result<Self::Io> {
         self.opened.fetch_add(1, Ordering::SeqCst);
-        let (client, server) = tokio::io::duplex(64 * 1024);
-        let open = self.open.clone();
-        let paths = self.paths.clone();
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    paths.lock().push(req.uri().to_string());
-                    open.fetch_add(1, Ordering::SeqCst);
-                    let body = Ticks {
-                        next: 0,
-                        sleep: Box::pin(tokio::time::sleep(Duration::from_millis(100))),
-                        open: open.clone(),
-                    };
-                    async move {
-                        let mut response = hyper::Response::new(body);
-                        response.headers_mut().insert(
-                            "content-type",
-                            hyper::header::HeaderValue::from_static("text/event-stream"),
-                        );
-                        Ok::<_, Infallible>(response)
-                    }
-                });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(server), service)
-                .await;
-        });
-        Ok(TokioIo::new(client))
+        let (open, paths) = (self.open.clone(), self.paths.clone());
+        Ok(common::serve_in_memory(move |req| {
+            paths.lock().push(req.uri().to_string());
+            open.fetch_add(1, Ordering::SeqCst);
+            Ticks {
+                next: 0,
+                sleep: Box::pin(tokio::time::sleep(Duration::from_millis(100))),
+                open: open.clone(),
+            }
+        }))
     }
 }
 

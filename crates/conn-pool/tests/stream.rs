@@ -1,6 +1,8 @@
 //! The stream client against sse-upstream-sim over loopback (bounded waits),
 //! and against an in-memory upstream with paused time for the deadlines.
 
+mod common;
+
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -376,21 +378,7 @@ impl Connector for StallingUpstream {
 
     async fn connect(&self, _: &Target) -> std::io::Result<Self::Io> {
         self.connections.fetch_add(1, Ordering::SeqCst);
-        let (client, server) = tokio::io::duplex(64 * 1024);
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(|_req| async {
-                let mut response = hyper::Response::new(OneEventThenSilence(false));
-                response.headers_mut().insert(
-                    "content-type",
-                    hyper::header::HeaderValue::from_static("text/event-stream"),
-                );
-                Ok::<_, Infallible>(response)
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(server), service)
-                .await;
-        });
-        Ok(TokioIo::new(client))
+        Ok(common::serve_in_memory(|_| OneEventThenSilence(false)))
     }
 }
 
@@ -465,25 +453,10 @@ impl Connector for HeartbeatsOnly {
 
     async fn connect(&self, _: &Target) -> std::io::Result<Self::Io> {
         self.connections.fetch_add(1, Ordering::SeqCst);
-        let (client, server) = tokio::io::duplex(64 * 1024);
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(|_req| async {
-                let body = Heartbeats {
-                    sleep: Box::pin(tokio::time::sleep(Duration::from_secs(15))),
-                    first: true,
-                };
-                let mut response = hyper::Response::new(body);
-                response.headers_mut().insert(
-                    "content-type",
-                    hyper::header::HeaderValue::from_static("text/event-stream"),
-                );
-                Ok::<_, Infallible>(response)
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(server), service)
-                .await;
-        });
-        Ok(TokioIo::new(client))
+        Ok(common::serve_in_memory(|_| Heartbeats {
+            sleep: Box::pin(tokio::time::sleep(Duration::from_secs(15))),
+            first: true,
+        }))
     }
 }
 
