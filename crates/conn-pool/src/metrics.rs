@@ -129,9 +129,11 @@ pub(crate) fn record_attempt() {
     counter!(ATTEMPTS).increment(1);
 }
 
-/// Records a delivered event.
-pub(crate) fn record_event() {
-    counter!(EVENTS).increment(1);
+/// Records delivered events (one call per chunk, not per event).
+pub(crate) fn record_events(n: u64) {
+    if n > 0 {
+        counter!(EVENTS).increment(n);
+    }
 }
 
 /// Records the pool's size.

@@ -431,21 +431,16 @@ impl<C: Connector> Driver<C> {
             return;
         };
         let bytes = data.len();
-        self.state.send_modify(|s| s.bytes += bytes as u64);
         self.health.on_bytes(t, bytes);
         state.parser.feed(data);
         let mut inputs = Vec::new();
+        let mut delivered = 0u64;
         loop {
             match state.parser.next_item() {
                 Ok(Some(Item::Event(event))) => {
                     if self.machine.on_event(t, conn, &event.id) == Delivery::Deliver {
-                        metrics::record_event();
+                        delivered += 1;
                         self.health.on_event(t, None);
-                        self.state.send_modify(|s| {
-                            s.events += 1;
-                            s.last_event_id.clear();
-                            s.last_event_id.push_str(&event.id);
-                        });
                         let _ = self.items.send(StreamItem::Event(event));
                     }
                 }
@@ -465,6 +460,17 @@ impl<C: Connector> Driver<C> {
                 }
             }
         }
+        // Counters are published once per chunk, not once per event: the
+        // watch channel takes a lock and the last id is a string copy.
+        metrics::record_events(delivered);
+        let last_id = (delivered > 0).then(|| self.machine.last_event_id().to_string());
+        self.state.send_modify(|s| {
+            s.bytes += bytes as u64;
+            s.events += delivered;
+            if let Some(id) = last_id {
+                s.last_event_id = id;
+            }
+        });
         let mid_event = state.parser.has_partial();
         let committed = state.parser.last_event_id().clone();
         let _ = self.machine.handle_input(
