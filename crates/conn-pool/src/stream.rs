@@ -37,9 +37,12 @@ pub struct StreamConfig {
     pub channel_capacity: usize,
     /// A last event ID to resume from on the first connection.
     pub last_event_id: Option<String>,
-    /// Health thresholds; the stream evaluates them every second and rotates
-    /// its connection (make-before-break) when health advises it.
+    /// Health thresholds; the stream evaluates them every second.
     pub health: HealthConfig,
+    /// Rotate the connection (make-before-break) when health advises it.
+    /// Default true; a plain client that must make exactly the requests the
+    /// server expects (the conformance service) turns it off.
+    pub health_rotation: bool,
 }
 
 impl Default for StreamConfig {
@@ -53,6 +56,7 @@ impl Default for StreamConfig {
             channel_capacity: 1024,
             last_event_id: None,
             health: HealthConfig::default(),
+            health_rotation: true,
         }
     }
 }
@@ -117,17 +121,23 @@ enum Command {
 #[derive(Debug)]
 pub struct StreamHandle {
     items: broadcast::Sender<StreamItem>,
+    /// Made before the task started, so the first subscriber misses nothing.
+    first: parking_lot::Mutex<Option<broadcast::Receiver<StreamItem>>>,
     commands: mpsc::Sender<Command>,
     state: watch::Receiver<StreamState>,
     task: Option<JoinHandle<()>>,
 }
 
 impl StreamHandle {
-    /// Receives what the stream delivers from now on. A receiver that falls
+    /// Receives what the stream delivers from now on; the first call
+    /// receives everything since the stream started. A receiver that falls
     /// more than `channel_capacity` items behind is told how many it missed
     /// (`RecvError::Lagged`) and never blocks the stream or other receivers.
     pub fn subscribe(&self) -> broadcast::Receiver<StreamItem> {
-        self.items.subscribe()
+        self.first
+            .lock()
+            .take()
+            .unwrap_or_else(|| self.items.subscribe())
     }
 
     /// The stream's current state and counters.
@@ -195,7 +205,7 @@ pub fn spawn_stream<C: Connector>(
         rotations_advised: 0,
     });
     let health = StreamHealth::new(config.health.clone(), now());
-    let (items, _) = broadcast::channel(config.channel_capacity.max(1));
+    let (items, first) = broadcast::channel(config.channel_capacity.max(1));
     let (commands, command_rx) = mpsc::channel(8);
     let (messages, message_rx) = mpsc::channel(64);
     let driver = Driver {
@@ -208,10 +218,12 @@ pub fn spawn_stream<C: Connector>(
         items: items.clone(),
         state: state_tx,
         health,
+        health_rotation: config.health_rotation,
     };
     let task = tokio::spawn(driver.run(message_rx, command_rx));
     Ok(StreamHandle {
         items,
+        first: parking_lot::Mutex::new(Some(first)),
         commands,
         state,
         task: Some(task),
@@ -254,6 +266,7 @@ struct Driver<C> {
     items: broadcast::Sender<StreamItem>,
     state: watch::Sender<StreamState>,
     health: StreamHealth,
+    health_rotation: bool,
 }
 
 /// The machine's clock: tokio's, so that paused time reaches it.
@@ -380,7 +393,7 @@ impl<C: Connector> Driver<C> {
         );
         let advice = self.health.maintenance(t);
         let rotate = match advice {
-            Some(Maintenance::Rotate(cause)) => Some(match cause {
+            Some(Maintenance::Rotate(cause)) if self.health_rotation => Some(match cause {
                 RotateCause::Age(_) => RotateReason::Age,
                 RotateCause::Errors(_) | RotateCause::FailureRatio(_) => RotateReason::Errors,
                 RotateCause::Eventless(_) => RotateReason::Stale,

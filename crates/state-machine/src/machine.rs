@@ -279,6 +279,84 @@ pub enum CloseReason {
     Reconnect,
 }
 
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Dns => "name resolution failed",
+            Self::Refused => "connection refused or reset",
+            Self::Tls => "TLS handshake or certificate check failed",
+            Self::Io => "connection broken",
+            Self::Timeout => "connect deadline passed",
+            Self::Protocol => "HTTP protocol error or unusable redirect",
+            Self::Limit => "line or event over the size limit",
+            Self::Other => "connection failed",
+        })
+    }
+}
+
+impl fmt::Display for TimeoutKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Connect => "no response headers within the connect timeout",
+            Self::FirstByte => "no body byte within the first-byte timeout",
+            Self::Idle => "no byte within the idle (read) timeout",
+            Self::EventAssembly => "event not completed within the event assembly timeout",
+        })
+    }
+}
+
+impl fmt::Display for RotateReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Age => "age",
+            Self::Errors => "errors",
+            Self::Stale => "stale",
+            Self::Degraded => "degraded",
+            Self::Manual => "manual",
+        })
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Idle => "idle",
+            Self::Connecting => "connecting",
+            Self::Open => "open",
+            Self::BackingOff => "backing off",
+            Self::CoolingOff => "cooling off",
+            Self::Stopped => "stopped",
+        })
+    }
+}
+
+/// Operator-readable: these words reach logs, admin views and subscribers.
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Start => f.write_str("started"),
+            Self::Opened => f.write_str("connected"),
+            Self::BackoffElapsed => f.write_str("backoff elapsed"),
+            Self::CoolOffElapsed => f.write_str("cool-off elapsed"),
+            Self::Failed(kind) => kind.fmt(f),
+            Self::Status(code) => write!(f, "upstream answered HTTP {code}"),
+            Self::NotEventStream => f.write_str("upstream answered without text/event-stream"),
+            Self::EndOfBody => f.write_str("upstream ended the stream"),
+            Self::Timeout(kind) => kind.fmt(f),
+            Self::AttemptBudget => f.write_str("attempt budget spent"),
+            Self::Rotated(reason) => write!(f, "rotated ({reason})"),
+            Self::Reconnect => f.write_str("reconnect requested"),
+            Self::Stop(StopReason::Requested) => f.write_str("stopped on request"),
+            Self::Stop(StopReason::NoContent) => {
+                f.write_str("upstream answered 204 No Content: not reconnecting")
+            }
+            Self::Stop(StopReason::ClientError(code)) => {
+                write!(f, "upstream answered HTTP {code}: not reconnecting")
+            }
+        }
+    }
+}
+
 /// An input that makes no sense in the machine's state. Nothing changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
