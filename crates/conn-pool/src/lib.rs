@@ -39,12 +39,17 @@ mod pool;
 mod request;
 mod stream;
 mod throttle;
+mod transport;
 
-pub use connector::{Connector, Target, TcpConnector};
+pub use connector::{
+    ConnectFailure, Connector, Http2PriorKnowledge, HttpsConnector, MaybeTls, Resolve, Resolving,
+    SystemResolver, Target, TcpConnector, TlsConfig, TlsConfigError,
+};
 pub use pool::{Pool, PoolConfig, PoolError, StreamInfo, Subscription};
 pub use request::{RequestError, UpstreamRequest, retry_after};
 pub use stream::{Status, StreamConfig, StreamHandle, StreamItem, StreamState, spawn_stream};
 pub use throttle::{AttemptLimits, Throttled};
+pub use transport::Connections;
 
 // The README's examples are compiled as doctests.
 #[doc = include_str!("../README.md")]

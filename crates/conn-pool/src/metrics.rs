@@ -23,6 +23,13 @@ pub const STREAMS: &str = "ssegate_pool_streams";
 pub const SUBSCRIBERS: &str = "ssegate_pool_subscribers";
 /// Counter: subscriptions refused, by reason. Label `reason`.
 pub const REFUSED: &str = "ssegate_pool_subscriptions_refused_total";
+/// Gauge: upstream sockets open (an HTTP/2 socket counts once, however many
+/// streams share it).
+pub const SOCKETS: &str = "ssegate_upstream_sockets";
+/// Counter: connection attempts that had to wait for a per-host slot.
+pub const HOST_WAITS: &str = "ssegate_upstream_host_cap_waits_total";
+/// Gauge: subscriptions waiting in the pool's pending queue.
+pub const PENDING: &str = "ssegate_pool_pending";
 
 /// Registers the descriptions with the installed recorder.
 pub fn describe_metrics() {
@@ -62,6 +69,21 @@ pub fn describe_metrics() {
         REFUSED,
         Unit::Count,
         "Subscriptions refused by the pool (label: reason)."
+    );
+    describe_gauge!(
+        SOCKETS,
+        Unit::Count,
+        "Upstream sockets open (a shared HTTP/2 socket counts once)."
+    );
+    describe_counter!(
+        HOST_WAITS,
+        Unit::Count,
+        "Connection attempts that waited for a per-host socket slot."
+    );
+    describe_gauge!(
+        PENDING,
+        Unit::Count,
+        "Subscriptions waiting for a free stream slot."
     );
 }
 
@@ -145,4 +167,19 @@ pub(crate) fn record_pool(streams: usize, subscribers: usize) {
 /// Records a refused subscription.
 pub(crate) fn record_refused(reason: &'static str) {
     counter!(REFUSED, "reason" => reason).increment(1);
+}
+
+/// Records a socket opened (+1) or closed (-1).
+pub(crate) fn record_socket(delta: f64) {
+    gauge!(SOCKETS).increment(delta);
+}
+
+/// Records an attempt waiting for a per-host slot.
+pub(crate) fn record_host_wait() {
+    counter!(HOST_WAITS).increment(1);
+}
+
+/// Records the pending queue's length.
+pub(crate) fn record_pending(waiting: usize) {
+    gauge!(PENDING).set(waiting as f64);
 }

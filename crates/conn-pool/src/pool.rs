@@ -33,7 +33,14 @@ pub struct PoolConfig {
     pub idle_linger: Duration,
     /// The longest topic accepted. Default 64.
     pub max_topic_len: usize,
-    /// What each stream does.
+    /// How long [`Pool::subscribe_or_wait`] waits for a free stream slot when
+    /// the pool is at its cap. Default zero: refuse at once.
+    pub pending_wait: Duration,
+    /// How many subscriptions may wait at once; more are refused at once
+    /// ([`PoolError::QueueFull`]). Default 128.
+    pub max_pending: usize,
+    /// What each stream does. Its `connections` (the per-host socket cap and
+    /// HTTP/2 sharing) are shared by all of the pool's streams.
     pub stream: StreamConfig,
 }
 
@@ -46,6 +53,8 @@ impl PoolConfig {
             max_streams: 50,
             idle_linger: Duration::from_secs(300),
             max_topic_len: 64,
+            pending_wait: Duration::ZERO,
+            max_pending: 128,
             stream: StreamConfig::default(),
         }
     }
@@ -65,6 +74,11 @@ pub enum PoolError {
         /// A hint for the client (the idle linger: when a slot may free up).
         retry_after: Duration,
     },
+    /// The pool is at its cap and `max_pending` subscriptions already wait.
+    QueueFull {
+        /// `max_pending`.
+        limit: usize,
+    },
     /// The pool was closed.
     Closed,
     /// The URL template or the stream configuration is invalid.
@@ -80,6 +94,10 @@ impl fmt::Display for PoolError {
             Self::AtCapacity { limit, .. } => {
                 write!(f, "the upstream pool is at its cap of {limit} streams")
             }
+            Self::QueueFull { limit } => write!(
+                f,
+                "the upstream pool is at its cap and {limit} subscriptions already wait"
+            ),
             Self::Closed => f.write_str("the upstream pool is closed"),
             Self::Config(why) => write!(f, "invalid upstream configuration: {why}"),
         }
@@ -119,6 +137,10 @@ struct Inner<C> {
     connector: C,
     runtime: tokio::runtime::Handle,
     state: Mutex<State>,
+    /// Signalled whenever a stream leaves the pool (a slot frees up).
+    slot_freed: tokio::sync::Notify,
+    /// Subscriptions waiting for a slot.
+    pending: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Default)]
@@ -167,6 +189,8 @@ impl<C: Connector> Pool<C> {
                 connector,
                 runtime: tokio::runtime::Handle::current(),
                 state: Mutex::new(State::default()),
+                slot_freed: tokio::sync::Notify::new(),
+                pending: std::sync::atomic::AtomicUsize::new(0),
             }),
         })
     }
@@ -235,6 +259,53 @@ impl<C: Connector> Pool<C> {
         Ok(self.subscription(topic, rx))
     }
 
+    /// Like [`subscribe`](Self::subscribe), but at the cap waits up to
+    /// `pending_wait` for a slot (a stream released after its linger), as one
+    /// of at most `max_pending` waiters. Never waits longer.
+    ///
+    /// # Errors
+    ///
+    /// As `subscribe`; `AtCapacity` once the wait is over, `QueueFull` at
+    /// once when too many wait already.
+    pub async fn subscribe_or_wait(&self, topic: &str) -> Result<Subscription, PoolError> {
+        use std::sync::atomic::Ordering;
+        let config = &self.inner.config;
+        let deadline = tokio::time::Instant::now() + config.pending_wait;
+        let mut queued: Option<Pending<'_>> = None;
+        loop {
+            // Registered before trying, so a slot freed in between wakes us.
+            let freed = self.inner.slot_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            match self.subscribe(topic) {
+                Err(PoolError::AtCapacity { .. }) if tokio::time::Instant::now() < deadline => {}
+                other => return other,
+            }
+            if queued.is_none() {
+                let waiting = self.inner.pending.fetch_add(1, Ordering::SeqCst) + 1;
+                let entry = Pending(&self.inner.pending);
+                if waiting > config.max_pending {
+                    drop(entry);
+                    metrics::record_refused("queue_full");
+                    return Err(PoolError::QueueFull {
+                        limit: config.max_pending,
+                    });
+                }
+                metrics::record_pending(waiting);
+                queued = Some(entry);
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                // One last try: the slot may have freed at the deadline.
+                return self.subscribe(topic);
+            }
+        }
+    }
+
+    /// The sockets of the pool's streams (for admin views and tests).
+    pub fn connections(&self) -> &crate::Connections {
+        &self.inner.config.stream.connections
+    }
+
     fn subscription(&self, topic: &str, rx: broadcast::Receiver<StreamItem>) -> Subscription {
         Subscription {
             rx,
@@ -272,12 +343,24 @@ impl<C: Connector> Pool<C> {
             state.record();
             streams
         };
+        // Waiters learn at once that the pool is closed.
+        self.inner.slot_freed.notify_waiters();
         for entry in streams {
             if let Some(linger) = entry.linger {
                 linger.abort();
             }
             entry.handle.stop().await;
         }
+    }
+}
+
+/// One waiter in the pending queue; leaves it on every path.
+struct Pending<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        let left = self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) - 1;
+        metrics::record_pending(left);
     }
 }
 
@@ -328,6 +411,7 @@ impl<C: Connector> Inner<C> {
             }
         };
         if let Some(entry) = entry {
+            self.slot_freed.notify_waiters();
             entry.handle.stop().await;
         }
     }

@@ -25,6 +25,9 @@ pub enum RequestError {
     TooManyRedirects(u8),
     /// A header value that cannot be sent (a configured or resumed id).
     BadHeader(&'static str),
+    /// A redirect from `https` to `http`: never followed (no plaintext
+    /// fallback).
+    Downgrade,
 }
 
 impl std::fmt::Display for RequestError {
@@ -34,6 +37,7 @@ impl std::fmt::Display for RequestError {
             Self::BadLocation => f.write_str("redirect without a usable Location"),
             Self::TooManyRedirects(n) => write!(f, "more than {n} redirects"),
             Self::BadHeader(name) => write!(f, "invalid value for header {name}"),
+            Self::Downgrade => f.write_str("redirect from https to http refused"),
         }
     }
 }
@@ -100,29 +104,45 @@ pub(crate) fn target(url: &Url) -> Target {
 /// Builds the request for `url`: the configured method, headers and body,
 /// `Accept: text/event-stream`, `Cache-Control: no-cache`, and
 /// `Last-Event-ID` when there is one. `strip_credentials` drops
-/// `Authorization` and `Cookie` (after a cross-origin redirect).
+/// `Authorization` and `Cookie` (after a cross-origin redirect). HTTP/1.1
+/// requests carry the path and a `Host` header; HTTP/2 requests the absolute
+/// URL, from which hyper takes `:scheme` and `:authority`.
 pub(crate) fn build(
     template: &UpstreamRequest,
     url: &Url,
     last_event_id: Option<&str>,
     strip_credentials: bool,
+    http2: bool,
 ) -> Result<Request<Full<Bytes>>, RequestError> {
-    let path = match url.query() {
-        Some(query) => format!("{}?{query}", url.path()),
-        None => url.path().to_string(),
+    let target = if http2 {
+        let mut absolute = url.clone();
+        absolute.set_fragment(None);
+        absolute.to_string()
+    } else {
+        match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_string(),
+        }
     };
-    let mut request = Request::builder().method(template.method.clone()).uri(path);
+    let mut request = Request::builder()
+        .method(template.method.clone())
+        .uri(target);
+    if http2 {
+        request = request.version(http::Version::HTTP_2);
+    }
     let headers = request
         .headers_mut()
         .ok_or(RequestError::BadHeader("request"))?;
-    let host = match url.port() {
-        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
-        None => url.host_str().unwrap_or_default().to_string(),
-    };
-    headers.insert(
-        HOST,
-        HeaderValue::from_str(&host).map_err(|_| RequestError::BadHeader("host"))?,
-    );
+    if !http2 {
+        let host = match url.port() {
+            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_string(),
+        };
+        headers.insert(
+            HOST,
+            HeaderValue::from_str(&host).map_err(|_| RequestError::BadHeader("host"))?,
+        );
+    }
     headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     for (name, value) in &template.headers {
@@ -152,6 +172,9 @@ pub(crate) fn redirect(from: &Url, location: Option<&HeaderValue>) -> Result<Url
     let next = from.join(location).map_err(|_| RequestError::BadLocation)?;
     if !matches!(next.scheme(), "http" | "https") || next.host_str().is_none() {
         return Err(RequestError::BadLocation);
+    }
+    if from.scheme() == "https" && next.scheme() == "http" {
+        return Err(RequestError::Downgrade);
     }
     Ok(next)
 }
@@ -246,7 +269,7 @@ mod tests {
             .headers
             .insert("x-custom", HeaderValue::from_static("1"));
         let url = template.url().clone();
-        let request = build(&template, &url, Some("42"), false).unwrap();
+        let request = build(&template, &url, Some("42"), false, false).unwrap();
         assert_eq!(request.uri(), "/s?x=1");
         let h = request.headers();
         assert_eq!(
@@ -259,7 +282,7 @@ mod tests {
         );
         assert_eq!(h["last-event-id"], "42");
         assert_eq!(h[AUTHORIZATION], "Bearer secret");
-        let request = build(&template, &url, Some(""), true).unwrap();
+        let request = build(&template, &url, Some(""), true, false).unwrap();
         assert!(
             request.headers().get("last-event-id").is_none(),
             "no header for an empty id"
@@ -269,6 +292,22 @@ mod tests {
             "credentials stripped"
         );
         assert_eq!(request.headers()["x-custom"], "1");
+        // HTTP/2: the absolute URL (hyper derives :scheme and :authority), no Host.
+        let request = build(&template, &url, None, false, true).unwrap();
+        assert_eq!(request.uri(), "http://a.test/s?x=1");
+        assert_eq!(request.version(), http::Version::HTTP_2);
+        assert!(request.headers().get(HOST).is_none());
+    }
+
+    #[test]
+    fn a_redirect_from_https_to_http_is_refused() {
+        let from = Url::parse("https://a.test/s").unwrap();
+        let v = |s: &str| HeaderValue::from_str(s).unwrap();
+        assert_eq!(
+            redirect(&from, Some(&v("http://a.test/s"))),
+            Err(RequestError::Downgrade)
+        );
+        assert!(redirect(&from, Some(&v("https://b.test/s"))).is_ok());
     }
 
     #[test]

@@ -19,9 +19,10 @@ use sse_state_machine::{
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::connector::Connector;
+use crate::connector::{ConnectFailure, Connector};
 use crate::metrics;
 use crate::request::{self, UpstreamRequest};
+use crate::transport::{Connections, LeaseError};
 
 /// How a stream runs.
 #[derive(Debug, Clone)]
@@ -39,6 +40,9 @@ pub struct StreamConfig {
     pub last_event_id: Option<String>,
     /// Health thresholds; the stream evaluates them every second.
     pub health: HealthConfig,
+    /// The sockets this stream uses: the per-host cap and HTTP/2 sharing.
+    /// Clones of a config share them (a pool's streams all do).
+    pub connections: Connections,
     /// Rotate the connection (make-before-break) when health advises it.
     /// Default true; a plain client that must make exactly the requests the
     /// server expects (the conformance service) turns it off.
@@ -56,6 +60,7 @@ impl Default for StreamConfig {
             channel_capacity: 1024,
             last_event_id: None,
             health: HealthConfig::default(),
+            connections: Connections::default(),
             health_rotation: true,
         }
     }
@@ -212,6 +217,7 @@ pub fn spawn_stream<C: Connector>(
         machine,
         connector,
         request: Arc::new(request),
+        connections: config.connections.clone(),
         limits: config.limits,
         conns: HashMap::new(),
         messages,
@@ -260,6 +266,7 @@ struct Driver<C> {
     machine: Machine,
     connector: C,
     request: Arc<UpstreamRequest>,
+    connections: Connections,
     limits: Limits,
     conns: HashMap<ConnId, Conn>,
     messages: mpsc::Sender<Message>,
@@ -324,6 +331,7 @@ impl<C: Connector> Driver<C> {
                     }
                     let task = tokio::spawn(connection(
                         self.connector.clone(),
+                        self.connections.clone(),
                         self.request.clone(),
                         conn,
                         last_event_id.map(|id| id.to_string()),
@@ -516,16 +524,12 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
     }
 }
 
-/// Aborts a spawned task when dropped (when the connection task is aborted).
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 fn classify(err: &io::Error) -> FailureKind {
+    match ConnectFailure::of(err) {
+        Some(ConnectFailure::Dns(_)) => return FailureKind::Dns,
+        Some(ConnectFailure::Tls(_)) => return FailureKind::Tls,
+        None => {}
+    }
     match err.kind() {
         io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => FailureKind::Refused,
         io::ErrorKind::TimedOut => FailureKind::Timeout,
@@ -537,6 +541,7 @@ fn classify(err: &io::Error) -> FailureKind {
 /// the response, forward the body. Aborted when the machine closes it.
 async fn connection<C: Connector>(
     connector: C,
+    connections: Connections,
     template: Arc<UpstreamRequest>,
     conn: ConnId,
     last_event_id: Option<String>,
@@ -547,23 +552,24 @@ async fn connection<C: Connector>(
         let mut url = origin.clone();
         let mut hops = 0u8;
         loop {
-            let io = connector
-                .connect(&request::target(&url))
+            // Kept until the body ends: dropping it may close the socket.
+            let mut lease = connections
+                .lease(&connector, &request::target(&url))
                 .await
-                .map_err(|e| classify(&e))?;
-            let (mut sender, driver) = hyper::client::conn::http1::handshake(io)
-                .await
-                .map_err(|_| FailureKind::Protocol)?;
-            let _driver = AbortOnDrop(tokio::spawn(async move {
-                let _ = driver.await;
-            }));
+                .map_err(|e| match e {
+                    LeaseError::Connect(e) => classify(&e),
+                    LeaseError::Handshake => FailureKind::Protocol,
+                })?;
             let strip = !request::same_origin(&origin, &url);
-            let req = request::build(&template, &url, last_event_id.as_deref(), strip)
-                .map_err(|_| FailureKind::Protocol)?;
-            let response = sender
-                .send_request(req)
-                .await
-                .map_err(|_| FailureKind::Io)?;
+            let req = request::build(
+                &template,
+                &url,
+                last_event_id.as_deref(),
+                strip,
+                lease.is_h2(),
+            )
+            .map_err(|_| FailureKind::Protocol)?;
+            let response = lease.send(req).await.map_err(|_| FailureKind::Io)?;
             let status = response.status().as_u16();
             if matches!(status, 301 | 302 | 303 | 307 | 308) {
                 hops += 1;

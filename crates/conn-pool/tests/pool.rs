@@ -320,3 +320,161 @@ async fn stress_ten_thousand_cycles_over_a_hundred_topics_leave_nothing_behind()
         upstream.opened.load(Ordering::SeqCst)
     );
 }
+
+/// Asserts the pool is back to baseline: no entry, no upstream connection,
+/// no socket or registry entry, and no task beyond `baseline_tasks`.
+async fn assert_baseline<C: Connector>(pool: &Pool<C>, upstream: &Ticking, baseline_tasks: usize) {
+    wait(Duration::from_millis(50)).await;
+    assert!(pool.snapshot().is_empty(), "entries: {:?}", pool.snapshot());
+    assert_eq!(
+        upstream.open.load(Ordering::SeqCst),
+        0,
+        "upstream connections"
+    );
+    assert_eq!(pool.connections().open_sockets(), 0, "sockets");
+    assert_eq!(pool.connections().hosts(), 0, "socket registry entries");
+    let tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    assert!(
+        tasks <= baseline_tasks,
+        "tasks: {tasks} (baseline {baseline_tasks})"
+    );
+}
+
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+#[tokio::test(start_paused = true)]
+async fn f12_a_bounded_wait_gets_a_freed_slot_or_a_clear_error() {
+    let baseline = alive_tasks();
+    let upstream = Ticking::default();
+    let mut config = config();
+    config.idle_linger = Duration::from_secs(5);
+    config.pending_wait = Duration::from_secs(10);
+    config.max_pending = 1;
+    let pool = Pool::new(config, upstream.clone()).unwrap();
+    let a = pool.subscribe("A").unwrap();
+    let b = pool.subscribe("B").unwrap();
+
+    // Nobody leaves: the wait ends with AtCapacity after exactly 10 s.
+    let started = tokio::time::Instant::now();
+    let err = pool.subscribe_or_wait("C").await.err();
+    assert!(
+        matches!(err, Some(PoolError::AtCapacity { limit: 2, .. })),
+        "{err:?}"
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+
+    // A leaves; its slot frees after the 5 s linger and the waiter gets it.
+    let waiter = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.subscribe_or_wait("C").await })
+    };
+    wait(Duration::from_millis(1)).await;
+    // The queue holds one: a second waiter is refused at once.
+    let started = tokio::time::Instant::now();
+    assert_eq!(
+        pool.subscribe_or_wait("D").await.err(),
+        Some(PoolError::QueueFull { limit: 1 })
+    );
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    drop(a);
+    let mut c = waiter.await.unwrap().expect("the freed slot");
+    next_event(&mut c).await;
+    let topics: Vec<String> = pool.snapshot().into_iter().map(|s| s.topic).collect();
+    assert_eq!(topics, ["B", "C"]);
+
+    // A waiter learns at once that the pool closed.
+    let waiter = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.subscribe_or_wait("E").await })
+    };
+    wait(Duration::from_millis(1)).await;
+    pool.close().await;
+    assert_eq!(waiter.await.unwrap().err(), Some(PoolError::Closed));
+    drop((b, c));
+    assert_baseline(&pool, &upstream, baseline).await;
+}
+
+/// An upstream whose connects take `delay` (virtual time).
+#[derive(Clone, Default)]
+struct Slow {
+    inner: Ticking,
+    delay: Duration,
+}
+
+impl Connector for Slow {
+    type Io = <Ticking as Connector>::Io;
+
+    async fn connect(&self, target: &Target) -> std::io::Result<Self::Io> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.connect(target).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn f17_start_stop_races_leave_nothing_behind() {
+    let baseline = alive_tasks();
+    let slow = Slow {
+        inner: Ticking::default(),
+        delay: Duration::from_secs(2),
+    };
+    let mut config = config();
+    config.idle_linger = Duration::from_millis(500);
+    config.max_streams = 10;
+    let pool = Pool::new(config, slow.clone()).unwrap();
+
+    // A connect still in flight when the topic empties and its linger ends.
+    drop(pool.subscribe("A").unwrap());
+    wait(Duration::from_secs(1)).await;
+    assert!(
+        pool.snapshot().is_empty(),
+        "released before its connect finished"
+    );
+    wait(Duration::from_secs(3)).await;
+    assert_eq!(
+        slow.inner.open.load(Ordering::SeqCst),
+        0,
+        "the late connect left nothing"
+    );
+
+    // Subscribe and release interleaved with close, from several tasks.
+    let mut tasks = Vec::new();
+    for i in 0u64..8 {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            for round in 0u64..20 {
+                match pool.subscribe(&format!("T{}", (i + round) % 5)) {
+                    Ok(sub) => {
+                        tokio::time::sleep(Duration::from_millis(round * 37 % 300)).await;
+                        drop(sub);
+                    }
+                    Err(PoolError::Closed) => return,
+                    Err(e) => panic!("unexpected {e}"),
+                }
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    wait(Duration::from_millis(700)).await;
+    // Close twice at once, and once more after: idempotent.
+    let (p1, p2) = (pool.clone(), pool.clone());
+    let (r1, r2) = tokio::join!(
+        tokio::spawn(async move { p1.close().await }),
+        tokio::spawn(async move { p2.close().await })
+    );
+    r1.unwrap();
+    r2.unwrap();
+    pool.close().await;
+    for task in tasks {
+        task.await.unwrap();
+    }
+    // Subscribing after close is refused and creates nothing.
+    assert_eq!(pool.subscribe("Z").err(), Some(PoolError::Closed));
+    wait(Duration::from_secs(5)).await;
+    assert_baseline(&pool, &slow.inner, baseline).await;
+}

@@ -22,6 +22,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! With [`SimBuilder::tls`] it serves HTTPS (ALPN `h2` and `http/1.1`);
+//! without, plain HTTP/1.1 and HTTP/2 with prior knowledge (h2c).
+//!
 //! Streams are served at `GET /v1/quotes/{topic}/stream`. A request with
 //! `Last-Event-ID: n` first receives the events after `n` still in the
 //! topic's history, then the live feed, with no gap and no duplicate. A
@@ -31,8 +34,10 @@
 
 mod feed;
 mod server;
+mod tls;
 
 pub use server::{Fault, Garbage, RecordedRequest, Sim, SimBuilder, SimHandle};
+pub use tls::TlsIdentity;
 
 // The README's examples are compiled as doctests.
 #[doc = include_str!("../README.md")]

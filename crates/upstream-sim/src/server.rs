@@ -24,6 +24,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::feed::{FeedEvent, Quotes, Topic};
+use crate::tls::TlsIdentity;
+
+/// A TLS client that has not finished its handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How one connection to a topic behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +161,7 @@ impl Sim {
             history: 10_000,
             seed: 0,
             scripts: HashMap::new(),
+            tls: None,
         }
     }
 }
@@ -170,9 +175,17 @@ pub struct SimBuilder {
     history: usize,
     seed: u64,
     scripts: HashMap<String, VecDeque<Fault>>,
+    tls: Option<TlsIdentity>,
 }
 
 impl SimBuilder {
+    /// Serves HTTPS with `identity` (ALPN `h2`, `http/1.1`) instead of HTTP.
+    #[must_use]
+    pub fn tls(mut self, identity: TlsIdentity) -> Self {
+        self.tls = Some(identity);
+        self
+    }
+
     /// The topics served.
     #[must_use]
     pub fn topics<I: IntoIterator<Item = S>, S: Into<String>>(mut self, topics: I) -> Self {
@@ -243,6 +256,7 @@ impl SimBuilder {
                 "events per second must be >= 0",
             ));
         }
+        let acceptor = self.tls.as_ref().map(TlsIdentity::acceptor).transpose()?;
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -273,9 +287,15 @@ impl SimBuilder {
                 ));
             }
         }
-        tasks.spawn(accept_loop(listener, state.clone(), stop_rx));
+        tasks.spawn(accept_loop(
+            listener,
+            acceptor.clone(),
+            state.clone(),
+            stop_rx,
+        ));
         Ok(SimHandle {
             addr: local,
+            scheme: if acceptor.is_some() { "https" } else { "http" },
             state,
             stop: stop_tx,
             tasks: Mutex::new(tasks),
@@ -287,6 +307,7 @@ impl SimBuilder {
 #[derive(Debug)]
 pub struct SimHandle {
     addr: SocketAddr,
+    scheme: &'static str,
     state: Arc<State>,
     stop: watch::Sender<bool>,
     tasks: Mutex<JoinSet<()>>,
@@ -298,9 +319,9 @@ impl SimHandle {
         self.addr
     }
 
-    /// `http://<addr>`.
+    /// `http://<addr>`, or `https://<addr>` with TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// The stream URL of `topic`.
@@ -409,7 +430,12 @@ async fn generate(
     }
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<State>, stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<State>,
+    stop: watch::Receiver<bool>,
+) {
     let mut connections = JoinSet::new();
     let accept = async {
         loop {
@@ -431,12 +457,33 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, stop: watch::Rece
             let state = state.clone();
             let stop = stop.clone();
             let mut kick = state.kick.subscribe();
+            let tls = tls.clone();
             connections.spawn(async move {
                 let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
                 let builder = auto::Builder::new(TokioExecutor::new());
-                let conn = builder.serve_connection(TokioIo::new(socket), service);
+                let serve = async {
+                    match tls {
+                        // A failed handshake (an untrusting client) just ends
+                        // the connection. The handshake is bounded like a
+                        // request: a client that never finishes it is dropped.
+                        Some(tls) => {
+                            let handshake =
+                                tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(socket));
+                            if let Ok(Ok(stream)) = handshake.await {
+                                let _ = builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await;
+                            }
+                        }
+                        None => {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(socket), service)
+                                .await;
+                        }
+                    }
+                };
                 tokio::select! {
-                    _ = conn => {}
+                    () = serve => {}
                     () = stopped(stop) => {}
                     _ = kick.changed() => {}
                 }
