@@ -301,6 +301,26 @@ impl<C: Connector> Pool<C> {
         }
     }
 
+    /// Drops `topic`'s connection and reconnects at once (an operator's
+    /// "kick"). False if the pool has no such stream.
+    pub fn reconnect(&self, topic: &str) -> bool {
+        let state = self.inner.state.lock();
+        state
+            .streams
+            .get(topic)
+            .is_some_and(|e| e.handle.request_reconnect())
+    }
+
+    /// Replaces `topic`'s connection make-before-break: no gap, no
+    /// duplicate. False if the pool has no such stream.
+    pub fn rotate(&self, topic: &str) -> bool {
+        let state = self.inner.state.lock();
+        state.streams.get(topic).is_some_and(|e| {
+            e.handle
+                .request_rotate(sse_state_machine::RotateReason::Manual)
+        })
+    }
+
     /// The sockets of the pool's streams (for admin views and tests).
     pub fn connections(&self) -> &crate::Connections {
         &self.inner.config.stream.connections

@@ -160,6 +160,19 @@ impl StreamHandle {
         let _ = self.commands.send(Command::Rotate(reason)).await;
     }
 
+    /// Asks for a reconnect without waiting (for callers holding a lock).
+    /// False if the stream has ended or too many commands are queued (one
+    /// already pending has the same effect).
+    pub fn request_reconnect(&self) -> bool {
+        self.commands.try_send(Command::Reconnect).is_ok()
+    }
+
+    /// Asks for a make-before-break rotation without waiting; as
+    /// [`request_reconnect`](Self::request_reconnect).
+    pub fn request_rotate(&self, reason: RotateReason) -> bool {
+        self.commands.try_send(Command::Rotate(reason)).is_ok()
+    }
+
     /// Stops the stream, closes its connections and waits for its task.
     pub async fn stop(mut self) {
         let _ = self.commands.send(Command::Stop).await;

@@ -178,6 +178,7 @@ async fn a_panicking_consumer_still_releases_its_subscription() {
 
 #[tokio::test(start_paused = true)]
 async fn f12_the_cap_refuses_clearly_and_frees_after_release() {
+    let baseline = alive_tasks();
     let upstream = Ticking::default();
     let pool = Pool::new(config(), upstream.clone()).unwrap();
     let a = pool.subscribe("A").unwrap();
@@ -196,8 +197,12 @@ async fn f12_the_cap_refuses_clearly_and_frees_after_release() {
     drop(a);
     drop(_a2);
     wait(Duration::from_secs(301)).await;
-    assert!(pool.subscribe("C").is_ok(), "A's slot was released");
+    let c = pool.subscribe("C").expect("A's slot was released");
     assert!(upstream.opened.load(Ordering::SeqCst) <= 3);
+    assert!(pool.snapshot().len() <= 2, "active never above the cap");
+    drop((c, _b));
+    wait(Duration::from_secs(301)).await;
+    assert_baseline(&pool, &upstream, baseline).await;
     pool.close().await;
 }
 

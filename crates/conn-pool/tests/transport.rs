@@ -4,13 +4,15 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+mod common;
+
+use common::FakeResolver;
 use sse_conn_pool::{
-    Connections, Connector, Http2PriorKnowledge, HttpsConnector, Resolve, Resolving, StreamConfig,
-    StreamHandle, StreamItem, TcpConnector, TlsConfig, UpstreamRequest, spawn_stream,
+    Connections, Connector, Http2PriorKnowledge, HttpsConnector, StreamConfig, StreamHandle,
+    StreamItem, TcpConnector, TlsConfig, UpstreamRequest, spawn_stream,
 };
 use sse_state_machine::{FailureKind, Jitter, Phase, Reason, TimeoutKind};
 use sse_upstream_sim::{Sim, SimHandle, TlsIdentity};
@@ -282,42 +284,6 @@ async fn the_per_host_cap_queues_connections_until_a_socket_closes() {
     second.stop().await;
     assert_eq!((connections.open_sockets(), connections.hosts()), (0, 0));
     sim.shutdown().await;
-}
-
-/// Fails every lookup, or hangs, counting lookups in flight.
-#[derive(Clone, Default)]
-struct FakeResolver {
-    hang: bool,
-    in_flight: Arc<AtomicUsize>,
-    started: Arc<AtomicUsize>,
-}
-
-struct InFlight(Arc<AtomicUsize>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl Resolve for FakeResolver {
-    fn resolve(&self, host: &str, _port: u16) -> Resolving {
-        self.started.fetch_add(1, Ordering::SeqCst);
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        let guard = InFlight(self.in_flight.clone());
-        let hang = self.hang;
-        let host = host.to_string();
-        Box::pin(async move {
-            let _guard = guard;
-            if hang {
-                std::future::pending::<()>().await;
-            }
-            Err(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("{host}: no such host (in-memory resolver)"),
-            ))
-        })
-    }
 }
 
 fn fake_stream(resolver: &FakeResolver, connections: &Connections) -> StreamHandle {

@@ -8,6 +8,9 @@ use bytes::Bytes;
 use hyper::body::{Body, Incoming};
 use hyper::header::HeaderValue;
 use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use tokio::io::DuplexStream;
 
 /// One in-memory connection: every request on it gets a `text/event-stream`
@@ -32,4 +35,231 @@ where
             .await;
     });
     TokioIo::new(client)
+}
+
+/// One step of a scripted in-memory response body.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Send these bytes.
+    Send(&'static str),
+    /// Send these bytes one per `every` (a drip).
+    Drip(&'static str, std::time::Duration),
+    /// Wait (virtual time).
+    Wait(std::time::Duration),
+    /// Stay open and silent until the client leaves.
+    Hang,
+}
+
+/// How one in-memory connection behaves.
+#[derive(Debug, Clone)]
+pub enum Script {
+    /// The connect fails with `ConnectionRefused`.
+    Refuse,
+    /// A response with this status and `Content-Type`, then the steps, then
+    /// the end of the body.
+    Respond {
+        /// The status.
+        status: u16,
+        /// The content type.
+        content_type: &'static str,
+        /// Extra headers.
+        headers: Vec<(&'static str, &'static str)>,
+        /// The body.
+        steps: Vec<Step>,
+    },
+}
+
+impl Script {
+    /// A `200 text/event-stream` response playing `steps`.
+    pub fn stream(steps: Vec<Step>) -> Self {
+        Self::Respond {
+            status: 200,
+            content_type: "text/event-stream",
+            headers: Vec::new(),
+            steps,
+        }
+    }
+}
+
+/// An in-memory upstream: the k-th connection plays the k-th script (then
+/// `fallback`), counting connections and open bodies, recording requests.
+#[derive(Clone)]
+pub struct MemoryUpstream {
+    scripts: Arc<parking_lot::Mutex<std::collections::VecDeque<Script>>>,
+    fallback: Script,
+    /// Connections attempted.
+    pub attempts: Arc<AtomicUsize>,
+    /// Response bodies still open.
+    pub open: Arc<AtomicUsize>,
+    /// The headers of every request, in order.
+    pub requests: Arc<parking_lot::Mutex<Vec<hyper::HeaderMap>>>,
+}
+
+impl MemoryUpstream {
+    /// Plays `scripts` in order, then `fallback` forever.
+    pub fn new(scripts: Vec<Script>, fallback: Script) -> Self {
+        Self {
+            scripts: Arc::new(parking_lot::Mutex::new(scripts.into())),
+            fallback,
+            attempts: Arc::default(),
+            open: Arc::default(),
+            requests: Arc::default(),
+        }
+    }
+
+    /// Connections attempted so far.
+    pub fn attempts(&self) -> usize {
+        self.attempts.load(Ordering::SeqCst)
+    }
+
+    /// Bodies open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+}
+
+type Frames = tokio::sync::mpsc::Receiver<Bytes>;
+
+/// A body fed by a task playing the steps; counts itself open until dropped.
+pub struct ScriptBody {
+    frames: Frames,
+    open: Arc<AtomicUsize>,
+}
+
+impl Drop for ScriptBody {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Body for ScriptBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.frames
+            .poll_recv(cx)
+            .map(|frame| frame.map(|data| Ok(hyper::body::Frame::data(data))))
+    }
+}
+
+async fn play(steps: Vec<Step>, tx: tokio::sync::mpsc::Sender<Bytes>) {
+    for step in steps {
+        match step {
+            Step::Send(text) => {
+                if tx.send(Bytes::from_static(text.as_bytes())).await.is_err() {
+                    return;
+                }
+            }
+            Step::Drip(text, every) => {
+                for byte in text.as_bytes() {
+                    if tx.send(Bytes::copy_from_slice(&[*byte])).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(every).await;
+                }
+            }
+            Step::Wait(d) => tokio::time::sleep(d).await,
+            Step::Hang => {
+                tx.closed().await;
+                return;
+            }
+        }
+    }
+}
+
+impl sse_conn_pool::Connector for MemoryUpstream {
+    type Io = TokioIo<DuplexStream>;
+
+    async fn connect(&self, _: &sse_conn_pool::Target) -> std::io::Result<Self::Io> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        let script = self
+            .scripts
+            .lock()
+            .pop_front()
+            .unwrap_or_else(|| self.fallback.clone());
+        let Script::Respond {
+            status,
+            content_type,
+            headers,
+            steps,
+        } = script
+        else {
+            return Err(std::io::ErrorKind::ConnectionRefused.into());
+        };
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let (open, requests) = (self.open.clone(), self.requests.clone());
+        tokio::spawn(async move {
+            let steps = Arc::new(parking_lot::Mutex::new(Some(steps)));
+            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                requests.lock().push(req.headers().clone());
+                let (tx, frames) = tokio::sync::mpsc::channel(16);
+                if let Some(steps) = steps.lock().take() {
+                    tokio::spawn(play(steps, tx));
+                }
+                open.fetch_add(1, Ordering::SeqCst);
+                let mut response = hyper::Response::new(ScriptBody {
+                    frames,
+                    open: open.clone(),
+                });
+                *response.status_mut() =
+                    hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
+                response
+                    .headers_mut()
+                    .insert("content-type", HeaderValue::from_static(content_type));
+                for (name, value) in &headers {
+                    response
+                        .headers_mut()
+                        .insert(*name, HeaderValue::from_static(value));
+                }
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(server), service)
+                .await;
+        });
+        Ok(TokioIo::new(client))
+    }
+}
+
+/// Fails every lookup, or hangs, counting lookups in flight.
+#[derive(Clone, Default)]
+pub struct FakeResolver {
+    /// Hang instead of failing.
+    pub hang: bool,
+    /// Lookups in flight now.
+    pub in_flight: Arc<AtomicUsize>,
+    /// Lookups started so far.
+    pub started: Arc<AtomicUsize>,
+}
+
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl sse_conn_pool::Resolve for FakeResolver {
+    fn resolve(&self, host: &str, _port: u16) -> sse_conn_pool::Resolving {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlight(self.in_flight.clone());
+        let hang = self.hang;
+        let host = host.to_string();
+        Box::pin(async move {
+            let _guard = guard;
+            if hang {
+                std::future::pending::<()>().await;
+            }
+            Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{host}: no such host (in-memory resolver)"),
+            ))
+        })
+    }
 }
