@@ -37,6 +37,7 @@ mod connector;
 pub mod metrics;
 mod pool;
 mod request;
+mod slots;
 mod stream;
 mod throttle;
 mod transport;

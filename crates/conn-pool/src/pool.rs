@@ -1,7 +1,6 @@
 //! The pool: one upstream stream per topic, shared by every subscriber,
 //! released after an idle linger, within a cap.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Weak};
@@ -15,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::connector::Connector;
 use crate::metrics;
 use crate::request::UpstreamRequest;
+use crate::slots::{Join, Slots};
 use crate::stream::{StreamConfig, StreamHandle, StreamItem, StreamState, spawn_stream};
 
 /// How the pool maps topics to upstream streams, and its limits.
@@ -136,35 +136,23 @@ struct Inner<C> {
     config: PoolConfig,
     connector: C,
     runtime: tokio::runtime::Handle,
-    state: Mutex<State>,
+    state: Mutex<Slots<Entry>>,
     /// Signalled whenever a stream leaves the pool (a slot frees up).
     slot_freed: tokio::sync::Notify,
     /// Subscriptions waiting for a slot.
     pending: std::sync::atomic::AtomicUsize,
 }
 
-#[derive(Default)]
-struct State {
-    streams: HashMap<String, Entry>,
-    closed: bool,
-    /// Bumped on every subscribe, so that a linger timer that lost the race
-    /// with a returning subscriber does nothing.
-    generation: u64,
-}
-
-impl State {
-    /// Records the pool's size (called with the lock held, after a change).
-    fn record(&self) {
-        let subscribers = self.streams.values().map(|e| e.subscribers).sum();
-        metrics::record_pool(self.streams.len(), subscribers);
-    }
-}
-
+/// What the pool keeps per topic.
 struct Entry {
     handle: StreamHandle,
-    subscribers: usize,
+    /// The linger timer, while no subscriber is left.
     linger: Option<JoinHandle<()>>,
-    generation: u64,
+}
+
+/// Records the pool's size (called with the lock held, after a change).
+fn record(slots: &Slots<Entry>) {
+    metrics::record_pool(slots.len(), slots.subscribers());
 }
 
 impl<C: Connector> Pool<C> {
@@ -183,12 +171,24 @@ impl<C: Connector> Pool<C> {
         }
         UpstreamRequest::get(&config.url_template.replace("{topic}", "x"))
             .map_err(|e| PoolError::Config(e.to_string()))?;
+        let template = config.url_template.replace("{topic}", "topic-placeholder");
+        let parsed =
+            UpstreamRequest::get(&template).map_err(|e| PoolError::Config(e.to_string()))?;
+        if parsed
+            .url()
+            .host_str()
+            .is_some_and(|h| h.contains("topic-placeholder"))
+        {
+            return Err(PoolError::Config(
+                "{topic} must not be part of the host: the host never comes from input".into(),
+            ));
+        }
         Ok(Self {
             inner: Arc::new(Inner {
+                state: Mutex::new(Slots::new(config.max_streams)),
                 config,
                 connector,
                 runtime: tokio::runtime::Handle::current(),
-                state: Mutex::new(State::default()),
                 slot_freed: tokio::sync::Notify::new(),
                 pending: std::sync::atomic::AtomicUsize::new(0),
             }),
@@ -209,28 +209,27 @@ impl<C: Connector> Pool<C> {
             return Err(PoolError::InvalidTopic(topic.chars().take(80).collect()));
         }
         let mut state = self.inner.state.lock();
-        if state.closed {
-            metrics::record_refused("closed");
-            return Err(PoolError::Closed);
-        }
-        state.generation += 1;
-        let generation = state.generation;
-        if let Some(entry) = state.streams.get_mut(topic) {
-            entry.subscribers += 1;
-            entry.generation = generation;
-            if let Some(linger) = entry.linger.take() {
-                linger.abort();
+        match state.join(topic) {
+            Join::Joined(slot) => {
+                if let Some(linger) = slot.value.linger.take() {
+                    linger.abort();
+                }
+                let rx = slot.value.handle.subscribe();
+                record(&state);
+                return Ok(self.subscription(topic, rx));
             }
-            let rx = entry.handle.subscribe();
-            state.record();
-            return Ok(self.subscription(topic, rx));
-        }
-        if state.streams.len() >= config.max_streams {
-            metrics::record_refused("at_capacity");
-            return Err(PoolError::AtCapacity {
-                limit: config.max_streams,
-                retry_after: config.idle_linger,
-            });
+            Join::Vacant => {}
+            Join::AtCapacity => {
+                metrics::record_refused("at_capacity");
+                return Err(PoolError::AtCapacity {
+                    limit: config.max_streams,
+                    retry_after: config.idle_linger,
+                });
+            }
+            Join::Closed => {
+                metrics::record_refused("closed");
+                return Err(PoolError::Closed);
+            }
         }
         let url = config
             .url_template
@@ -246,16 +245,14 @@ impl<C: Connector> Pool<C> {
                 .map_err(|e| PoolError::Config(e.to_string()))?
         };
         let rx = handle.subscribe();
-        state.streams.insert(
-            topic.to_string(),
+        state.insert(
+            topic,
             Entry {
                 handle,
-                subscribers: 1,
                 linger: None,
-                generation,
             },
         );
-        state.record();
+        record(&state);
         Ok(self.subscription(topic, rx))
     }
 
@@ -306,17 +303,17 @@ impl<C: Connector> Pool<C> {
     pub fn reconnect(&self, topic: &str) -> bool {
         let state = self.inner.state.lock();
         state
-            .streams
             .get(topic)
-            .is_some_and(|e| e.handle.request_reconnect())
+            .is_some_and(|slot| slot.value.handle.request_reconnect())
     }
 
     /// Replaces `topic`'s connection make-before-break: no gap, no
     /// duplicate. False if the pool has no such stream.
     pub fn rotate(&self, topic: &str) -> bool {
         let state = self.inner.state.lock();
-        state.streams.get(topic).is_some_and(|e| {
-            e.handle
+        state.get(topic).is_some_and(|slot| {
+            slot.value
+                .handle
                 .request_rotate(sse_state_machine::RotateReason::Manual)
         })
     }
@@ -340,13 +337,12 @@ impl<C: Connector> Pool<C> {
     pub fn snapshot(&self) -> Vec<StreamInfo> {
         let state = self.inner.state.lock();
         let mut infos: Vec<StreamInfo> = state
-            .streams
             .iter()
-            .map(|(topic, e)| StreamInfo {
+            .map(|(topic, slot)| StreamInfo {
                 topic: topic.clone(),
-                subscribers: e.subscribers,
-                lingering: e.linger.is_some(),
-                state: e.handle.state(),
+                subscribers: slot.subscribers,
+                lingering: slot.value.linger.is_some(),
+                state: slot.value.handle.state(),
             })
             .collect();
         infos.sort_by(|a, b| a.topic.cmp(&b.topic));
@@ -358,9 +354,8 @@ impl<C: Connector> Pool<C> {
     pub async fn close(&self) {
         let streams: Vec<Entry> = {
             let mut state = self.inner.state.lock();
-            state.closed = true;
-            let streams = state.streams.drain().map(|(_, e)| e).collect();
-            state.record();
+            let streams = state.close();
+            record(&state);
             streams
         };
         // Waiters learn at once that the pool is closed.
@@ -392,28 +387,20 @@ trait Release: Send + Sync {
 impl<C: Connector> Release for Inner<C> {
     fn release(self: Arc<Self>, topic: &str) {
         let mut state = self.state.lock();
-        let generation = state.generation;
-        let Some(entry) = state.streams.get_mut(topic) else {
-            return;
-        };
-        entry.subscribers = entry.subscribers.saturating_sub(1);
-        if entry.subscribers > 0 {
-            state.record();
-            return;
+        if let Some((generation, entry)) = state.release(topic) {
+            let linger = self.config.idle_linger;
+            let topic = topic.to_string();
+            // The timer holds only a weak reference: it does not keep the
+            // pool alive, and a closed pool has nothing left for it.
+            let weak = Arc::downgrade(&self);
+            entry.linger = Some(self.runtime.spawn(async move {
+                tokio::time::sleep(linger).await;
+                if let Some(inner) = weak.upgrade() {
+                    inner.expire(&topic, generation).await;
+                }
+            }));
         }
-        entry.generation = generation;
-        let linger = self.config.idle_linger;
-        let topic = topic.to_string();
-        // The timer holds only a weak reference: a dropped pool stops nothing
-        // twice, and the timer does not keep the pool alive.
-        let weak = Arc::downgrade(&self);
-        entry.linger = Some(self.runtime.spawn(async move {
-            tokio::time::sleep(linger).await;
-            if let Some(inner) = weak.upgrade() {
-                inner.expire(&topic, generation).await;
-            }
-        }));
-        state.record();
+        record(&state);
     }
 }
 
@@ -423,12 +410,9 @@ impl<C: Connector> Inner<C> {
     async fn expire(&self, topic: &str, generation: u64) {
         let entry = {
             let mut state = self.state.lock();
-            match state.streams.get(topic) {
-                Some(entry) if entry.subscribers == 0 && entry.generation == generation => {
-                    state.streams.remove(topic)
-                }
-                _ => None,
-            }
+            let entry = state.expire(topic, generation);
+            record(&state);
+            entry
         };
         if let Some(entry) = entry {
             self.slot_freed.notify_waiters();

@@ -1,0 +1,154 @@
+//! The pool's slot accounting, as plain data: which keys hold a slot, how
+//! many subscribers each has, which are lingering, and whether the pool is
+//! closed. The pool keeps it under one lock; the linger timers and the
+//! subscription guards call in from other tasks.
+//!
+//! The race this guards against: a linger timer fires for a key whose last
+//! subscriber left, while a new subscriber joins that key. Every join bumps
+//! a generation; a timer expires its key only if the key is still idle and
+//! its generation is the one the timer was started with.
+//!
+//! This file has no dependencies beyond `std`, so the loom model
+//! (`tests/loom.rs`) compiles it as is and checks every interleaving of
+//! subscribe, release, linger expiry and close.
+
+use std::collections::HashMap;
+
+/// One key's slot.
+#[derive(Debug)]
+pub(crate) struct Slot<T> {
+    /// What the pool keeps per key (the stream, its linger timer).
+    pub(crate) value: T,
+    /// Subscribers now.
+    pub(crate) subscribers: usize,
+    /// The generation of the last join or release.
+    generation: u64,
+}
+
+/// The answer to a join.
+#[derive(Debug)]
+pub(crate) enum Join<'a, T> {
+    /// The key had a slot: one more subscriber (a lingering slot is revived).
+    Joined(&'a mut Slot<T>),
+    /// No slot for the key, and room for one: call [`Slots::insert`].
+    Vacant,
+    /// No slot for the key, and no room.
+    AtCapacity,
+    /// The pool is closed.
+    Closed,
+}
+
+/// Every key's slot, bounded by `cap`.
+#[derive(Debug)]
+pub(crate) struct Slots<T> {
+    entries: HashMap<String, Slot<T>>,
+    cap: usize,
+    closed: bool,
+    generation: u64,
+}
+
+impl<T> Slots<T> {
+    /// No slot yet; at most `cap` at once.
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            cap,
+            closed: false,
+            generation: 0,
+        }
+    }
+
+    /// A subscriber wants `key`.
+    pub(crate) fn join(&mut self, key: &str) -> Join<'_, T> {
+        if self.closed {
+            return Join::Closed;
+        }
+        self.generation += 1;
+        let generation = self.generation;
+        let room = self.entries.len() < self.cap;
+        match self.entries.get_mut(key) {
+            Some(slot) => {
+                slot.subscribers += 1;
+                slot.generation = generation;
+                Join::Joined(slot)
+            }
+            None if room => Join::Vacant,
+            None => Join::AtCapacity,
+        }
+    }
+
+    /// Fills the slot a [`Join::Vacant`] found, with its first subscriber.
+    /// Only call it under the same lock as that join.
+    pub(crate) fn insert(&mut self, key: &str, value: T) {
+        debug_assert!(!self.closed && self.entries.len() < self.cap);
+        self.entries.insert(
+            key.to_string(),
+            Slot {
+                value,
+                subscribers: 1,
+                generation: self.generation,
+            },
+        );
+    }
+
+    /// A subscriber of `key` left. `Some(generation)` when it was the last:
+    /// start the linger timer with that generation (and keep its handle in
+    /// the slot's value, which this returns).
+    pub(crate) fn release(&mut self, key: &str) -> Option<(u64, &mut T)> {
+        self.generation += 1;
+        let generation = self.generation;
+        let slot = self.entries.get_mut(key)?;
+        slot.subscribers = slot.subscribers.saturating_sub(1);
+        if slot.subscribers > 0 {
+            return None;
+        }
+        slot.generation = generation;
+        Some((generation, &mut slot.value))
+    }
+
+    /// A linger timer started at `generation` fired: removes `key` if it is
+    /// still idle and nobody joined or left since.
+    pub(crate) fn expire(&mut self, key: &str, generation: u64) -> Option<T> {
+        match self.entries.get(key) {
+            Some(slot) if slot.subscribers == 0 && slot.generation == generation => {
+                self.entries.remove(key).map(|slot| slot.value)
+            }
+            _ => None,
+        }
+    }
+
+    /// Closes: no join succeeds from now on; returns every slot's value.
+    pub(crate) fn close(&mut self) -> Vec<T> {
+        self.closed = true;
+        self.entries.drain().map(|(_, slot)| slot.value).collect()
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    #[allow(
+        dead_code,
+        reason = "the loom model asserts on it; the pool checks via join"
+    )]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The slot of `key`.
+    pub(crate) fn get(&self, key: &str) -> Option<&Slot<T>> {
+        self.entries.get(key)
+    }
+
+    /// Slots held.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Subscribers over every slot.
+    pub(crate) fn subscribers(&self) -> usize {
+        self.entries.values().map(|s| s.subscribers).sum()
+    }
+
+    /// Every slot, for snapshots.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &Slot<T>)> {
+        self.entries.iter()
+    }
+}
