@@ -66,7 +66,7 @@ impl Pool {
     fn release(&self, key: &str) -> Option<u64> {
         self.slots
             .lock()
-            .unwrap()
+            .expect("never poisoned")
             .release(key)
             .map(|(generation, _)| generation)
     }
