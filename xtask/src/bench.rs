@@ -1,5 +1,7 @@
 //! `cargo xtask bench`: runs the parser benchmarks and turns criterion's
-//! results into a table of throughputs and ratios against the fastest peer.
+//! results into a table of throughputs and ratios against the fastest peer;
+//! then the pool's benchmarks, as costs per operation beside the least the
+//! same job costs (see `crates/conn-pool/benches/pool.rs`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -65,16 +67,151 @@ pub(crate) fn run(root: &Path, quick: bool, update_readme: bool, report_only: bo
     let table = table(&results, &allocations, quick);
     println!("\n{table}");
     if update_readme {
-        let path = root.join(README);
-        let readme = fs::read_to_string(&path)?;
-        let (Some(a), Some(b)) = (readme.find(START), readme.find(END)) else {
-            bail!("{README} has no {START} ... {END} markers");
+        write_table(root, README, &table)?;
+    }
+    run_pool(root, quick, update_readme, report_only, started)
+}
+
+/// Replaces the text between the markers of `readme` with `table`.
+fn write_table(root: &Path, readme: &str, table: &str) -> Result<()> {
+    let path = root.join(readme);
+    let text = fs::read_to_string(&path)?;
+    let (Some(a), Some(b)) = (text.find(START), text.find(END)) else {
+        bail!("{readme} has no {START} ... {END} markers");
+    };
+    let updated = format!("{}{START}\n{table}{}", &text[..a], &text[b..]);
+    fs::write(&path, updated)?;
+    println!("updated {readme}");
+    Ok(())
+}
+
+const POOL_README: &str = "crates/conn-pool/README.md";
+/// Each pool benchmark group's peer (the least the same job costs).
+const POOL_PEERS: [(&str, &str); 2] = [
+    ("subscribe", "mutex-hashmap"),
+    ("fanout/", "tokio-broadcast"),
+];
+
+fn run_pool(
+    root: &Path,
+    quick: bool,
+    update_readme: bool,
+    report_only: bool,
+    started: SystemTime,
+) -> Result<()> {
+    if !report_only {
+        let mut cmd = cargo(&[
+            "bench",
+            "-p",
+            "sse-conn-pool",
+            "--bench",
+            "pool",
+            "--locked",
+        ]);
+        if quick {
+            cmd.env("SSE_BENCH_QUICK", "1");
+        }
+        run_cmd(cmd)?;
+    }
+    let out = cargo(&[
+        "test",
+        "-q",
+        "--release",
+        "-p",
+        "sse-conn-pool",
+        "--test",
+        "memory",
+        "--locked",
+        "--",
+        "--nocapture",
+    ])
+    .output()
+    .context("cannot run the memory test")?;
+    if !out.status.success() {
+        bail!(
+            "the memory test failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let memory: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("memory per idle subscriber"))
+        .map(String::from)
+        .collect();
+
+    // Nanoseconds per element (per subscribe+unsubscribe, per fanned-out item).
+    let mut per_op: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    for benchmark in find(&root.join("target/criterion"), "benchmark.json")? {
+        let dir = benchmark.parent().context("no parent")?;
+        let estimates = dir.join("estimates.json");
+        if fs::metadata(&estimates)?.modified()? < started {
+            continue;
+        }
+        let meta: Value = serde_json::from_str(&fs::read_to_string(&benchmark)?)?;
+        let est: Value = serde_json::from_str(&fs::read_to_string(&estimates)?)?;
+        let (Some(group), Some(function), Some(elements), Some(ns)) = (
+            meta["group_id"].as_str(),
+            meta["function_id"].as_str(),
+            meta["throughput"]["Elements"].as_f64(),
+            est["median"]["point_estimate"].as_f64(),
+        ) else {
+            continue;
         };
-        let updated = format!("{}{START}\n{table}{}", &readme[..a], &readme[b..]);
-        fs::write(&path, updated)?;
-        println!("updated {README}");
+        per_op
+            .entry(group.to_string())
+            .or_default()
+            .insert(function.to_string(), ns / elements);
+    }
+    let mut table = String::from(
+        "| benchmark | sse-conn-pool | the least it costs | peer | ours ÷ peer |\n|---|---:|---:|---|---:|\n",
+    );
+    for (group, by_fn) in &per_op {
+        let Some(peer) = POOL_PEERS
+            .iter()
+            .find(|(prefix, _)| group.starts_with(prefix))
+            .map(|(_, peer)| *peer)
+        else {
+            continue;
+        };
+        let (Some(&ours), Some(&theirs)) = (by_fn.get("sse-conn-pool"), by_fn.get(peer)) else {
+            continue;
+        };
+        let what = if group == "subscribe" {
+            "subscribe + unsubscribe, open stream".to_string()
+        } else {
+            format!(
+                "fan-out per item, {} subscribers",
+                group.trim_start_matches("fanout/")
+            )
+        };
+        table.push_str(&format!(
+            "| {what} | {} | {} | {peer} | {:.2}x |\n",
+            duration(ours),
+            duration(theirs),
+            ours / theirs
+        ));
+    }
+    for line in &memory {
+        table.push_str(&format!("\n{line}\n"));
+    }
+    if quick {
+        table.push_str("\n(quick run: 10,000 subscribers skipped)\n");
+    }
+    println!("\n{table}");
+    if update_readme {
+        write_table(root, POOL_README, &table)?;
     }
     Ok(())
+}
+
+fn duration(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
 }
 
 /// Median throughput in bytes per nanosecond (= GB/s), by group, then by parser.

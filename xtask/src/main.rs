@@ -185,6 +185,18 @@ fn ci(root: &Path, keep_going: bool) -> Result<()> {
                 "--test",
             ]);
             cmd.env("SSE_BENCH_QUICK", "1");
+            run(cmd)?;
+            let mut cmd = cargo(&[
+                "bench",
+                "-p",
+                "sse-conn-pool",
+                "--bench",
+                "pool",
+                "--locked",
+                "--",
+                "--test",
+            ]);
+            cmd.env("SSE_BENCH_QUICK", "1");
             run(cmd)
         }),
     ];

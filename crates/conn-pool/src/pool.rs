@@ -146,6 +146,8 @@ struct Inner<C> {
 /// What the pool keeps per topic.
 struct Entry {
     handle: StreamHandle,
+    /// Shared by every subscription's guard: no allocation per subscriber.
+    topic: Arc<str>,
     /// The linger timer, while no subscriber is left.
     linger: Option<JoinHandle<()>>,
 }
@@ -215,6 +217,7 @@ impl<C: Connector> Pool<C> {
                     linger.abort();
                 }
                 let rx = slot.value.handle.subscribe();
+                let topic = slot.value.topic.clone();
                 record(&state);
                 return Ok(self.subscription(topic, rx));
             }
@@ -245,15 +248,17 @@ impl<C: Connector> Pool<C> {
                 .map_err(|e| PoolError::Config(e.to_string()))?
         };
         let rx = handle.subscribe();
+        let shared: Arc<str> = Arc::from(topic);
         state.insert(
             topic,
             Entry {
                 handle,
+                topic: shared.clone(),
                 linger: None,
             },
         );
         record(&state);
-        Ok(self.subscription(topic, rx))
+        Ok(self.subscription(shared, rx))
     }
 
     /// Like [`subscribe`](Self::subscribe), but at the cap waits up to
@@ -323,12 +328,12 @@ impl<C: Connector> Pool<C> {
         &self.inner.config.stream.connections
     }
 
-    fn subscription(&self, topic: &str, rx: broadcast::Receiver<StreamItem>) -> Subscription {
+    fn subscription(&self, topic: Arc<str>, rx: broadcast::Receiver<StreamItem>) -> Subscription {
         Subscription {
             rx,
             _guard: Guard {
                 pool: Arc::downgrade(&self.inner) as Weak<dyn Release>,
-                topic: topic.to_string(),
+                topic,
             },
         }
     }
@@ -441,7 +446,7 @@ impl Subscription {
 
 struct Guard {
     pool: Weak<dyn Release>,
-    topic: String,
+    topic: Arc<str>,
 }
 
 impl Drop for Guard {

@@ -45,6 +45,9 @@ pub(crate) struct Slots<T> {
     cap: usize,
     closed: bool,
     generation: u64,
+    /// Subscribers over every slot, kept as a running total so that metrics
+    /// cost O(1) per change.
+    subscribers: usize,
 }
 
 impl<T> Slots<T> {
@@ -55,6 +58,7 @@ impl<T> Slots<T> {
             cap,
             closed: false,
             generation: 0,
+            subscribers: 0,
         }
     }
 
@@ -69,6 +73,7 @@ impl<T> Slots<T> {
         match self.entries.get_mut(key) {
             Some(slot) => {
                 slot.subscribers += 1;
+                self.subscribers += 1;
                 slot.generation = generation;
                 Join::Joined(slot)
             }
@@ -81,6 +86,7 @@ impl<T> Slots<T> {
     /// Only call it under the same lock as that join.
     pub(crate) fn insert(&mut self, key: &str, value: T) {
         debug_assert!(!self.closed && self.entries.len() < self.cap);
+        self.subscribers += 1;
         self.entries.insert(
             key.to_string(),
             Slot {
@@ -98,7 +104,10 @@ impl<T> Slots<T> {
         self.generation += 1;
         let generation = self.generation;
         let slot = self.entries.get_mut(key)?;
-        slot.subscribers = slot.subscribers.saturating_sub(1);
+        if slot.subscribers > 0 {
+            slot.subscribers -= 1;
+            self.subscribers -= 1;
+        }
         if slot.subscribers > 0 {
             return None;
         }
@@ -120,6 +129,7 @@ impl<T> Slots<T> {
     /// Closes: no join succeeds from now on; returns every slot's value.
     pub(crate) fn close(&mut self) -> Vec<T> {
         self.closed = true;
+        self.subscribers = 0;
         self.entries.drain().map(|(_, slot)| slot.value).collect()
     }
 
@@ -144,7 +154,11 @@ impl<T> Slots<T> {
 
     /// Subscribers over every slot.
     pub(crate) fn subscribers(&self) -> usize {
-        self.entries.values().map(|s| s.subscribers).sum()
+        debug_assert_eq!(
+            self.subscribers,
+            self.entries.values().map(|s| s.subscribers).sum::<usize>()
+        );
+        self.subscribers
     }
 
     /// Every slot, for snapshots.
