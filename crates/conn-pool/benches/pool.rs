@@ -119,10 +119,7 @@ fn subscribe(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("subscribe");
     group.throughput(Throughput::Elements(1));
-    let pool = rt.block_on(async {
-        let pool = Pool::new(pool_config(), Fed::default()).expect("valid");
-        pool
-    });
+    let pool = rt.block_on(async { Pool::new(pool_config(), Fed::default()).expect("valid") });
     let _held = rt.block_on(async { pool.subscribe("AAPL").expect("subscribed") });
     group.bench_function("sse-conn-pool", |b| {
         let _enter = rt.enter();
