@@ -1,6 +1,7 @@
 //! The pool: one upstream stream per topic, shared by every subscriber,
 //! released after an idle linger, within a cap.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Weak};
@@ -24,6 +25,12 @@ pub struct PoolConfig {
     /// percent-encoded path segment or query value. The host never comes from
     /// input.
     pub url_template: String,
+    /// Named static streams: these keys map to these URLs (any host)
+    /// instead of the template. With an empty template, only these keys
+    /// exist.
+    pub named: BTreeMap<String, String>,
+    /// The most streams to one host (host and port) at once. Default 50.
+    pub max_streams_per_host: usize,
     /// Headers sent on every upstream request.
     pub headers: HeaderMap,
     /// The most upstream streams at once. Default 50 (the old plan's cap).
@@ -49,6 +56,8 @@ impl PoolConfig {
     pub fn new(url_template: impl Into<String>) -> Self {
         Self {
             url_template: url_template.into(),
+            named: BTreeMap::new(),
+            max_streams_per_host: 50,
             headers: HeaderMap::new(),
             max_streams: 50,
             idle_linger: Duration::from_secs(300),
@@ -79,6 +88,16 @@ pub enum PoolError {
         /// `max_pending`.
         limit: usize,
     },
+    /// The host this topic's stream would connect to already has
+    /// `max_streams_per_host` streams.
+    HostAtCapacity {
+        /// `max_streams_per_host`.
+        limit: usize,
+        /// As for [`PoolError::AtCapacity`].
+        retry_after: Duration,
+    },
+    /// Only named streams are configured, and this is not one of them.
+    UnknownStream(String),
     /// The pool was closed.
     Closed,
     /// The URL template or the stream configuration is invalid.
@@ -98,6 +117,11 @@ impl fmt::Display for PoolError {
                 f,
                 "the upstream pool is at its cap and {limit} subscriptions already wait"
             ),
+            Self::HostAtCapacity { limit, .. } => write!(
+                f,
+                "the upstream host of this topic is at its cap of {limit} streams"
+            ),
+            Self::UnknownStream(key) => write!(f, "no upstream stream is named {key:?}"),
             Self::Closed => f.write_str("the upstream pool is closed"),
             Self::Config(why) => write!(f, "invalid upstream configuration: {why}"),
         }
@@ -148,6 +172,8 @@ struct Entry {
     handle: StreamHandle,
     /// Shared by every subscription's guard: no allocation per subscriber.
     topic: Arc<str>,
+    /// `host:port` of its URL, for the per-host cap.
+    host: Arc<str>,
     /// The linger timer, while no subscriber is left.
     linger: Option<JoinHandle<()>>,
 }
@@ -168,22 +194,34 @@ impl<C: Connector> Pool<C> {
     ///
     /// Outside a tokio runtime.
     pub fn new(config: PoolConfig, connector: C) -> Result<Self, PoolError> {
-        if !config.url_template.contains("{topic}") {
-            return Err(PoolError::Config("the URL template has no {topic}".into()));
-        }
-        UpstreamRequest::get(&config.url_template.replace("{topic}", "x"))
-            .map_err(|e| PoolError::Config(e.to_string()))?;
-        let template = config.url_template.replace("{topic}", "topic-placeholder");
-        let parsed =
-            UpstreamRequest::get(&template).map_err(|e| PoolError::Config(e.to_string()))?;
-        if parsed
-            .url()
-            .host_str()
-            .is_some_and(|h| h.contains("topic-placeholder"))
-        {
+        if config.url_template.is_empty() && config.named.is_empty() {
             return Err(PoolError::Config(
-                "{topic} must not be part of the host: the host never comes from input".into(),
+                "neither a URL template nor named streams".into(),
             ));
+        }
+        if !config.url_template.is_empty() {
+            if !config.url_template.contains("{topic}") {
+                return Err(PoolError::Config("the URL template has no {topic}".into()));
+            }
+            let template = config.url_template.replace("{topic}", "topic-placeholder");
+            let parsed =
+                UpstreamRequest::get(&template).map_err(|e| PoolError::Config(e.to_string()))?;
+            if parsed
+                .url()
+                .host_str()
+                .is_some_and(|h| h.contains("topic-placeholder"))
+            {
+                return Err(PoolError::Config(
+                    "{topic} must not be part of the host: the host never comes from input".into(),
+                ));
+            }
+        }
+        for (key, url) in &config.named {
+            if !valid_topic(key, config.max_topic_len) {
+                return Err(PoolError::Config(format!("invalid stream name {key:?}")));
+            }
+            UpstreamRequest::get(url)
+                .map_err(|e| PoolError::Config(format!("stream {key:?}: {e}")))?;
         }
         Ok(Self {
             inner: Arc::new(Inner {
@@ -234,11 +272,30 @@ impl<C: Connector> Pool<C> {
                 return Err(PoolError::Closed);
             }
         }
-        let url = config
-            .url_template
-            .replace("{topic}", &encode_segment(topic));
+        let url = match config.named.get(topic) {
+            Some(url) => url.clone(),
+            None if config.url_template.is_empty() => {
+                metrics::record_refused("unknown_stream");
+                return Err(PoolError::UnknownStream(topic.to_string()));
+            }
+            None => config
+                .url_template
+                .replace("{topic}", &encode_segment(topic)),
+        };
         let mut request =
             UpstreamRequest::get(&url).map_err(|e| PoolError::Config(e.to_string()))?;
+        let host: Arc<str> = {
+            let target = crate::request::target(request.url());
+            Arc::from(format!("{}:{}", target.host, target.port))
+        };
+        let on_host = state.iter().filter(|(_, s)| s.value.host == host).count();
+        if on_host >= config.max_streams_per_host {
+            metrics::record_refused("host_at_capacity");
+            return Err(PoolError::HostAtCapacity {
+                limit: config.max_streams_per_host,
+                retry_after: config.idle_linger,
+            });
+        }
         request.headers = config.headers.clone();
         let mut stream_config = config.stream.clone();
         stream_config.seed ^= seed_of(topic);
@@ -254,6 +311,7 @@ impl<C: Connector> Pool<C> {
             Entry {
                 handle,
                 topic: shared.clone(),
+                host,
                 linger: None,
             },
         );

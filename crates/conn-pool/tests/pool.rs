@@ -280,6 +280,7 @@ async fn stress_ten_thousand_cycles_over_a_hundred_topics_leave_nothing_behind()
     let upstream = Ticking::default();
     let mut config = config();
     config.max_streams = 100;
+    config.max_streams_per_host = 100;
     config.idle_linger = Duration::from_secs(2);
     let pool = Pool::new(config, upstream.clone()).unwrap();
     let mut held: Vec<Option<Subscription>> = (0..100).map(|_| None).collect();
@@ -482,4 +483,69 @@ async fn f17_start_stop_races_leave_nothing_behind() {
     assert_eq!(pool.subscribe("Z").err(), Some(PoolError::Closed));
     wait(Duration::from_secs(5)).await;
     assert_baseline(&pool, &slow.inner, baseline).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn named_streams_reach_their_urls_and_each_host_has_a_cap() {
+    let baseline = alive_tasks();
+    let upstream = Ticking::default();
+    let mut config = PoolConfig::new("");
+    config.named = [
+        ("quotes", "http://feed-a.test/v1/quotes/stream"),
+        ("trades", "http://feed-a.test/v1/trades/stream"),
+        ("news", "https://feed-b.test:8443/news?lang=en"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    config.max_streams_per_host = 1;
+    config.max_streams = 10;
+    let pool = Pool::new(config, upstream.clone()).unwrap();
+
+    let mut quotes = pool.subscribe("quotes").unwrap();
+    next_event(&mut quotes).await;
+    assert_eq!(
+        pool.subscribe("trades").err(),
+        Some(PoolError::HostAtCapacity {
+            limit: 1,
+            retry_after: Duration::from_secs(300)
+        }),
+        "feed-a already has its one stream"
+    );
+    let mut news = pool.subscribe("news").unwrap();
+    next_event(&mut news).await;
+    assert_eq!(
+        pool.subscribe("AAPL").err(),
+        Some(PoolError::UnknownStream("AAPL".into())),
+        "no template: only the named streams exist"
+    );
+    let paths = upstream.paths.lock().clone();
+    assert_eq!(paths, ["/v1/quotes/stream", "/news?lang=en"]);
+    assert_eq!(pool.snapshot().len(), 2, "nothing half-created");
+    drop((quotes, news));
+    wait(Duration::from_secs(301)).await;
+    assert_baseline(&pool, &upstream, baseline).await;
+    pool.close().await;
+
+    // Configuration errors are clear.
+    let mut bad = PoolConfig::new("");
+    assert!(
+        Pool::new(bad.clone(), upstream.clone()).is_err(),
+        "nothing configured"
+    );
+    bad.named.insert("a/b".into(), "http://x.test/".into());
+    assert!(
+        Pool::new(bad.clone(), upstream.clone()).is_err(),
+        "invalid name"
+    );
+    bad.named.clear();
+    bad.named.insert("ok".into(), "ftp://x.test/".into());
+    assert!(
+        Pool::new(bad, upstream.clone()).is_err(),
+        "not an http(s) URL"
+    );
+    assert!(
+        Pool::new(PoolConfig::new("http://{topic}.feed.test/stream"), upstream).is_err(),
+        "the host never comes from the topic"
+    );
 }
