@@ -3,7 +3,7 @@
 //! kinds): never topic names, URLs or addresses.
 
 use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
-use sse_state_machine::{FailureKind, Phase, Reason};
+use sse_state_machine::{FailureKind, Phase, Reason, RotateReason};
 
 /// Counter: connection attempts started.
 pub const ATTEMPTS: &str = "ssegate_upstream_connect_attempts_total";
@@ -11,8 +11,14 @@ pub const ATTEMPTS: &str = "ssegate_upstream_connect_attempts_total";
 pub const OPENED: &str = "ssegate_upstream_connections_opened_total";
 /// Counter: connections lost or refused, by reason. Label `reason`.
 pub const FAILURES: &str = "ssegate_upstream_failures_total";
-/// Counter: make-before-break rotations completed.
+/// Counter: make-before-break rotations completed, by reason. Label
+/// `reason`: age, errors, stale, degraded, manual.
 pub const ROTATIONS: &str = "ssegate_upstream_rotations_total";
+/// Counter: body bytes received from upstreams.
+pub const BYTES: &str = "ssegate_upstream_bytes_total";
+/// Gauge: upstream streams by phase. Label `phase`: idle, connecting, open,
+/// backing_off, cooling_off, stopped.
+pub const PHASES: &str = "ssegate_upstream_streams_by_phase";
 /// Counter: streams that stopped for good, by reason. Label `reason`.
 pub const STOPPED: &str = "ssegate_upstream_streams_stopped_total";
 /// Counter: events delivered to subscribers (after de-duplication).
@@ -51,7 +57,13 @@ pub fn describe_metrics() {
     describe_counter!(
         ROTATIONS,
         Unit::Count,
-        "Make-before-break rotations completed."
+        "Make-before-break rotations completed (label: reason)."
+    );
+    describe_counter!(BYTES, Unit::Bytes, "Body bytes received from upstreams.");
+    describe_gauge!(
+        PHASES,
+        Unit::Count,
+        "Upstream streams by phase (label: phase)."
     );
     describe_counter!(
         STOPPED,
@@ -133,7 +145,16 @@ pub fn reason_label(reason: Reason) -> &'static str {
 pub(crate) fn record_change(to: Phase, reason: Reason) {
     match (to, reason) {
         (Phase::Open, Reason::Opened) => counter!(OPENED).increment(1),
-        (Phase::Open, Reason::Rotated(_)) => counter!(ROTATIONS).increment(1),
+        (Phase::Open, Reason::Rotated(why)) => {
+            let why = match why {
+                RotateReason::Age => "age",
+                RotateReason::Errors => "errors",
+                RotateReason::Stale => "stale",
+                RotateReason::Degraded => "degraded",
+                RotateReason::Manual => "manual",
+            };
+            counter!(ROTATIONS, "reason" => why).increment(1);
+        }
         (Phase::Stopped, _) => counter!(STOPPED, "reason" => reason_label(reason)).increment(1),
         (Phase::BackingOff | Phase::CoolingOff, _)
         | (
@@ -182,4 +203,46 @@ pub(crate) fn record_host_wait() {
 /// Records the pending queue's length.
 pub(crate) fn record_pending(waiting: usize) {
     gauge!(PENDING).set(waiting as f64);
+}
+
+/// A low-cardinality name for a phase.
+pub fn phase_label(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Idle => "idle",
+        Phase::Connecting => "connecting",
+        Phase::Open => "open",
+        Phase::BackingOff => "backing_off",
+        Phase::CoolingOff => "cooling_off",
+        Phase::Stopped => "stopped",
+    }
+}
+
+/// Records body bytes received (one call per chunk).
+pub(crate) fn record_bytes(n: usize) {
+    counter!(BYTES).increment(n as u64);
+}
+
+/// Counts one stream in `phase` while alive; moves with the stream's phase
+/// and leaves the gauge when dropped (also when the stream task is aborted).
+pub(crate) struct PhaseGauge(Phase);
+
+impl PhaseGauge {
+    pub(crate) fn new(phase: Phase) -> Self {
+        gauge!(PHASES, "phase" => phase_label(phase)).increment(1.0);
+        Self(phase)
+    }
+
+    pub(crate) fn set(&mut self, phase: Phase) {
+        if phase != self.0 {
+            gauge!(PHASES, "phase" => phase_label(self.0)).decrement(1.0);
+            gauge!(PHASES, "phase" => phase_label(phase)).increment(1.0);
+            self.0 = phase;
+        }
+    }
+}
+
+impl Drop for PhaseGauge {
+    fn drop(&mut self) {
+        gauge!(PHASES, "phase" => phase_label(self.0)).decrement(1.0);
+    }
 }

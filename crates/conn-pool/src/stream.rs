@@ -238,6 +238,7 @@ pub fn spawn_stream<C: Connector>(
         state: state_tx,
         health,
         health_rotation: config.health_rotation,
+        phase: metrics::PhaseGauge::new(Phase::Idle),
     };
     let task = tokio::spawn(driver.run(message_rx, command_rx));
     Ok(StreamHandle {
@@ -287,6 +288,7 @@ struct Driver<C> {
     state: watch::Sender<StreamState>,
     health: StreamHealth,
     health_rotation: bool,
+    phase: metrics::PhaseGauge,
 }
 
 /// The machine's clock: tokio's, so that paused time reaches it.
@@ -359,6 +361,7 @@ impl<C: Connector> Driver<C> {
                 }
                 Output::StateChanged { from, to, reason } => {
                     metrics::record_change(to, reason);
+                    self.phase.set(to);
                     self.observe(from, to, reason);
                     self.state.send_modify(|s| {
                         s.phase = to;
@@ -497,6 +500,7 @@ impl<C: Connector> Driver<C> {
         // Counters are published once per chunk, not once per event: the
         // watch channel takes a lock and the last id is a string copy.
         metrics::record_events(delivered);
+        metrics::record_bytes(bytes);
         let last_id = (delivered > 0).then(|| self.machine.last_event_id().to_string());
         self.state.send_modify(|s| {
             s.bytes += bytes as u64;

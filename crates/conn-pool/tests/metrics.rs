@@ -95,4 +95,16 @@ fn attempts_failures_events_and_pool_size_are_counted() {
         matches!(value(m::STREAMS, None), Some(DebugValue::Gauge(g)) if g.into_inner() == 0.0),
         "closed: no stream"
     );
+    assert!(matches!(value(m::BYTES, None), Some(DebugValue::Counter(n)) if *n > 0));
+    for phase in ["idle", "connecting", "open", "backing_off", "stopped"] {
+        let gauge = value(m::PHASES, Some(("phase", phase)));
+        assert!(
+            gauge.is_none_or(|g| matches!(g, DebugValue::Gauge(g) if g.into_inner() == 0.0)),
+            "no stream left in phase {phase}: {gauge:?}"
+        );
+    }
+    assert!(
+        value(m::PHASES, Some(("phase", "open"))).is_some(),
+        "the stream was counted while open"
+    );
 }
