@@ -235,6 +235,19 @@ impl<C: Connector> Pool<C> {
         })
     }
 
+    /// Checks `topic` against the topic rules without subscribing.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidTopic`, saying what is allowed.
+    pub fn check_topic(&self, topic: &str) -> Result<(), PoolError> {
+        if valid_topic(topic, self.inner.config.max_topic_len) {
+            Ok(())
+        } else {
+            Err(PoolError::InvalidTopic(topic.chars().take(80).collect()))
+        }
+    }
+
     /// Subscribes to `topic`: joins its stream if one is open (at "now"), or
     /// opens it. Dropping the subscription releases it, on every path.
     ///

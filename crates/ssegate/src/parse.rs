@@ -1,8 +1,9 @@
-//! `sse-dump`: prints what an SSE stream contains, one JSON object per line.
+//! `ssegate parse`: prints what an SSE stream contains, one JSON object per
+//! line.
 //!
 //! ```text
-//! curl -N https://example.com/stream | cargo run -q -p sse-parser --example sse-dump
-//! cargo run -q -p sse-parser --example sse-dump -- --chunk-size 1 crates/sse-parser/testdata/market.sse
+//! curl -N https://example.com/stream | ssegate parse
+//! ssegate parse --chunk-size 1 crates/sse-parser/testdata/market.sse
 //! ```
 //!
 //! Each item is printed (and flushed) as soon as the bytes that complete it
@@ -24,14 +25,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::Parser as _;
 use serde::Serialize;
 use sse_parser::{Item, Limits, Parser};
 
 /// Prints the items of an SSE stream as JSON lines.
-#[derive(clap::Parser)]
-#[command(name = "sse-dump", version)]
-struct Args {
+#[derive(clap::Args)]
+pub(crate) struct Args {
     /// The stream to read; standard input when absent or `-`.
     file: Option<PathBuf>,
 
@@ -70,13 +69,13 @@ enum Out<'a> {
     },
 }
 
-fn main() -> ExitCode {
-    match run(Args::parse()) {
+pub(crate) fn main(args: Args) -> ExitCode {
+    match run(args) {
         Ok(code) => code,
-        // A closed pipe (`sse-dump | head`) is the reader's choice, not a failure.
+        // A closed pipe (`ssegate parse | head`) is the reader's choice, not a failure.
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("sse-dump: {err:#}");
+            eprintln!("ssegate parse: {err:#}");
             ExitCode::from(2)
         }
     }
@@ -125,7 +124,7 @@ fn run(args: Args) -> Result<ExitCode> {
         out.flush()?;
     }
     if parser.has_partial() {
-        eprintln!("sse-dump: the stream ended in the middle of an event; it was discarded");
+        eprintln!("ssegate parse: the stream ended in the middle of an event; it was discarded");
     }
     Ok(ExitCode::SUCCESS)
 }

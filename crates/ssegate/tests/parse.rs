@@ -1,5 +1,5 @@
-//! End-to-end tests of the `sse-dump` example as a user runs it: a file, a
-//! live pipe, limits and bad arguments.
+//! End-to-end tests of `ssegate parse` as a user runs it: a file, a live
+//! pipe, limits and bad arguments.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -9,42 +9,31 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-/// `cargo test` builds the package's examples next to the test binaries'
-/// `deps` directory.
-fn sse_dump() -> Command {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let path = dir
-        .join("examples")
-        .join(format!("sse-dump{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is missing: run through `cargo test`",
-        path.display()
-    );
-    Command::new(path)
+fn ssegate_parse() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ssegate"));
+    command.arg("parse");
+    command
 }
 
 fn sample() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/market.sse")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sse-parser/testdata/market.sse")
 }
 
-/// Runs `sse-dump args` with `input` on standard input, to its end.
+/// Runs `ssegate parse args` with `input` on standard input, to its end.
 fn with_stdin(args: &[&str], input: &[u8]) -> Output {
-    let mut child = sse_dump()
+    let mut child = ssegate_parse()
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("sse-dump starts");
+        .expect("ssegate parse starts");
     let mut stdin = child.stdin.take().expect("piped stdin");
-    stdin.write_all(input).expect("sse-dump reads its input");
+    stdin
+        .write_all(input)
+        .expect("ssegate parse reads its input");
     drop(stdin);
-    child.wait_with_output().expect("sse-dump ends")
+    child.wait_with_output().expect("ssegate parse ends")
 }
 
 fn json_lines(output: &Output) -> Vec<Value> {
@@ -57,7 +46,7 @@ fn json_lines(output: &Output) -> Vec<Value> {
 
 #[test]
 fn dumps_the_sample_stream() {
-    let output = sse_dump().arg(sample()).output().unwrap();
+    let output = ssegate_parse().arg(sample()).output().unwrap();
     assert!(output.status.success(), "{output:?}");
     let items = json_lines(&output);
 
@@ -88,9 +77,9 @@ fn dumps_the_sample_stream() {
 
 #[test]
 fn chunk_size_does_not_change_the_output() {
-    let whole = sse_dump().arg(sample()).output().unwrap();
+    let whole = ssegate_parse().arg(sample()).output().unwrap();
     for size in ["1", "2", "7", "100"] {
-        let chunked = sse_dump()
+        let chunked = ssegate_parse()
             .args(["--chunk-size", size])
             .arg(sample())
             .output()
@@ -102,7 +91,7 @@ fn chunk_size_does_not_change_the_output() {
 
 #[test]
 fn a_live_stream_shows_each_event_as_it_arrives() {
-    let mut child = sse_dump()
+    let mut child = ssegate_parse()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -153,11 +142,17 @@ fn a_limit_error_is_reported_as_json_with_exit_status_one() {
 
 #[test]
 fn bad_arguments_and_missing_files_are_clear_errors() {
-    let output = sse_dump().args(["--chunk-size", "0"]).output().unwrap();
+    let output = ssegate_parse()
+        .args(["--chunk-size", "0"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--chunk-size"));
 
-    let output = sse_dump().arg("/nonexistent/stream.sse").output().unwrap();
+    let output = ssegate_parse()
+        .arg("/nonexistent/stream.sse")
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

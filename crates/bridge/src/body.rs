@@ -1,0 +1,205 @@
+//! A subscriber's response body: pulls from its queue as fast as the client
+//! reads, writes a heartbeat comment when nothing else was written for the
+//! heartbeat interval, and ends with a `retry:` hint when its queue closes
+//! or the gateway drains.
+//!
+//! Frames on the wire (see the crate docs for the scheme):
+//! - single-topic: the hub's shared block, `id: <run>:<seq>` included;
+//! - multi-topic: the hub's shared block (`event: <topic>[:<type>]`), then
+//!   this stream's `id: <run>:<topic>=<seq>,<topic>=<seq>...`;
+//! - `event: ssegate-gap` / `event: ssegate-reset` with a JSON `data`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use hyper::body::{Body, Frame};
+use sse_conn_pool::Connector;
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
+
+use crate::hub::Membership;
+use crate::limits::Admission;
+use crate::metrics;
+use crate::queue::{Out, Queue};
+
+pub(crate) struct SseBody<C: Connector> {
+    queue: Arc<Queue>,
+    topics: Vec<Arc<str>>,
+    positions: Vec<u64>,
+    run: Arc<str>,
+    /// A frame to write before pulling again (a multi-topic id line).
+    pending: Option<Bytes>,
+    heartbeat_every: Duration,
+    heartbeat: Pin<Box<Sleep>>,
+    /// Resolves when the gateway drains (with the drain's start); then this
+    /// stream ends at `drain_at`.
+    drain: Pin<Box<dyn Future<Output = Option<Instant>> + Send>>,
+    drain_at: Option<Pin<Box<Sleep>>>,
+    /// This stream's place in the drain window, as a fraction.
+    drain_offset: f64,
+    drain_spread: Duration,
+    retry_hint: Duration,
+    ended: bool,
+    _membership: Membership<C>,
+    _admission: Admission,
+}
+
+pub(crate) struct BodyParts<C: Connector> {
+    pub(crate) queue: Arc<Queue>,
+    pub(crate) topics: Vec<Arc<str>>,
+    pub(crate) positions: Vec<u64>,
+    pub(crate) run: Arc<str>,
+    pub(crate) first: Bytes,
+    pub(crate) heartbeat: Duration,
+    pub(crate) drain: watch::Receiver<Option<Instant>>,
+    pub(crate) drain_offset: f64,
+    pub(crate) drain_spread: Duration,
+    pub(crate) retry_hint: Duration,
+    pub(crate) membership: Membership<C>,
+    pub(crate) admission: Admission,
+}
+
+impl<C: Connector> SseBody<C> {
+    pub(crate) fn new(parts: BodyParts<C>) -> Self {
+        metrics::record_stream_opened();
+        Self {
+            queue: parts.queue,
+            topics: parts.topics,
+            positions: parts.positions,
+            run: parts.run,
+            pending: Some(parts.first),
+            heartbeat_every: parts.heartbeat,
+            heartbeat: Box::pin(tokio::time::sleep(parts.heartbeat)),
+            drain: Box::pin(async move {
+                let mut rx = parts.drain;
+                rx.wait_for(Option::is_some).await.ok().and_then(|v| *v)
+            }),
+            drain_at: None,
+            drain_offset: parts.drain_offset,
+            drain_spread: parts.drain_spread,
+            retry_hint: parts.retry_hint,
+            ended: false,
+            _membership: parts.membership,
+            _admission: parts.admission,
+        }
+    }
+
+    fn multi(&self) -> bool {
+        self.topics.len() > 1
+    }
+
+    /// The `id:` line of a multi-topic stream, with the blank line.
+    fn id_line(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(16 + self.topics.len() * 16);
+        out.put_slice(b"id: ");
+        out.put_slice(self.run.as_bytes());
+        out.put_u8(b':');
+        for (i, (topic, seq)) in self.topics.iter().zip(&self.positions).enumerate() {
+            if i > 0 {
+                out.put_u8(b',');
+            }
+            out.put_slice(topic.as_bytes());
+            out.put_u8(b'=');
+            out.put_slice(seq.to_string().as_bytes());
+        }
+        out.put_slice(b"\n\n");
+        out.freeze()
+    }
+
+    fn render(&mut self, out: Out) -> Bytes {
+        match out {
+            Out::Event { topic, event } => {
+                self.positions[topic] = event.seq;
+                metrics::record_sent(event.len());
+                if self.multi() {
+                    self.pending = Some(self.id_line());
+                    event.multi.clone()
+                } else {
+                    event.single.clone()
+                }
+            }
+            Out::Gap { topic, missed } => Bytes::from(format!(
+                "event: ssegate-gap\ndata: {{\"topic\":\"{}\",\"missed\":{missed}}}\n\n",
+                self.topics[topic]
+            )),
+            Out::Reset { topic, reason } => Bytes::from(format!(
+                "event: ssegate-reset\ndata: {{\"topic\":\"{}\",\"reason\":\"{reason}\"}}\n\n",
+                self.topics[topic]
+            )),
+        }
+    }
+
+    /// The last frame: a retry hint (jittered by this stream's offset, so
+    /// that clients come back spread out).
+    fn farewell(&mut self) -> Bytes {
+        self.ended = true;
+        let spread = self.drain_spread.mul_f64(self.drain_offset);
+        sse_parser::encode_retry(self.retry_hint + spread)
+            .into_iter()
+            .chain(*b"\n")
+            .collect::<Vec<u8>>()
+            .into()
+    }
+}
+
+impl<C: Connector> Body for SseBody<C> {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if let Some(frame) = this.pending.take() {
+            return Poll::Ready(Some(Ok(Frame::data(frame))));
+        }
+        // Draining: end at this stream's moment in the drain window.
+        if this.drain_at.is_none()
+            && let Poll::Ready(start) = this.drain.as_mut().poll(cx)
+        {
+            let start = start.unwrap_or_else(Instant::now);
+            let at = start + this.drain_spread.mul_f64(this.drain_offset);
+            this.drain_at = Some(Box::pin(tokio::time::sleep_until(at)));
+        }
+        if let Some(at) = this.drain_at.as_mut()
+            && at.as_mut().poll(cx).is_ready()
+        {
+            let bye = this.farewell();
+            return Poll::Ready(Some(Ok(Frame::data(bye))));
+        }
+        match this.queue.pop(cx.waker()) {
+            Ok(Some(out)) => {
+                let frame = this.render(out);
+                let next = Instant::now() + this.heartbeat_every;
+                this.heartbeat.as_mut().reset(next);
+                return Poll::Ready(Some(Ok(Frame::data(frame))));
+            }
+            Ok(None) => {}
+            Err(_) => {
+                let bye = this.farewell();
+                return Poll::Ready(Some(Ok(Frame::data(bye))));
+            }
+        }
+        if this.heartbeat.as_mut().poll(cx).is_ready() {
+            let next = Instant::now() + this.heartbeat_every;
+            this.heartbeat.as_mut().reset(next);
+            metrics::record_heartbeat();
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b":\n")))));
+        }
+        Poll::Pending
+    }
+}
+
+impl<C: Connector> Drop for SseBody<C> {
+    fn drop(&mut self) {
+        metrics::record_stream_closed();
+    }
+}

@@ -1,0 +1,188 @@
+//! The bridge's settings, every one finite and defaulted (reliability.md's
+//! defaults table), deserializable from the `[bridge]` table of ssegate's
+//! TOML config. Durations are written like `"15s"` or `"5m"`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// What to do with a subscriber whose queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// End its stream with a final `retry:` hint (default): it reconnects and
+    /// resumes from the replay buffer.
+    #[default]
+    Disconnect,
+    /// Drop its oldest queued events and tell it with an `ssegate-gap` event.
+    DropOldest,
+    /// Keep only the newest queued event per topic (market data wants the
+    /// latest quote, not every stale one).
+    Conflate,
+}
+
+impl Policy {
+    /// A metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Disconnect => "disconnect",
+            Self::DropOldest => "drop_oldest",
+            Self::Conflate => "conflate",
+        }
+    }
+}
+
+/// The bridge's settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BridgeConfig {
+    /// Where clients connect. Default 127.0.0.1:8080.
+    pub listen: SocketAddr,
+    /// The admin listener (`/healthz`, `/readyz`, `/metrics`, `/admin/...`).
+    /// Default 127.0.0.1:9090: keep it off the public interface.
+    pub admin_listen: SocketAddr,
+    /// A `:` comment this often on every stream. Default 15 s.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// The `retry:` hint sent first on every stream. Default 3 s.
+    #[serde(with = "humantime_serde")]
+    pub retry_hint: Duration,
+    /// A client must send its request headers within this. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A subscriber with queued data that takes nothing for this long is
+    /// disconnected. Default 60 s.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// Events a subscriber's queue holds. Default 1,024.
+    pub queue_events: usize,
+    /// Bytes a subscriber's queue holds. Default 1 MiB.
+    pub queue_bytes: usize,
+    /// Events kept per topic for `Last-Event-ID` replay. Default 10,000.
+    pub replay_events: usize,
+    /// Bytes kept per topic for replay. Default 16 MiB.
+    pub replay_bytes: usize,
+    /// How old a replayable event may be. Default 5 min.
+    #[serde(with = "humantime_serde")]
+    pub replay_age: Duration,
+    /// Subscribers (streams) at once. Default 10,000.
+    pub max_subscribers: usize,
+    /// Streams per client IP at once. Default 100.
+    pub max_per_ip: usize,
+    /// Topics on one stream. Default 16.
+    pub max_topics_per_connection: usize,
+    /// New streams accepted per second (token bucket; burst twice that).
+    /// Default 200.
+    pub new_streams_per_sec: u32,
+    /// On shutdown, streams are ended spread over this window, so clients
+    /// do not all come back in the same second. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub drain_spread: Duration,
+    /// Shutdown completes within this (streams, then upstreams). Default 20 s.
+    #[serde(with = "humantime_serde")]
+    pub drain_deadline: Duration,
+    /// The slow-consumer policy for topics without their own.
+    pub policy: Policy,
+    /// Per-topic slow-consumer policies.
+    pub policies: BTreeMap<String, Policy>,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            heartbeat: Duration::from_secs(15),
+            retry_hint: Duration::from_secs(3),
+            header_read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(60),
+            queue_events: 1024,
+            queue_bytes: 1 << 20,
+            replay_events: 10_000,
+            replay_bytes: 16 << 20,
+            replay_age: Duration::from_secs(300),
+            max_subscribers: 10_000,
+            max_per_ip: 100,
+            max_topics_per_connection: 16,
+            new_streams_per_sec: 200,
+            drain_spread: Duration::from_secs(10),
+            drain_deadline: Duration::from_secs(20),
+            policy: Policy::Disconnect,
+            policies: BTreeMap::new(),
+        }
+    }
+}
+
+/// A setting that makes no sense.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key, as in the TOML file.
+    pub key: &'static str,
+    /// Why.
+    pub reason: &'static str,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "bridge.{}: {}", self.key, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl BridgeConfig {
+    /// The policy of `topic`.
+    pub fn policy_of(&self, topic: &str) -> Policy {
+        self.policies.get(topic).copied().unwrap_or(self.policy)
+    }
+
+    /// Refuses zero sizes and zero or absurd durations.
+    ///
+    /// # Errors
+    ///
+    /// The first key that makes no sense, and why.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |key, reason| Err(ConfigError { key, reason });
+        let positive = [
+            ("heartbeat", self.heartbeat),
+            ("header_read_timeout", self.header_read_timeout),
+            ("write_timeout", self.write_timeout),
+            ("replay_age", self.replay_age),
+            ("drain_deadline", self.drain_deadline),
+        ];
+        for (key, value) in positive {
+            if value.is_zero() {
+                return err(key, "must be greater than zero");
+            }
+            if value > Duration::from_secs(7 * 24 * 3600) {
+                return err(key, "must be at most a week");
+            }
+        }
+        let counts = [
+            ("queue_events", self.queue_events),
+            ("queue_bytes", self.queue_bytes),
+            ("replay_events", self.replay_events),
+            ("replay_bytes", self.replay_bytes),
+            ("max_subscribers", self.max_subscribers),
+            ("max_per_ip", self.max_per_ip),
+            ("max_topics_per_connection", self.max_topics_per_connection),
+        ];
+        for (key, value) in counts {
+            if value == 0 {
+                return err(key, "must be at least 1");
+            }
+        }
+        if self.new_streams_per_sec == 0 {
+            return err("new_streams_per_sec", "must be at least 1");
+        }
+        if self.drain_spread >= self.drain_deadline {
+            return err("drain_spread", "must be shorter than drain_deadline");
+        }
+        if self.listen == self.admin_listen && self.listen.port() != 0 {
+            return err("admin_listen", "must differ from listen");
+        }
+        Ok(())
+    }
+}

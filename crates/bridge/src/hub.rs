@@ -1,0 +1,405 @@
+//! Topic hubs: the first subscriber of a topic subscribes to the pool, a
+//! pump task turns each upstream event into one encoded [`HubEvent`] (the
+//! same `Bytes` for every subscriber), keeps it in a bounded replay buffer,
+//! and queues it for every subscriber; the last subscriber leaving releases
+//! the pool subscription.
+//!
+//! Ids. Every event gets a sequence number from one gateway-wide counter, so
+//! numbers only grow, per topic and across a topic's incarnations (a topic
+//! that emptied and came back). A topic remembers its `floor`: every event
+//! after it is still in the buffer. A client at position `p` resumes with
+//! no gap and no duplicate if `p >= floor` (it gets everything after `p`);
+//! otherwise it is beyond the window and gets a reset. Ids carry the
+//! gateway's run token, so an id from an earlier run is recognized as such.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use sse_conn_pool::{Connector, Pool, PoolError, StreamItem, Subscription};
+use sse_parser::{Event, encode_event};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::{BridgeConfig, Policy};
+use crate::metrics;
+use crate::queue::{Closed, Out, Queue};
+
+/// One upstream event, encoded once.
+#[derive(Debug)]
+pub(crate) struct HubEvent {
+    /// Its gateway sequence number.
+    pub(crate) seq: u64,
+    /// The whole block for single-topic streams, `id:` included.
+    pub(crate) single: Bytes,
+    /// The block for multi-topic streams without its `id:` line and final
+    /// blank line (`event:` is the topic): each stream appends its own id.
+    pub(crate) multi: Bytes,
+    at: Instant,
+}
+
+impl HubEvent {
+    pub(crate) fn len(&self) -> usize {
+        self.single.len()
+    }
+}
+
+/// A subscriber's registration in one topic.
+struct Member {
+    queue: Arc<Queue>,
+    /// Which of the subscriber's topics this is.
+    index: usize,
+}
+
+struct TopicState {
+    replay: VecDeque<Arc<HubEvent>>,
+    replay_bytes: usize,
+    /// Every event after this sequence number is in `replay`.
+    floor: u64,
+    /// The last sequence number assigned here.
+    last: u64,
+    members: HashMap<u64, Member>,
+}
+
+struct Topic {
+    name: Arc<str>,
+    state: Mutex<TopicState>,
+    pump: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Every topic with a subscriber.
+pub(crate) struct Hub<C: Connector> {
+    pool: Pool<C>,
+    config: Arc<BridgeConfig>,
+    run: Arc<str>,
+    seq: Arc<AtomicU64>,
+    next_member: AtomicU64,
+    topics: Mutex<HashMap<Arc<str>, Arc<Topic>>>,
+}
+
+/// Where a subscriber starts in a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// Live events only.
+    Now,
+    /// After this sequence number (a resume).
+    After(u64),
+    /// The client's id was unusable (another run, garbage): reset, then live.
+    Reset,
+}
+
+/// A subscriber's hold on its topics; dropping it leaves them all.
+pub(crate) struct Membership<C: Connector> {
+    hub: Arc<Hub<C>>,
+    id: u64,
+    topics: Vec<Arc<Topic>>,
+}
+
+impl<C: Connector> Drop for Membership<C> {
+    fn drop(&mut self) {
+        for topic in &self.topics {
+            self.hub.leave(topic, self.id);
+        }
+    }
+}
+
+impl<C: Connector> Hub<C> {
+    pub(crate) fn new(pool: Pool<C>, config: Arc<BridgeConfig>, run: Arc<str>) -> Arc<Self> {
+        Arc::new(Self {
+            pool,
+            config,
+            run,
+            seq: Arc::new(AtomicU64::new(0)),
+            next_member: AtomicU64::new(1),
+            topics: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub(crate) fn run_token(&self) -> &str {
+        &self.run
+    }
+
+    pub(crate) fn pool(&self) -> &Pool<C> {
+        &self.pool
+    }
+
+    /// Topics with subscribers now, and their subscriber counts.
+    pub(crate) fn topics(&self) -> Vec<(String, usize)> {
+        let topics = self.topics.lock();
+        let mut out: Vec<(String, usize)> = topics
+            .values()
+            .map(|t| (t.name.to_string(), t.state.lock().members.len()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Subscribes `queue` to `topics` from `starts`; on error nothing stays
+    /// subscribed. Replay (or a reset notice) is queued before any live event.
+    pub(crate) fn subscribe(
+        self: &Arc<Self>,
+        topics: &[String],
+        starts: &[Start],
+        queue: &Arc<Queue>,
+    ) -> Result<(Membership<C>, Vec<u64>), PoolError> {
+        let id = self.next_member.fetch_add(1, Ordering::Relaxed);
+        let mut membership = Membership {
+            hub: self.clone(),
+            id,
+            topics: Vec::with_capacity(topics.len()),
+        };
+        let mut positions = Vec::with_capacity(topics.len());
+        for (index, (name, start)) in topics.iter().zip(starts).enumerate() {
+            // The member is added under the map's lock, so a concurrent last
+            // leave cannot remove the topic between lookup and join.
+            let mut map = self.topics.lock();
+            let topic = self.topic(&mut map, name)?;
+            let mut state = topic.state.lock();
+            self.expire(&mut state);
+            let position = match *start {
+                Start::After(p) if p >= state.floor && p <= state.last => {
+                    let replay = state.replay.iter().filter(|e| e.seq > p);
+                    let mut replayed = 0u64;
+                    for event in replay {
+                        queue.push_unbounded(Out::Event {
+                            topic: index,
+                            event: event.clone(),
+                        });
+                        replayed += 1;
+                    }
+                    metrics::record_replay(replayed);
+                    p
+                }
+                Start::After(_) | Start::Reset => {
+                    queue.push_unbounded(Out::Reset {
+                        topic: index,
+                        reason: if matches!(start, Start::Reset) {
+                            "unknown-id"
+                        } else {
+                            "beyond-window"
+                        },
+                    });
+                    metrics::record_reset();
+                    state.last
+                }
+                Start::Now => state.last,
+            };
+            state.members.insert(
+                id,
+                Member {
+                    queue: queue.clone(),
+                    index,
+                },
+            );
+            drop(state);
+            drop(map);
+            positions.push(position);
+            membership.topics.push(topic);
+        }
+        Ok((membership, positions))
+    }
+
+    /// The topic, created (with its pool subscription and pump) if new.
+    fn topic(
+        self: &Arc<Self>,
+        topics: &mut HashMap<Arc<str>, Arc<Topic>>,
+        name: &str,
+    ) -> Result<Arc<Topic>, PoolError> {
+        if let Some(topic) = topics.get(name) {
+            return Ok(topic.clone());
+        }
+        let subscription = self.pool.subscribe(name)?;
+        let floor = self.seq.load(Ordering::SeqCst);
+        let name: Arc<str> = Arc::from(name);
+        let topic = Arc::new(Topic {
+            name: name.clone(),
+            state: Mutex::new(TopicState {
+                replay: VecDeque::new(),
+                replay_bytes: 0,
+                floor,
+                last: floor,
+                members: HashMap::new(),
+            }),
+            pump: Mutex::new(None),
+        });
+        let pump = tokio::spawn(pump(
+            Arc::downgrade(self),
+            topic.clone(),
+            subscription,
+            self.config.policy_of(&name),
+        ));
+        *topic.pump.lock() = Some(pump);
+        topics.insert(name, topic.clone());
+        metrics::record_topics(topics.len());
+        Ok(topic)
+    }
+
+    fn leave(&self, topic: &Arc<Topic>, id: u64) {
+        let mut topics = self.topics.lock();
+        let empty = {
+            let mut state = topic.state.lock();
+            state.members.remove(&id);
+            state.members.is_empty()
+        };
+        // Only the current incarnation is removed (a new one may exist).
+        if empty
+            && topics
+                .get(&topic.name)
+                .is_some_and(|t| Arc::ptr_eq(t, topic))
+        {
+            topics.remove(&topic.name);
+            if let Some(pump) = topic.pump.lock().take() {
+                // Dropping the pump drops the pool subscription: released.
+                pump.abort();
+            }
+            metrics::record_topics(topics.len());
+        }
+    }
+
+    /// Drops replayable events older than the replay age.
+    fn expire(&self, state: &mut TopicState) {
+        let max_age = self.config.replay_age;
+        let now = Instant::now();
+        while let Some(front) = state.replay.front() {
+            if now.saturating_duration_since(front.at) < max_age {
+                break;
+            }
+            evict(state);
+        }
+    }
+
+    /// Ends every subscriber of every topic (shutdown).
+    pub(crate) fn close_all(&self, why: Closed) {
+        let topics: Vec<Arc<Topic>> = self.topics.lock().values().cloned().collect();
+        for topic in topics {
+            let queues: Vec<Arc<Queue>> = topic
+                .state
+                .lock()
+                .members
+                .values()
+                .map(|m| m.queue.clone())
+                .collect();
+            for queue in queues {
+                queue.close(why, false);
+            }
+        }
+    }
+
+    /// Disconnects subscribers whose queued data has not moved for the write
+    /// timeout (their connection is killed: see `Queue::kill`).
+    pub(crate) fn sweep(&self, now: Instant, timeout: Duration) -> usize {
+        let topics: Vec<Arc<Topic>> = self.topics.lock().values().cloned().collect();
+        let mut stalled = 0;
+        for topic in topics {
+            let queues: Vec<Arc<Queue>> = topic
+                .state
+                .lock()
+                .members
+                .values()
+                .map(|m| m.queue.clone())
+                .collect();
+            for queue in queues {
+                if queue.stalled(now, timeout) {
+                    queue.close(Closed::Slow, true);
+                    metrics::record_slow(Policy::Disconnect);
+                    stalled += 1;
+                }
+            }
+        }
+        stalled
+    }
+}
+
+fn evict(state: &mut TopicState) {
+    if let Some(old) = state.replay.pop_front() {
+        state.replay_bytes -= old.len();
+        state.floor = old.seq;
+    }
+}
+
+/// Encodes `event` for both stream kinds.
+fn encode(run: &str, topic: &str, seq: u64, event: &Event) -> Option<(Bytes, Bytes)> {
+    let mut single = event.clone();
+    single.id = format!("{run}:{seq}").into();
+    let single = encode_event(&single).ok()?;
+    let mut multi = event.clone();
+    multi.id = "".into();
+    multi.event_type = if &*event.event_type == "message" || event.event_type.is_empty() {
+        topic.into()
+    } else {
+        format!("{topic}:{}", &*event.event_type).into()
+    };
+    let multi = encode_event(&multi).ok()?;
+    // Without the final blank line: each stream appends `id: ...\n\n`.
+    let multi = multi.slice(..multi.len() - 1);
+    Some((single, multi))
+}
+
+/// Turns the topic's pool subscription into hub events.
+async fn pump<C: Connector>(
+    hub: std::sync::Weak<Hub<C>>,
+    topic: Arc<Topic>,
+    mut subscription: Subscription,
+    policy: Policy,
+) {
+    loop {
+        let item = match subscription.recv().await {
+            Ok(item) => item,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                // The pool's buffer overflowed for this hub: every member
+                // missed the same events; say so.
+                let state = topic.state.lock();
+                for member in state.members.values() {
+                    member.queue.push_unbounded(Out::Gap {
+                        topic: member.index,
+                        missed: n,
+                    });
+                }
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        let Some(hub) = hub.upgrade() else { return };
+        match item {
+            StreamItem::Event(event) => {
+                let mut state = topic.state.lock();
+                let seq = hub.seq.fetch_add(1, Ordering::SeqCst) + 1;
+                let Some((single, multi)) = encode(&hub.run, &topic.name, seq, &event) else {
+                    // An upstream type with CR/LF/NUL cannot come out of the
+                    // parser; skip rather than corrupt the stream.
+                    continue;
+                };
+                let event = Arc::new(HubEvent {
+                    seq,
+                    single,
+                    multi,
+                    at: Instant::now(),
+                });
+                state.last = seq;
+                state.replay_bytes += event.len();
+                state.replay.push_back(event.clone());
+                while state.replay.len() > hub.config.replay_events
+                    || state.replay_bytes > hub.config.replay_bytes
+                {
+                    evict(&mut state);
+                }
+                for member in state.members.values() {
+                    member.queue.push(member.index, event.clone(), policy);
+                }
+                metrics::record_event(state.members.len());
+            }
+            StreamItem::Status(status) if status.terminal => {
+                // The upstream stopped for good: subscribers end (with a
+                // retry hint) instead of waiting forever.
+                let state = topic.state.lock();
+                for member in state.members.values() {
+                    member.queue.close(Closed::Upstream, false);
+                }
+            }
+            StreamItem::Status(_) | StreamItem::Comment(_) => {}
+        }
+    }
+}

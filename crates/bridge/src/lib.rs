@@ -1,0 +1,70 @@
+//! The downstream side of ssegate: a hyper server (HTTP/1.1 and HTTP/2) that
+//! fans each upstream stream of an `sse-conn-pool` out to many clients.
+//!
+//! # Endpoints
+//!
+//! - `GET /v1/stream/{topic}`: one topic.
+//! - `GET /v1/stream?topic=A&topic=B`: several topics on one stream.
+//! - Admin listener (its own address): `/healthz`, `/readyz`, `/metrics`,
+//!   `/admin/streams`, `/admin/report?window=1h|24h`.
+//!
+//! # What a client receives
+//!
+//! First `retry: <retry_hint ms>`, then events, `:` heartbeat comments when
+//! nothing else was written for the heartbeat interval, and on shutdown (or
+//! when the client was too slow, or its upstream stopped for good) a last
+//! `retry:` hint before the stream ends.
+//!
+//! On a single-topic stream an event keeps its upstream type and data; its
+//! id is `<run>:<seq>`. On a multi-topic stream the event type names the
+//! topic, so a plain browser `EventSource` can tell topics apart with
+//! `addEventListener("AAPL", ...)`: `event: AAPL` for an upstream `message`,
+//! `event: AAPL:quote` for an upstream type `quote`; its id carries the
+//! position in every topic of the stream: `<run>:AAPL=812,MSFT=809`.
+//!
+//! # Resume
+//!
+//! A reconnecting client sends its last id (the `Last-Event-ID` header,
+//! which `EventSource` sets by itself, or a `lastEventId` query parameter
+//! for a first request) and receives what it missed from each topic's
+//! replay buffer (bounded in events, bytes and age) with no gap and no
+//! duplicate, then live events. Sequence numbers come from one gateway-wide
+//! counter, so they only grow, across upstream rotations and reconnects and
+//! across a topic emptying and coming back. When a position cannot be
+//! honoured (beyond the window, or an id from an earlier run) the client
+//! gets `event: ssegate-reset` with `data: {"topic":..,"reason":..}`, then
+//! live events. A new subscriber joins at "now".
+//!
+//! # Slow consumers
+//!
+//! Every subscriber has a bounded queue (events and bytes). When it is full,
+//! the topic's [`Policy`] applies: `disconnect` (default: the stream ends
+//! with a `retry:` hint, the client resumes from the replay buffer),
+//! `drop-oldest` (an `event: ssegate-gap` with `{"topic":..,"missed":n}`
+//! replaces what was dropped), or `conflate` (only the newest queued event
+//! per topic is kept). Queuing never waits, so a slow subscriber never
+//! slows anyone else. A subscriber whose queued data does not move for the
+//! write timeout is disconnected, its socket closed.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use sse_bridge::BridgeConfig;
+//! use sse_conn_pool::{Pool, PoolConfig, TcpConnector};
+//!
+//! let pool = Pool::new(PoolConfig::new("http://127.0.0.1:8081/v1/quotes/{topic}/stream"), TcpConnector)?;
+//! let gateway = sse_bridge::start(BridgeConfig::default(), pool, None).await?;
+//! println!("curl -N http://{}/v1/stream/AAPL", gateway.addr());
+//! gateway.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod body;
+mod config;
+mod hub;
+mod limits;
+pub mod metrics;
+mod queue;
+mod server;
+
+pub use config::{BridgeConfig, ConfigError, Policy};
+pub use server::{GatewayHandle, start};

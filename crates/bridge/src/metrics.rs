@@ -1,0 +1,102 @@
+//! The bridge's metrics: names, units and descriptions in one place. Labels
+//! come from fixed sets (policies, refusal reasons): never topics or IPs.
+
+use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
+
+use crate::config::Policy;
+
+/// Gauge: client streams open.
+pub const STREAMS: &str = "ssegate_bridge_streams";
+/// Counter: client streams opened.
+pub const OPENED: &str = "ssegate_bridge_streams_opened_total";
+/// Counter: client streams refused, by reason. Label `reason`.
+pub const REFUSED: &str = "ssegate_bridge_streams_refused_total";
+/// Counter: events written to clients.
+pub const SENT: &str = "ssegate_bridge_events_sent_total";
+/// Counter: event bytes written to clients.
+pub const SENT_BYTES: &str = "ssegate_bridge_event_bytes_sent_total";
+/// Counter: events queued for subscribers (one per subscriber per event).
+pub const FANOUT: &str = "ssegate_bridge_events_queued_total";
+/// Counter: slow-consumer policy applications. Label `policy`.
+pub const SLOW: &str = "ssegate_bridge_slow_consumers_total";
+/// Counter: events replayed on resume.
+pub const REPLAYED: &str = "ssegate_bridge_events_replayed_total";
+/// Counter: resets sent (a position beyond the window or unknown).
+pub const RESETS: &str = "ssegate_bridge_resets_total";
+/// Counter: heartbeat comments written.
+pub const HEARTBEATS: &str = "ssegate_bridge_heartbeats_total";
+/// Gauge: topics with at least one subscriber.
+pub const TOPICS: &str = "ssegate_bridge_topics";
+
+/// Registers the descriptions with the installed recorder.
+pub fn describe_metrics() {
+    describe_gauge!(STREAMS, Unit::Count, "Client streams open.");
+    describe_counter!(OPENED, Unit::Count, "Client streams opened.");
+    describe_counter!(
+        REFUSED,
+        Unit::Count,
+        "Client streams refused (label: reason)."
+    );
+    describe_counter!(SENT, Unit::Count, "Events written to clients.");
+    describe_counter!(SENT_BYTES, Unit::Bytes, "Event bytes written to clients.");
+    describe_counter!(FANOUT, Unit::Count, "Events queued, once per subscriber.");
+    describe_counter!(
+        SLOW,
+        Unit::Count,
+        "Slow-consumer policy applications (label: policy)."
+    );
+    describe_counter!(
+        REPLAYED,
+        Unit::Count,
+        "Events replayed to resuming clients."
+    );
+    describe_counter!(
+        RESETS,
+        Unit::Count,
+        "Resume positions that could not be honoured."
+    );
+    describe_counter!(HEARTBEATS, Unit::Count, "Heartbeat comments written.");
+    describe_gauge!(TOPICS, Unit::Count, "Topics with at least one subscriber.");
+}
+
+pub(crate) fn record_stream_opened() {
+    counter!(OPENED).increment(1);
+    gauge!(STREAMS).increment(1.0);
+}
+
+pub(crate) fn record_stream_closed() {
+    gauge!(STREAMS).decrement(1.0);
+}
+
+pub(crate) fn record_refused(reason: &'static str) {
+    counter!(REFUSED, "reason" => reason).increment(1);
+}
+
+pub(crate) fn record_sent(bytes: usize) {
+    counter!(SENT).increment(1);
+    counter!(SENT_BYTES).increment(bytes as u64);
+}
+
+pub(crate) fn record_event(subscribers: usize) {
+    counter!(FANOUT).increment(subscribers as u64);
+}
+
+pub(crate) fn record_slow(policy: Policy) {
+    counter!(SLOW, "policy" => policy.label()).increment(1);
+}
+
+pub(crate) fn record_replay(n: u64) {
+    counter!(REPLAYED).increment(n);
+}
+
+pub(crate) fn record_reset() {
+    counter!(RESETS).increment(1);
+}
+
+pub(crate) fn record_heartbeat() {
+    counter!(HEARTBEATS).increment(1);
+}
+
+pub(crate) fn record_topics(n: usize) {
+    gauge!(TOPICS).set(n as f64);
+}

@@ -1,0 +1,218 @@
+//! One subscriber's bounded queue (events and bytes) between the topic hubs
+//! that fill it and the response body that drains it. When it is full the
+//! topic's policy decides: disconnect, drop the oldest (and say so), or
+//! conflate (keep the newest event per topic). Filling never waits, so a
+//! slow subscriber never slows a hub or the other subscribers.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::task::Waker;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::config::Policy;
+use crate::hub::HubEvent;
+use crate::metrics;
+
+/// What the body writes next.
+#[derive(Debug, Clone)]
+pub(crate) enum Out {
+    /// An event of the connection's `topic`-th topic.
+    Event { topic: usize, event: Arc<HubEvent> },
+    /// Events of that topic were dropped (drop-oldest).
+    Gap { topic: usize, missed: u64 },
+    /// The client's position in that topic cannot be resumed.
+    Reset { topic: usize, reason: &'static str },
+}
+
+impl Out {
+    fn bytes(&self) -> usize {
+        match self {
+            Self::Event { event, .. } => event.len(),
+            _ => 64,
+        }
+    }
+}
+
+/// Why a queue was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closed {
+    /// Full under the disconnect policy, or no write progress.
+    Slow,
+    /// Its upstream stopped for good (a 204 or a 4xx).
+    Upstream,
+}
+
+pub(crate) struct Queue {
+    state: Mutex<State>,
+    max_events: usize,
+    max_bytes: usize,
+    /// Ends the whole client connection: a stalled HTTP/1.1 connection is
+    /// never polled, so ending the body alone would not free the socket.
+    pub(crate) kill: Arc<Notify>,
+}
+
+struct State {
+    items: VecDeque<Out>,
+    bytes: usize,
+    waker: Option<Waker>,
+    closed: Option<Closed>,
+    /// When the body last took something (or the queue was empty).
+    progress: Instant,
+}
+
+impl Queue {
+    pub(crate) fn new(max_events: usize, max_bytes: usize, kill: Arc<Notify>) -> Self {
+        Self {
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                bytes: 0,
+                waker: None,
+                closed: None,
+                progress: Instant::now(),
+            }),
+            max_events,
+            max_bytes,
+            kill,
+        }
+    }
+
+    /// Queues `out` without a bound: replay at subscribe time (itself
+    /// bounded by the replay buffer) and control frames.
+    pub(crate) fn push_unbounded(&self, out: Out) {
+        let mut state = self.state.lock();
+        state.bytes += out.bytes();
+        state.items.push_back(out);
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// Queues an event under `policy`. False when the subscriber is gone or
+    /// was just disconnected for being slow.
+    pub(crate) fn push(&self, topic: usize, event: Arc<HubEvent>, policy: Policy) -> bool {
+        let mut state = self.state.lock();
+        if state.closed.is_some() {
+            return false;
+        }
+        if state.items.is_empty() {
+            state.progress = Instant::now();
+        }
+        let size = event.len();
+        let full = |s: &State| s.items.len() >= self.max_events || s.bytes + size > self.max_bytes;
+        if full(&state) {
+            match policy {
+                Policy::Disconnect => {
+                    metrics::record_slow(policy);
+                    state.closed = Some(Closed::Slow);
+                    if let Some(waker) = state.waker.take() {
+                        waker.wake();
+                    }
+                    drop(state);
+                    self.kill.notify_one();
+                    return false;
+                }
+                Policy::Conflate => {
+                    // Drop this topic's queued events: the newest replaces them.
+                    let before = state.items.len();
+                    let mut freed = 0;
+                    state.items.retain(|o| {
+                        let stale = matches!(o, Out::Event { topic: t, .. } if *t == topic);
+                        if stale {
+                            freed += o.bytes();
+                        }
+                        !stale
+                    });
+                    state.bytes -= freed;
+                    if state.items.len() < before {
+                        metrics::record_slow(policy);
+                    }
+                }
+                Policy::DropOldest => {}
+            }
+            // Make room (drop-oldest, or conflate that freed too little),
+            // counting what each topic lost. Earlier gap notices are merged.
+            let mut missed: Vec<(usize, u64)> = Vec::new();
+            while full(&state) {
+                let Some(old) = state.items.pop_front() else {
+                    break;
+                };
+                state.bytes -= old.bytes();
+                let lost = match old {
+                    Out::Event { topic, .. } => Some((topic, 1)),
+                    Out::Gap { topic, missed } => Some((topic, missed)),
+                    Out::Reset { .. } => None,
+                };
+                if let Some((t, n)) = lost {
+                    match missed.iter_mut().find(|(m, _)| *m == t) {
+                        Some(entry) => entry.1 += n,
+                        None => missed.push((t, n)),
+                    }
+                }
+            }
+            if !missed.is_empty() {
+                metrics::record_slow(Policy::DropOldest);
+                for (t, n) in missed.into_iter().rev() {
+                    let gap = Out::Gap {
+                        topic: t,
+                        missed: n,
+                    };
+                    state.bytes += gap.bytes();
+                    state.items.push_front(gap);
+                }
+            }
+        }
+        state.bytes += size;
+        state.items.push_back(Out::Event { topic, event });
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
+        true
+    }
+
+    /// The next item, or registers `waker`. `Err` once closed and drained of
+    /// what must still be said.
+    pub(crate) fn pop(&self, waker: &Waker) -> Result<Option<Out>, Closed> {
+        let mut state = self.state.lock();
+        if let Some(closed) = state.closed {
+            return Err(closed);
+        }
+        state.progress = Instant::now();
+        match state.items.pop_front() {
+            Some(out) => {
+                state.bytes -= out.bytes();
+                Ok(Some(out))
+            }
+            None => {
+                state.waker = Some(waker.clone());
+                Ok(None)
+            }
+        }
+    }
+
+    /// Closes the queue (the body ends with a `retry:` hint) and, when
+    /// `kill`, the client's connection.
+    pub(crate) fn close(&self, why: Closed, kill: bool) {
+        let mut state = self.state.lock();
+        if state.closed.is_none() {
+            state.closed = Some(why);
+        }
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
+        drop(state);
+        if kill {
+            self.kill.notify_one();
+        }
+    }
+
+    /// Data queued and nothing taken for `timeout`: the client is stalled.
+    pub(crate) fn stalled(&self, now: Instant, timeout: std::time::Duration) -> bool {
+        let state = self.state.lock();
+        state.closed.is_none()
+            && !state.items.is_empty()
+            && now.saturating_duration_since(state.progress) >= timeout
+    }
+}

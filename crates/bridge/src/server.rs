@@ -1,0 +1,721 @@
+//! The listeners: client streams (HTTP/1.1 and HTTP/2) and the admin
+//! endpoints, with admission, resume parsing, and the drain on shutdown.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use metrics_exporter_prometheus::PrometheusHandle;
+use parking_lot::Mutex;
+use serde_json::json;
+use sse_conn_pool::{Connector, Pool, PoolError};
+use sse_health::{Level, Reports};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::body::{BodyParts, SseBody};
+use crate::config::BridgeConfig;
+use crate::hub::{Hub, Start};
+use crate::limits::{Limits, Refusal};
+use crate::metrics;
+use crate::queue::{Closed, Queue};
+
+type Reply = Response<UnsyncBoxBody<Bytes, Infallible>>;
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
+    let mut response = Response::new(Full::new(body.into()).boxed_unsync());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn refuse(status: StatusCode, retry_after: Duration, body: String) -> Reply {
+    let mut response = text(status, body);
+    if let Ok(value) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
+        response.headers_mut().insert(RETRY_AFTER, value);
+    }
+    response
+}
+
+fn json_reply(value: &serde_json::Value) -> Reply {
+    let mut response = Response::new(Full::new(Bytes::from(value.to_string())).boxed_unsync());
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+pub(crate) struct Shared<C: Connector> {
+    pub(crate) config: Arc<BridgeConfig>,
+    pub(crate) hub: Arc<Hub<C>>,
+    pub(crate) limits: Arc<Limits>,
+    pub(crate) draining: AtomicBool,
+    pub(crate) drain: watch::Sender<Option<Instant>>,
+    pub(crate) prometheus: Option<PrometheusHandle>,
+    pub(crate) reports: Mutex<Reports>,
+    /// Spreads streams over the drain window (golden-ratio sequence).
+    pub(crate) spread: AtomicU64,
+    /// Client connections open (sockets), for baselines.
+    pub(crate) connections: AtomicU64,
+}
+
+/// A running gateway. [`shutdown`](Self::shutdown) drains it.
+pub struct GatewayHandle<C: Connector> {
+    addr: SocketAddr,
+    admin_addr: SocketAddr,
+    shared: Arc<Shared<C>>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+/// Starts the gateway on `config.listen` and `config.admin_listen` in front
+/// of `pool`. `prometheus` renders `/metrics` (install its recorder first).
+///
+/// # Errors
+///
+/// The configuration is invalid, or a listener cannot bind.
+pub async fn start<C: Connector>(
+    config: BridgeConfig,
+    pool: Pool<C>,
+    prometheus: Option<PrometheusHandle>,
+) -> io::Result<GatewayHandle<C>> {
+    config
+        .validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let listener = TcpListener::bind(config.listen).await?;
+    let admin = TcpListener::bind(config.admin_listen).await?;
+    let (addr, admin_addr) = (listener.local_addr()?, admin.local_addr()?);
+    let config = Arc::new(config);
+    let run = run_token();
+    let limits = Limits::new(
+        config.max_subscribers,
+        config.max_per_ip,
+        config.new_streams_per_sec,
+    );
+    let shared = Arc::new(Shared {
+        hub: Hub::new(pool, config.clone(), run.into()),
+        config,
+        limits,
+        draining: AtomicBool::new(false),
+        drain: watch::channel(None).0,
+        prometheus,
+        reports: Mutex::new(Reports::new(Instant::now().into_std())),
+        spread: AtomicU64::new(0),
+        connections: AtomicU64::new(0),
+    });
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    tasks.spawn(accept(
+        listener,
+        shared.clone(),
+        stopped.clone(),
+        Role::Streams,
+    ));
+    tasks.spawn(accept(admin, shared.clone(), stopped.clone(), Role::Admin));
+    tasks.spawn(housekeeping(shared.clone(), stopped));
+    tracing::info!(%addr, %admin_addr, run = shared.hub.run_token(), "gateway listening");
+    Ok(GatewayHandle {
+        addr,
+        admin_addr,
+        shared,
+        stop,
+        tasks,
+    })
+}
+
+impl<C: Connector> GatewayHandle<C> {
+    /// Where clients connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin listener.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Client streams open now.
+    pub fn streams(&self) -> usize {
+        self.shared.limits.total()
+    }
+
+    /// Client sockets open now.
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Topics with a subscriber, and client IPs with a stream (registry
+    /// sizes, for baselines).
+    pub fn registries(&self) -> (usize, usize) {
+        (self.shared.hub.topics().len(), self.shared.limits.ips())
+    }
+
+    /// The pool behind the gateway.
+    pub fn pool(&self) -> &Pool<C> {
+        self.shared.hub.pool()
+    }
+
+    /// Drains and stops: readiness false and new streams refused at once;
+    /// every stream ends with a `retry:` hint, spread over the drain window;
+    /// then the listeners stop and the pool closes. Returns within the drain
+    /// deadline (streams still open then are cut).
+    pub async fn shutdown(mut self) {
+        let started = Instant::now();
+        self.shared.draining.store(true, Ordering::SeqCst);
+        self.shared.drain.send_replace(Some(started));
+        tracing::info!(streams = self.streams(), "draining");
+        let deadline = started + self.shared.config.drain_deadline;
+        // Streams end by themselves within the spread; wait for them, but
+        // keep time for closing the upstreams.
+        let streams_by = deadline - self.shared.config.drain_deadline / 4;
+        while self.shared.limits.total() > 0 && Instant::now() < streams_by {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.shared.hub.close_all(Closed::Upstream);
+        let _ = self.stop.send(true);
+        let tasks = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout_at(deadline, tasks).await.is_err() {
+            self.tasks.abort_all();
+        }
+        let _ = tokio::time::timeout_at(deadline, self.shared.hub.pool().close()).await;
+        tracing::info!(elapsed = ?started.elapsed(), "stopped");
+    }
+}
+
+/// A token distinguishing this run's ids from an earlier run's.
+fn run_token() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    // The low 64 bits of the clock are what varies between runs.
+    let low = u64::try_from(nanos & u128::from(u64::MAX)).unwrap_or(0);
+    let mixed = low ^ (u64::from(std::process::id()) << 32);
+    let mut n = mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 24;
+    let alphabet = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut token = String::new();
+    for _ in 0..8 {
+        token.push(char::from(alphabet[(n % 36) as usize]));
+        n /= 36;
+    }
+    token
+}
+
+/// Waits until `stop` turns true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+#[derive(Clone, Copy)]
+enum Role {
+    Streams,
+    Admin,
+}
+
+async fn accept<C: Connector>(
+    listener: TcpListener,
+    shared: Arc<Shared<C>>,
+    mut stop: watch::Receiver<bool>,
+    role: Role,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, say: back off, go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stopped(&mut stop) => break,
+        };
+        let shared = shared.clone();
+        let stop = stop.clone();
+        connections.spawn(serve(socket, peer, shared, stop, role));
+        while connections.try_join_next().is_some() {}
+    }
+    // Connections finish their graceful shutdown; the caller bounds this.
+    while connections.join_next().await.is_some() {}
+}
+
+async fn serve<C: Connector>(
+    socket: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared<C>>,
+    mut stop: watch::Receiver<bool>,
+    role: Role,
+) {
+    let _ = socket.set_nodelay(true);
+    shared.connections.fetch_add(1, Ordering::SeqCst);
+    let kill = Arc::new(Notify::new());
+    let service = {
+        let (shared, kill) = (shared.clone(), kill.clone());
+        hyper::service::service_fn(move |req: Request<Incoming>| {
+            let (shared, kill) = (shared.clone(), kill.clone());
+            async move {
+                Ok::<_, Infallible>(match role {
+                    Role::Streams => stream(&shared, req, peer.ip(), kill),
+                    Role::Admin => admin(&shared, &req),
+                })
+            }
+        })
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.config.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let mut conn = pin!(builder.serve_connection(TokioIo::new(socket), service));
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        // A stalled slow consumer: drop the socket (nothing else frees it).
+        () = kill.notified() => {}
+        () = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.as_mut()).await;
+        }
+    }
+    shared.connections.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Which topics a request asks for, and its resume id, or why it is bad.
+fn parse_request(req: &Request<Incoming>) -> Result<(Vec<String>, Option<String>), String> {
+    let path = req.uri().path();
+    let mut topics = Vec::new();
+    let mut last_id = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let query = req.uri().query().unwrap_or("");
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        match &*key {
+            "topic" => topics.push(value.into_owned()),
+            // A browser cannot set the header on its first request.
+            "lastEventId" if last_id.is_none() => last_id = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    if let Some(topic) = path.strip_prefix("/v1/stream/") {
+        if !topics.is_empty() {
+            return Err("give the topic in the path or as ?topic=, not both".into());
+        }
+        let decoded = url::form_urlencoded::parse(format!("t={topic}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        topics.push(decoded);
+    } else if path != "/v1/stream" {
+        return Err(String::new());
+    }
+    Ok((topics, last_id.filter(|id| !id.is_empty())))
+}
+
+/// Where each topic starts, from the resume id.
+fn starts(run: &str, topics: &[String], last_id: Option<&str>) -> Vec<Start> {
+    let Some(id) = last_id else {
+        return vec![Start::Now; topics.len()];
+    };
+    let Some((token, rest)) = id.split_once(':') else {
+        return vec![Start::Reset; topics.len()];
+    };
+    if token != run {
+        return vec![Start::Reset; topics.len()];
+    }
+    if !rest.contains('=') {
+        return match (rest.parse::<u64>(), topics.len()) {
+            (Ok(seq), 1) => vec![Start::After(seq)],
+            _ => vec![Start::Reset; topics.len()],
+        };
+    }
+    let mut positions = HashMap::new();
+    for part in rest.split(',') {
+        let Some((topic, seq)) = part.split_once('=') else {
+            return vec![Start::Reset; topics.len()];
+        };
+        let Ok(seq) = seq.parse::<u64>() else {
+            return vec![Start::Reset; topics.len()];
+        };
+        positions.insert(topic, seq);
+    }
+    topics
+        .iter()
+        .map(|t| {
+            positions
+                .get(t.as_str())
+                .map_or(Start::Now, |&s| Start::After(s))
+        })
+        .collect()
+}
+
+fn stream<C: Connector>(
+    shared: &Arc<Shared<C>>,
+    req: Request<Incoming>,
+    ip: IpAddr,
+    kill: Arc<Notify>,
+) -> Reply {
+    let config = &shared.config;
+    let (mut topics, last_id) = match parse_request(&req) {
+        Ok(parsed) => parsed,
+        Err(why) if why.is_empty() => {
+            return text(
+                StatusCode::NOT_FOUND,
+                "not found: use /v1/stream/{topic} or /v1/stream?topic=A&topic=B\n",
+            );
+        }
+        Err(why) => return text(StatusCode::BAD_REQUEST, format!("{why}\n")),
+    };
+    if req.method() != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+    }
+    if shared.draining.load(Ordering::SeqCst) {
+        metrics::record_refused("draining");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            config.retry_hint,
+            "the gateway is shutting down\n".into(),
+        );
+    }
+    if topics.is_empty() {
+        return text(StatusCode::BAD_REQUEST, "no topic: add ?topic=NAME\n");
+    }
+    if topics.len() > config.max_topics_per_connection {
+        metrics::record_refused("too_many_topics");
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{} topics; at most {} per stream\n",
+                topics.len(),
+                config.max_topics_per_connection
+            ),
+        );
+    }
+    let unique = topics.len();
+    topics.sort();
+    topics.dedup();
+    if topics.len() != unique {
+        return text(StatusCode::BAD_REQUEST, "a topic is named twice\n");
+    }
+    for topic in &topics {
+        if let Err(e) = shared.hub.pool().check_topic(topic) {
+            metrics::record_refused("invalid_topic");
+            return text(StatusCode::BAD_REQUEST, format!("{e}\n"));
+        }
+    }
+    let admission = match shared.limits.admit(ip) {
+        Ok(admission) => admission,
+        Err((refusal, retry)) => {
+            metrics::record_refused(refusal.label());
+            let (status, why) = match refusal {
+                Refusal::Total => (StatusCode::SERVICE_UNAVAILABLE, "the gateway is full"),
+                Refusal::PerIp => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many streams from your address",
+                ),
+                Refusal::Rate => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many new streams; slow down",
+                ),
+            };
+            return refuse(status, retry, format!("{why}\n"));
+        }
+    };
+    let run = shared.hub.run_token().to_string();
+    let starts = starts(&run, &topics, last_id.as_deref());
+    let queue = Arc::new(Queue::new(config.queue_events, config.queue_bytes, kill));
+    let (membership, positions) = match shared.hub.subscribe(&topics, &starts, &queue) {
+        Ok(joined) => joined,
+        Err(e) => {
+            let reason = match e {
+                PoolError::InvalidTopic(_) => "invalid_topic",
+                PoolError::UnknownStream(_) => "unknown_stream",
+                _ => "upstream_capacity",
+            };
+            metrics::record_refused(reason);
+            return match e {
+                PoolError::InvalidTopic(_) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+                PoolError::UnknownStream(_) => text(StatusCode::NOT_FOUND, format!("{e}\n")),
+                PoolError::AtCapacity { retry_after, .. }
+                | PoolError::HostAtCapacity { retry_after, .. } => refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    retry_after,
+                    format!("{e}\n"),
+                ),
+                _ => refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    config.retry_hint,
+                    format!("{e}\n"),
+                ),
+            };
+        }
+    };
+    // Golden-ratio steps spread streams evenly over the drain window.
+    let n = shared.spread.fetch_add(1, Ordering::Relaxed);
+    let drain_offset = (n as f64 * 0.618_033_988_749_895).fract();
+    let mut first = sse_parser::encode_retry(config.retry_hint).to_vec();
+    first.push(b'\n');
+    let body = SseBody::new(BodyParts {
+        queue,
+        topics: topics.iter().map(|t| Arc::from(t.as_str())).collect(),
+        positions,
+        run: run.into(),
+        first: Bytes::from(first),
+        heartbeat: config.heartbeat,
+        drain: shared.drain.subscribe(),
+        drain_offset,
+        drain_spread: config.drain_spread,
+        retry_hint: config.retry_hint,
+        membership,
+        admission,
+    });
+    let mut response = Response::new(body.boxed_unsync());
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Proxies such as nginx must not buffer the stream.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+fn admin<C: Connector>(shared: &Arc<Shared<C>>, req: &Request<Incoming>) -> Reply {
+    if req.method() != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+    }
+    match req.uri().path() {
+        // Liveness never depends on upstreams.
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" => {
+            if shared.draining.load(Ordering::SeqCst) {
+                return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n");
+            }
+            let streams = shared.hub.pool().snapshot();
+            let unhealthy = streams
+                .iter()
+                .filter(|s| s.state.health == Level::Unhealthy)
+                .count();
+            if !streams.is_empty() && unhealthy * 2 > streams.len() {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "{unhealthy} of {} upstream streams unhealthy\n",
+                        streams.len()
+                    ),
+                )
+            } else {
+                text(StatusCode::OK, "ready\n")
+            }
+        }
+        "/metrics" => match &shared.prometheus {
+            Some(handle) => {
+                let mut response = text(StatusCode::OK, handle.render());
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                response
+            }
+            None => text(StatusCode::NOT_FOUND, "no metrics recorder installed\n"),
+        },
+        "/admin/streams" => json_reply(&streams_json(shared)),
+        "/admin/report" => {
+            let window = req
+                .uri()
+                .query()
+                .and_then(|q| {
+                    url::form_urlencoded::parse(q.as_bytes())
+                        .find(|(k, _)| k == "window")
+                        .map(|(_, v)| v.into_owned())
+                })
+                .unwrap_or_else(|| "1h".into());
+            let window = match window.as_str() {
+                "1h" => Duration::from_secs(3600),
+                "24h" => Duration::from_secs(24 * 3600),
+                other => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        format!("window {other:?}: use 1h or 24h\n"),
+                    );
+                }
+            };
+            let report = shared
+                .reports
+                .lock()
+                .report(Instant::now().into_std(), window);
+            json_reply(&json!({
+                "window_secs": report.window.as_secs(),
+                "attempts": report.attempts,
+                "opened": report.opened,
+                "failure_ratio": report.failure_ratio,
+                "rotations": report.rotations,
+                "events": report.events,
+                "events_per_sec": report.events_per_sec,
+                "peak_events_per_sec": report.peak_events_per_sec,
+                "bytes": report.bytes,
+                "event_trend": report.event_trend,
+                "resources_last": resources_json(report.resources_last),
+                "resources_max": resources_json(report.resources_max),
+                "rss_growth_bytes": report.rss_growth,
+            }))
+        }
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: /healthz /readyz /metrics /admin/streams /admin/report?window=1h|24h\n",
+        ),
+    }
+}
+
+fn resources_json(r: sse_health::Resources) -> serde_json::Value {
+    json!({
+        "upstream_connections": r.connections,
+        "subscribers": r.subscribers,
+        "rss_bytes": r.rss_bytes,
+        "open_fds": r.open_fds,
+    })
+}
+
+fn streams_json<C: Connector>(shared: &Shared<C>) -> serde_json::Value {
+    let clients: HashMap<String, usize> = shared.hub.topics().into_iter().collect();
+    let now = Instant::now();
+    let streams: Vec<serde_json::Value> = shared
+        .hub
+        .pool()
+        .snapshot()
+        .into_iter()
+        .map(|info| {
+            let s = &info.state;
+            json!({
+                "topic": info.topic,
+                "phase": s.phase.to_string(),
+                "reason": s.reason.to_string(),
+                "in_phase_secs": now.saturating_duration_since(s.since).as_secs(),
+                "clients": clients.get(&info.topic).copied().unwrap_or(0),
+                "lingering": info.lingering,
+                "attempts": s.attempts,
+                "connections_opened": s.opened,
+                "events": s.events,
+                "bytes": s.bytes,
+                "last_event_id": s.last_event_id,
+                "health": format!("{:?}", s.health).to_lowercase(),
+                "causes": s.causes,
+                "rotations_advised": s.rotations_advised,
+            })
+        })
+        .collect();
+    json!({
+        "run": shared.hub.run_token(),
+        "client_streams": shared.limits.total(),
+        "upstream_sockets": shared.hub.pool().connections().open_sockets(),
+        "streams": streams,
+    })
+}
+
+/// Every few seconds: disconnect stalled subscribers, and feed the rolling
+/// report.
+async fn housekeeping<C: Connector>(shared: Arc<Shared<C>>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = (0u64, 0u64, 0u64, 0u64);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stopped(&mut stop) => return,
+        }
+        let now = Instant::now();
+        let stalled = shared.hub.sweep(now, shared.config.write_timeout);
+        if stalled > 0 {
+            tracing::warn!(stalled, "disconnected subscribers that stopped reading");
+        }
+        let streams = shared.hub.pool().snapshot();
+        let totals = streams.iter().fold((0, 0, 0, 0), |t, s| {
+            (
+                t.0 + s.state.attempts,
+                t.1 + s.state.opened,
+                t.2 + s.state.events,
+                t.3 + s.state.bytes,
+            )
+        });
+        let mut reports = shared.reports.lock();
+        let minute = reports.current(now.into_std());
+        // Streams come and go: count growth only.
+        minute.attempts += totals.0.saturating_sub(last.0);
+        minute.opened += totals.1.saturating_sub(last.1);
+        minute.events += totals.2.saturating_sub(last.2);
+        minute.bytes += totals.3.saturating_sub(last.3);
+        minute.resources = sse_health::Resources {
+            connections: shared.hub.pool().connections().open_sockets() as u64,
+            subscribers: shared.limits.total() as u64,
+            rss_bytes: rss_bytes(),
+            open_fds: open_fds(),
+        };
+        last = totals;
+    }
+}
+
+/// Resident memory from /proc (0 where there is none).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Open file descriptors from /proc (0 where there is none).
+fn open_fds() -> u64 {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_ids_are_parsed_per_topic() {
+        let t = |v: &[&str]| v.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
+        assert_eq!(starts("r", &t(&["A"]), None), [Start::Now]);
+        assert_eq!(starts("r", &t(&["A"]), Some("r:42")), [Start::After(42)]);
+        assert_eq!(starts("r", &t(&["A"]), Some("old:42")), [Start::Reset]);
+        assert_eq!(starts("r", &t(&["A"]), Some("garbage")), [Start::Reset]);
+        assert_eq!(
+            starts("r", &t(&["A", "B"]), Some("r:42")),
+            [Start::Reset, Start::Reset]
+        );
+        assert_eq!(
+            starts("r", &t(&["A", "B", "C"]), Some("r:A=5,B=7")),
+            [Start::After(5), Start::After(7), Start::Now]
+        );
+        assert_eq!(
+            starts("r", &t(&["A", "B"]), Some("r:A=5,B=x")),
+            [Start::Reset, Start::Reset]
+        );
+    }
+
+    #[test]
+    fn run_tokens_differ_between_runs() {
+        let a = run_token();
+        std::thread::sleep(Duration::from_millis(2));
+        assert_ne!(a, run_token());
+        assert_eq!(a.len(), 8);
+    }
+}

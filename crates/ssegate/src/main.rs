@@ -1,0 +1,223 @@
+//! `ssegate`: the SSE gateway. A thin binary: configuration, logging,
+//! metrics and signals around `sse-bridge` and `sse-conn-pool`.
+//!
+//! ```text
+//! ssegate demo                      # the gateway on a built-in synthetic market feed
+//! ssegate run --config ssegate.toml # the gateway
+//! ssegate check-config ssegate.toml # validate a config and exit
+//! curl -N URL | ssegate parse       # print what an SSE stream contains
+//! ```
+
+mod config;
+mod parse;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use sse_conn_pool::{HttpsConnector, Pool, Throttled};
+use sse_upstream_sim::Sim;
+
+use crate::config::{Config, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "ssegate",
+    version,
+    about = "An SSE gateway: each upstream stream opened once, fanned out to many clients"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the gateway with a configuration file.
+    Run {
+        /// The TOML configuration (see ssegate.example.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Overrides `log.format`.
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
+    },
+    /// Runs the gateway against a built-in synthetic market feed, on loopback.
+    Demo {
+        /// Where clients connect.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// The admin listener.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: SocketAddr,
+        /// Quotes per second per topic.
+        #[arg(long, default_value_t = 5.0)]
+        rate: f64,
+        /// Log format.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
+    /// Prints what an SSE stream contains (a file, or standard input), as JSON lines.
+    Parse(parse::Args),
+    /// Validates a configuration file and exits (0 if valid).
+    CheckConfig {
+        /// The TOML configuration.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Parse(args) => return parse::main(args),
+        Command::CheckConfig { file } => Config::load(&file).map(|_| {
+            println!("{}: valid", file.display());
+        }),
+        Command::Run { config, log_format } => Config::load(&config).and_then(|mut config| {
+            if let Some(format) = log_format {
+                config.log.format = format;
+            }
+            runtime()?.block_on(run(config))
+        }),
+        Command::Demo {
+            listen,
+            admin,
+            rate,
+            log_format,
+        } => {
+            let mut config = Config::default();
+            config.bridge.listen = listen;
+            config.bridge.admin_listen = admin;
+            config.log.format = log_format;
+            runtime().and_then(|rt| rt.block_on(demo(config, rate)))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("ssegate: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SSEGATE_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal as _;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Installs the Prometheus recorder and schedules its upkeep.
+fn init_metrics() -> Result<PrometheusHandle> {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).context("cannot install the metrics recorder")?;
+    sse_conn_pool::metrics::describe_metrics();
+    sse_bridge::metrics::describe_metrics();
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn run(config: Config) -> Result<()> {
+    init_logging(&config);
+    serve(config, shutdown_signal(), |_, _| {}).await
+}
+
+async fn demo(mut config: Config, rate: f64) -> Result<()> {
+    init_logging(&config);
+    let sim = Sim::builder()
+        .events_per_sec(rate)
+        .heartbeat(Duration::from_secs(15))
+        .start("127.0.0.1:0")
+        .await
+        .context("cannot start the synthetic feed")?;
+    config.upstream.url_template = format!("{}/v1/quotes/{{topic}}/stream", sim.url());
+    config.validate()?;
+    let feed = sim.url();
+    serve(config, shutdown_signal(), move |addr, admin| {
+        println!("ssegate demo: a synthetic market feed at {feed} (AAPL MSFT GOOG AMZN TSLA)");
+        println!("  listening on http://{addr}");
+        println!("  admin on http://{admin}");
+        println!();
+        println!("  curl -N http://{addr}/v1/stream/AAPL");
+        println!("  curl -N 'http://{addr}/v1/stream?topic=AAPL&topic=MSFT'");
+        println!("  curl http://{admin}/admin/streams");
+        println!("  curl http://{admin}/metrics");
+        println!();
+        println!("Ctrl-C (or SIGTERM) stops it.");
+    })
+    .await?;
+    sim.shutdown().await;
+    Ok(())
+}
+
+/// Runs the gateway until `shutdown`, then drains it.
+async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    started: impl FnOnce(SocketAddr, SocketAddr),
+) -> Result<()> {
+    let prometheus = init_metrics()?;
+    let pool_config = config.pool_config()?;
+    let (tls, attempts) = config.connector()?;
+    let connector = Throttled::new(HttpsConnector::new(&tls)?, attempts);
+    let pool = Pool::new(pool_config, connector)?;
+    let gateway = sse_bridge::start(config.bridge, pool, Some(prometheus))
+        .await
+        .context("cannot start the gateway")?;
+    started(gateway.addr(), gateway.admin_addr());
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    shutdown.await;
+    tracing::info!("shutting down");
+    gateway.shutdown().await;
+    Ok(())
+}
