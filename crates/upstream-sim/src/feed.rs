@@ -117,7 +117,7 @@ impl Quotes {
             .unwrap_or(Duration::ZERO)
             .as_millis();
         let wire = format!(
-            "id: {id}\nevent: quote\ndata: {{\"s\":\"{topic}\",\"b\":{}.{:02},\"a\":{}.{:02},\"t\":{t}}}\n\n",
+            "id: {id}\nevent: quote\ndata: {{\"s\":\"{topic}\",\"n\":{id},\"b\":{}.{:02},\"a\":{}.{:02},\"t\":{t}}}\n\n",
             self.bid_cents / 100,
             self.bid_cents % 100,
             ask_cents / 100,
@@ -141,7 +141,7 @@ mod tests {
         let b = q.next("AAPL");
         assert_eq!((a.id, b.id), (1, 2));
         let text = std::str::from_utf8(&a.wire).unwrap();
-        assert!(text.starts_with("id: 1\nevent: quote\ndata: {\"s\":\"AAPL\",\"b\":"));
+        assert!(text.starts_with("id: 1\nevent: quote\ndata: {\"s\":\"AAPL\",\"n\":1,\"b\":"));
         assert!(text.ends_with("}\n\n"));
     }
 

@@ -120,7 +120,8 @@ async fn the_feed_sends_quotes_with_ids_and_timestamps() {
             "ids are consecutive"
         );
         assert!(
-            data.starts_with("{\"s\":\"AAPL\",\"b\":") && data.contains(",\"t\":"),
+            data.starts_with(&format!("{{\"s\":\"AAPL\",\"n\":{id},\"b\":"))
+                && data.contains(",\"t\":"),
             "{data}"
         );
     }

@@ -1,0 +1,175 @@
+//! Shared pieces of the end-to-end tests: a gateway in front of a simulated
+//! upstream, and an SSE client that parses what the gateway sends with
+//! `sse-parser`. Everything on 127.0.0.1, every wait bounded.
+
+#![allow(dead_code, unreachable_pub)] // Each test file uses a different subset.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use sse_bridge::{BridgeConfig, GatewayHandle};
+use sse_conn_pool::{Pool, PoolConfig, TcpConnector};
+use sse_parser::{Event, Item, Parser};
+use sse_upstream_sim::{Sim, SimHandle};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+/// The bound on every wait.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A bridge config on ephemeral loopback ports with quick timers.
+pub fn bridge_config() -> BridgeConfig {
+    BridgeConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        drain_spread: Duration::from_millis(500),
+        drain_deadline: Duration::from_secs(5),
+        ..BridgeConfig::default()
+    }
+}
+
+/// A pool config in front of `sim`, with fast reconnects.
+pub fn pool_config(sim: &SimHandle) -> PoolConfig {
+    let mut config = PoolConfig::new(format!("{}/v1/quotes/{{topic}}/stream", sim.url()));
+    config.idle_linger = Duration::from_millis(300);
+    let machine = &mut config.stream.machine;
+    machine.backoff.initial = Duration::from_millis(50);
+    machine.backoff.reconnect_spread = Duration::ZERO;
+    machine.retry_min = Duration::from_millis(10);
+    config
+}
+
+pub async fn sim(topics: &[&str], rate: f64) -> SimHandle {
+    Sim::builder()
+        .topics(topics.iter().copied())
+        .events_per_sec(rate)
+        .heartbeat(Duration::from_secs(1))
+        .start("127.0.0.1:0")
+        .await
+        .expect("the simulator starts")
+}
+
+pub async fn gateway(pool: PoolConfig, bridge: BridgeConfig) -> GatewayHandle<TcpConnector> {
+    let pool = Pool::new(pool, TcpConnector).expect("a valid pool config");
+    sse_bridge::start(bridge, pool, None)
+        .await
+        .expect("the gateway starts")
+}
+
+/// A response: status, headers and, for 200, an SSE stream.
+pub struct Client {
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    body: Incoming,
+    parser: Parser,
+    _driver: tokio::task::JoinHandle<()>,
+}
+
+/// GETs `path` from `addr` with `headers`.
+pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Client {
+    let socket = timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("the gateway listens");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(socket))
+        .await
+        .expect("handshake");
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut request = http::Request::get(path).header("host", addr.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Empty::<Bytes>::new()).expect("a request");
+    let response = timeout(WAIT, sender.send_request(request))
+        .await
+        .expect("a response in time")
+        .expect("a response");
+    let (parts, body) = response.into_parts();
+    Client {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+        parser: Parser::new(),
+        _driver: driver,
+    }
+}
+
+impl Client {
+    /// The next parsed item, or `None` when the stream ended.
+    pub async fn next_item(&mut self) -> Option<Item> {
+        loop {
+            if let Some(item) = self.parser.next_item().expect("within limits") {
+                return Some(item);
+            }
+            let frame = timeout(WAIT, self.body.frame())
+                .await
+                .expect("data in time")?;
+            let Ok(frame) = frame else { return None };
+            if let Ok(data) = frame.into_data() {
+                self.parser.feed(data);
+            }
+        }
+    }
+
+    /// The next event (skipping comments and retry fields).
+    pub async fn next_event(&mut self) -> Event {
+        loop {
+            match self.next_item().await.expect("the stream is open") {
+                Item::Event(event) => return event,
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next `n` events.
+    pub async fn events(&mut self, n: usize) -> Vec<Event> {
+        let mut events = Vec::with_capacity(n);
+        for _ in 0..n {
+            events.push(self.next_event().await);
+        }
+        events
+    }
+
+    /// The body as text (for refusals).
+    pub async fn text(self) -> String {
+        let body = timeout(WAIT, self.body.collect())
+            .await
+            .expect("the body in time")
+            .expect("a body")
+            .to_bytes();
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
+    /// Reads until the stream ends; returns the items seen.
+    pub async fn drain(&mut self) -> Vec<Item> {
+        let mut items = Vec::new();
+        while let Some(item) = self.next_item().await {
+            items.push(item);
+        }
+        items
+    }
+}
+
+/// The upstream sequence number in a quote's data (`"s":..` is the symbol;
+/// the sim's id is the event's position in its topic).
+pub fn quote_symbol(event: &Event) -> String {
+    let value: serde_json::Value = serde_json::from_str(&event.data).expect("JSON data");
+    value["s"].as_str().expect("a symbol").to_string()
+}
+
+/// Waits until `f` holds (bounded), polling.
+pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let ok = timeout(WAIT, async {
+        while !f() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(ok.is_ok(), "timed out waiting for: {what}");
+}

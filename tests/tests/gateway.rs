@@ -1,0 +1,400 @@
+//! The gateway end to end: sse-upstream-sim, then the gateway (pool and
+//! bridge, in-process), then N clients over real loopback sockets.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{WAIT, bridge_config, eventually, gateway, get, pool_config, sim};
+use sse_parser::{Event, Item};
+
+/// The upstream sequence number carried in a quote's data.
+fn n(event: &Event) -> u64 {
+    let value: serde_json::Value = serde_json::from_str(&event.data).expect("JSON data");
+    value["n"].as_u64().expect("a sequence number")
+}
+
+fn symbol(event: &Event) -> String {
+    let value: serde_json::Value = serde_json::from_str(&event.data).expect("JSON data");
+    value["s"].as_str().expect("a symbol").to_string()
+}
+
+fn contiguous(ns: &[u64]) -> bool {
+    ns.windows(2).all(|w| w[1] == w[0] + 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_receives_every_event_in_order() {
+    let sim = sim(&["AAPL"], 200.0).await;
+    let gw = gateway(pool_config(&sim), bridge_config()).await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        let client = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+        assert_eq!(client.status, 200);
+        assert_eq!(client.headers["content-type"], "text/event-stream");
+        clients.push(client);
+    }
+    let mut by_n: HashMap<u64, String> = HashMap::new();
+    for client in &mut clients {
+        assert!(
+            matches!(client.next_item().await, Some(Item::Retry(_))),
+            "a retry hint first"
+        );
+        let events = client.events(30).await;
+        let ns: Vec<u64> = events.iter().map(n).collect();
+        assert!(contiguous(&ns), "in order, no gap: {ns:?}");
+        for event in &events {
+            assert_eq!(
+                event.event_type.as_str(),
+                "quote",
+                "single topic keeps the type"
+            );
+            // The same upstream event has the same gateway id for everyone.
+            let id = by_n.entry(n(event)).or_insert_with(|| event.id.to_string());
+            assert_eq!(*id, event.id.as_str());
+        }
+    }
+    assert_eq!(
+        sim.connections(),
+        1,
+        "one upstream connection for 20 clients"
+    );
+    drop(clients);
+    gw.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_topic_resume_by_header_and_by_query_has_no_gap_and_no_duplicate() {
+    let sim = sim(&["AAPL"], 200.0).await;
+    let gw = gateway(pool_config(&sim), bridge_config()).await;
+    // A second subscriber keeps the topic (and its replay buffer) alive.
+    let mut keeper = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+    keeper.events(1).await;
+    for by_query in [false, true] {
+        let mut client = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+        let seen = client.events(10).await;
+        let last = seen.last().expect("events").clone();
+        drop(client);
+        tokio::time::sleep(Duration::from_millis(200)).await; // it misses ~40 events
+        let mut client = if by_query {
+            let path = format!("/v1/stream/AAPL?lastEventId={}", last.id.as_str());
+            get(gw.addr(), &path, &[]).await
+        } else {
+            get(
+                gw.addr(),
+                "/v1/stream/AAPL",
+                &[("last-event-id", last.id.as_str())],
+            )
+            .await
+        };
+        let resumed = client.events(60).await;
+        let ns: Vec<u64> = std::iter::once(n(&last))
+            .chain(resumed.iter().map(n))
+            .collect();
+        assert!(contiguous(&ns), "query={by_query}: {ns:?}");
+    }
+    drop(keeper);
+    gw.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_topic_streams_name_their_topics_and_resume_per_topic() {
+    let sim = sim(&["AAPL", "MSFT"], 100.0).await;
+    let gw = gateway(pool_config(&sim), bridge_config()).await;
+    let path = "/v1/stream?topic=AAPL&topic=MSFT";
+    let mut keeper = get(gw.addr(), path, &[]).await;
+    keeper.events(1).await;
+    let mut client = get(gw.addr(), path, &[]).await;
+    let seen = client.events(20).await;
+    let mut last_n: HashMap<String, u64> = HashMap::new();
+    for event in &seen {
+        let topic = symbol(event);
+        assert_eq!(
+            event.event_type.as_str(),
+            format!("{topic}:quote"),
+            "the type names the topic"
+        );
+        if let Some(prev) = last_n.insert(topic, n(event)) {
+            assert_eq!(n(event), prev + 1, "per topic in order");
+        }
+    }
+    let last_id = seen.last().expect("events").id.to_string();
+    assert!(
+        last_id.contains("AAPL=") && last_id.contains("MSFT="),
+        "{last_id}"
+    );
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut client = get(gw.addr(), path, &[("last-event-id", &last_id)]).await;
+    for event in client.events(60).await {
+        let topic = symbol(&event);
+        if let Some(prev) = last_n.insert(topic.clone(), n(&event)) {
+            assert_eq!(
+                n(&event),
+                prev + 1,
+                "{topic}: no gap, no duplicate across the resume"
+            );
+        }
+    }
+    drop((client, keeper));
+    gw.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_position_beyond_the_window_or_from_another_run_gets_a_reset() {
+    let sim = sim(&["AAPL"], 200.0).await;
+    let mut bridge = bridge_config();
+    bridge.replay_events = 5;
+    let gw = gateway(pool_config(&sim), bridge).await;
+    let mut keeper = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+    let old = keeper.events(1).await.remove(0);
+    keeper.events(20).await; // the buffer (5 events) moved past `old`
+    for id in [
+        old.id.to_string(),
+        "someotherrun:5".to_string(),
+        "garbage".to_string(),
+    ] {
+        let mut client = get(gw.addr(), "/v1/stream/AAPL", &[("last-event-id", &id)]).await;
+        let reset = client.next_event().await;
+        assert_eq!(reset.event_type.as_str(), "ssegate-reset", "for {id}");
+        let data: serde_json::Value = serde_json::from_str(&reset.data).expect("JSON");
+        assert_eq!(data["topic"], "AAPL");
+        // Then live events, in order.
+        let ns: Vec<u64> = client.events(5).await.iter().map(n).collect();
+        assert!(contiguous(&ns));
+    }
+    drop(keeper);
+    gw.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_restart_is_resumed_while_clients_stay_connected() {
+    let sim = sim(&["AAPL"], 200.0).await;
+    let gw = gateway(pool_config(&sim), bridge_config()).await;
+    let mut client = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+    let before = client.events(10).await;
+    sim.restart(Duration::from_millis(300));
+    let after = client.events(100).await;
+    let ns: Vec<u64> = before.iter().chain(&after).map(n).collect();
+    assert!(
+        contiguous(&ns),
+        "no gap, no duplicate across the restart: {ns:?}"
+    );
+    assert!(sim.connections() >= 2, "the upstream was reconnected");
+    drop(client);
+    gw.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors() {
+    let sim = sim(&["AAPL"], 10.0).await;
+    let mut bridge = bridge_config();
+    bridge.max_topics_per_connection = 2;
+    let gw = gateway(pool_config(&sim), bridge).await;
+    for (path, status, says) in [
+        ("/v1/stream/a%2Fb", 400, "invalid topic"),
+        ("/v1/stream/..", 400, "invalid topic"),
+        ("/v1/stream", 400, "no topic"),
+        ("/v1/stream?topic=A&topic=B&topic=C", 400, "at most 2"),
+        ("/v1/stream?topic=A&topic=A", 400, "twice"),
+        ("/nope", 404, "/v1/stream"),
+    ] {
+        let client = get(gw.addr(), path, &[]).await;
+        assert_eq!(client.status, status, "{path}");
+        let body = client.text().await;
+        assert!(body.contains(says), "{path}: {body}");
+    }
+    assert_eq!(sim.connections(), 0, "nothing reached the upstream");
+    gw.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f12_the_upstream_cap_is_a_503_with_retry_after_and_nothing_half_created() {
+    let sim = sim(&["AAPL", "MSFT"], 50.0).await;
+    let mut pool = pool_config(&sim);
+    pool.max_streams = 1;
+    let gw = gateway(pool, bridge_config()).await;
+    let mut first = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+    first.events(1).await;
+    let refused = get(gw.addr(), "/v1/stream/MSFT", &[]).await;
+    assert_eq!(refused.status, 503);
+    assert!(refused.headers.contains_key("retry-after"));
+    assert!(refused.text().await.contains("cap"));
+    assert_eq!(gw.registries().0, 1, "no hub entry for the refused topic");
+    assert_eq!(gw.streams(), 1, "its admission was returned");
+    drop(first);
+    gw.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f9_a_disconnect_storm_returns_to_baseline() {
+    let sim = sim(&["AAPL", "MSFT", "GOOG"], 100.0).await;
+    let mut bridge = bridge_config();
+    bridge.max_per_ip = 1000; // every test client comes from 127.0.0.1
+    let gw = gateway(pool_config(&sim), bridge).await;
+    let mut clients = Vec::new();
+    for i in 0..150 {
+        let path = match i % 3 {
+            0 => "/v1/stream/AAPL",
+            1 => "/v1/stream?topic=MSFT&topic=GOOG",
+            _ => "/v1/stream/GOOG",
+        };
+        let client = get(gw.addr(), path, &[]).await;
+        assert_eq!(client.status, 200);
+        clients.push(client);
+    }
+    for client in clients.iter_mut().step_by(10) {
+        client.events(2).await;
+    }
+    assert_eq!(gw.streams(), 150);
+    drop(clients);
+    eventually("client streams released", || gw.streams() == 0).await;
+    eventually("client sockets closed", || gw.connections() == 0).await;
+    eventually("hub and per-IP registries empty", || {
+        gw.registries() == (0, 0)
+    })
+    .await;
+    eventually("upstreams released after the linger", || {
+        gw.pool().snapshot().is_empty()
+    })
+    .await;
+    eventually("upstream sockets closed", || {
+        gw.pool().connections().open_sockets() == 0 && sim.active_streams() == 0
+    })
+    .await;
+    gw.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f11_shutdown_under_load_drains_with_retry_hints_and_refuses_newcomers() {
+    let sim = sim(&["AAPL", "MSFT"], 100.0).await;
+    let gw = gateway(pool_config(&sim), bridge_config()).await;
+    let (addr, admin) = (gw.addr(), gw.admin_addr());
+    let mut clients = Vec::new();
+    for i in 0..40 {
+        let topic = if i % 2 == 0 { "AAPL" } else { "MSFT" };
+        let client = get(addr, &format!("/v1/stream/{topic}"), &[]).await;
+        assert_eq!(client.status, 200);
+        clients.push(client);
+    }
+    for client in &mut clients {
+        client.events(1).await;
+    }
+    let ready = get(admin, "/readyz", &[]).await;
+    assert_eq!(ready.status, 200);
+    let shutdown = tokio::spawn(gw.shutdown());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        get(admin, "/readyz", &[]).await.status,
+        503,
+        "not ready at once"
+    );
+    let newcomer = get(addr, "/v1/stream/AAPL", &[]).await;
+    assert_eq!(newcomer.status, 503);
+    assert!(newcomer.headers.contains_key("retry-after"));
+    // Every stream ends, last with a retry hint.
+    for client in &mut clients {
+        let items = client.drain().await;
+        assert!(
+            matches!(items.last(), Some(Item::Retry(_))),
+            "ended with a retry hint: {:?}",
+            items.last()
+        );
+    }
+    tokio::time::timeout(WAIT, shutdown)
+        .await
+        .expect("shutdown within its deadline")
+        .expect("clean");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f16_a_slowloris_is_cut_at_the_header_timeout_while_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = sim(&["AAPL"], 50.0).await;
+    let mut bridge = bridge_config();
+    bridge.header_read_timeout = Duration::from_millis(300);
+    let gw = gateway(pool_config(&sim), bridge).await;
+    let mut slow = tokio::net::TcpStream::connect(gw.addr())
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /v1/stream/AAPL HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    // Meanwhile a normal client is served.
+    let mut client = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+    client.events(2).await;
+    // The slow one never finishes its headers: the gateway closes it.
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(WAIT, slow.read(&mut buf))
+        .await
+        .expect("closed within the bound");
+    let n = read.unwrap_or(0);
+    assert!(
+        n == 0 || String::from_utf8_lossy(&buf[..n]).contains("408"),
+        "closed (or 408) at the header timeout"
+    );
+    drop(client);
+    gw.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_reports_streams_health_and_reports() {
+    let sim = sim(&["AAPL"], 50.0).await;
+    let gw = gateway(pool_config(&sim), bridge_config()).await;
+    let mut client = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+    client.events(2).await;
+    let admin = gw.admin_addr();
+    let health = get(admin, "/healthz", &[]).await;
+    assert_eq!(health.status, 200);
+    let streams = get(admin, "/admin/streams", &[]).await;
+    assert_eq!(streams.status, 200);
+    let json: serde_json::Value = serde_json::from_str(&streams.text().await).expect("JSON");
+    assert_eq!(json["streams"][0]["topic"], "AAPL");
+    assert_eq!(json["streams"][0]["clients"], 1);
+    assert_eq!(json["streams"][0]["phase"], "open");
+    let report = get(admin, "/admin/report?window=24h", &[]).await;
+    assert_eq!(report.status, 200);
+    let bad = get(admin, "/admin/report?window=7d", &[]).await;
+    assert_eq!(bad.status, 400);
+    drop(client);
+    gw.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_ip_and_total_limits_refuse_newcomers_and_never_evict() {
+    let sim = sim(&["AAPL"], 50.0).await;
+    let mut bridge = bridge_config();
+    bridge.max_per_ip = 3;
+    let gw = gateway(pool_config(&sim), bridge).await;
+    let mut admitted = Vec::new();
+    for _ in 0..3 {
+        let client = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+        assert_eq!(client.status, 200);
+        admitted.push(client);
+    }
+    let refused = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+    assert_eq!(refused.status, 429);
+    assert!(refused.headers.contains_key("retry-after"));
+    assert!(refused.text().await.contains("too many streams"));
+    for client in &mut admitted {
+        client.events(2).await; // still served
+    }
+    drop(admitted.pop());
+    eventually("a place freed", || gw.streams() == 2).await;
+    assert_eq!(get(gw.addr(), "/v1/stream/AAPL", &[]).await.status, 200);
+    drop(admitted);
+    gw.shutdown().await;
+    sim.shutdown().await;
+}
