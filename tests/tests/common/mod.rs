@@ -75,6 +75,27 @@ pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Clie
         .await
         .expect("connect in time")
         .expect("the gateway listens");
+    get_on(socket, addr, path, headers).await
+}
+
+/// GETs `path` over a socket with a tiny receive buffer: a client that does
+/// not read stalls the gateway's writes almost at once.
+pub async fn get_small_buffer(addr: SocketAddr, path: &str) -> Client {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("a small buffer");
+    let socket = timeout(WAIT, socket.connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("the gateway listens");
+    get_on(socket, addr, path, &[]).await
+}
+
+async fn get_on(
+    socket: TcpStream,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Client {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(socket))
         .await
         .expect("handshake");
