@@ -398,3 +398,51 @@ async fn per_ip_and_total_limits_refuse_newcomers_and_never_evict() {
     gw.shutdown().await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_share_one_connection_for_several_streams() {
+    use http_body_util::BodyExt;
+    let sim = sim(&["AAPL", "MSFT"], 100.0).await;
+    let gw = gateway(pool_config(&sim), bridge_config()).await;
+    let socket = tokio::net::TcpStream::connect(gw.addr())
+        .await
+        .expect("connect");
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(socket),
+    )
+    .await
+    .expect("an HTTP/2 (prior knowledge) handshake");
+    tokio::spawn(connection);
+    let mut bodies = Vec::new();
+    for topic in ["AAPL", "MSFT"] {
+        let mut sender = sender.clone();
+        let request = http::Request::get(format!("http://{}/v1/stream/{topic}", gw.addr()))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("request");
+        let response = sender.send_request(request).await.expect("a response");
+        assert_eq!(response.status(), 200);
+        bodies.push((topic, response.into_body()));
+    }
+    assert_eq!(gw.connections(), 1, "two streams, one connection");
+    for (topic, body) in &mut bodies {
+        let mut parser = sse_parser::Parser::new();
+        let event = tokio::time::timeout(WAIT, async {
+            loop {
+                if let Some(Item::Event(event)) = parser.next_item().expect("valid") {
+                    return event;
+                }
+                let frame = body.frame().await.expect("open").expect("a frame");
+                if let Ok(data) = frame.into_data() {
+                    parser.feed(data);
+                }
+            }
+        })
+        .await
+        .expect("an event in time");
+        assert_eq!(symbol(&event), *topic);
+    }
+    drop(bodies);
+    gw.shutdown().await;
+    sim.shutdown().await;
+}

@@ -44,11 +44,14 @@ pub(crate) struct SseBody<C: Connector> {
     drain_spread: Duration,
     retry_hint: Duration,
     ended: bool,
+    /// The subscriber's span: its topics and address, for every log line.
+    span: tracing::Span,
     _membership: Membership<C>,
     _admission: Admission,
 }
 
 pub(crate) struct BodyParts<C: Connector> {
+    pub(crate) span: tracing::Span,
     pub(crate) queue: Arc<Queue>,
     pub(crate) topics: Vec<Arc<str>>,
     pub(crate) positions: Vec<u64>,
@@ -66,7 +69,9 @@ pub(crate) struct BodyParts<C: Connector> {
 impl<C: Connector> SseBody<C> {
     pub(crate) fn new(parts: BodyParts<C>) -> Self {
         metrics::record_stream_opened();
+        parts.span.in_scope(|| tracing::debug!("stream opened"));
         Self {
+            span: parts.span,
             queue: parts.queue,
             topics: parts.topics,
             positions: parts.positions,
@@ -137,6 +142,8 @@ impl<C: Connector> SseBody<C> {
     /// that clients come back spread out).
     fn farewell(&mut self) -> Bytes {
         self.ended = true;
+        self.span
+            .in_scope(|| tracing::debug!("stream ending with a retry hint"));
         let spread = self.drain_spread.mul_f64(self.drain_offset);
         sse_parser::encode_retry(self.retry_hint + spread)
             .into_iter()
@@ -200,6 +207,7 @@ impl<C: Connector> Body for SseBody<C> {
 
 impl<C: Connector> Drop for SseBody<C> {
     fn drop(&mut self) {
+        self.span.in_scope(|| tracing::debug!("stream closed"));
         metrics::record_stream_closed();
     }
 }

@@ -225,12 +225,17 @@ impl<C: Connector> Hub<C> {
             }),
             pump: Mutex::new(None),
         });
-        let pump = tokio::spawn(pump(
-            Arc::downgrade(self),
-            topic.clone(),
-            subscription,
-            self.config.policy_of(&name),
+        let span = tracing::info_span!("topic", topic = %name);
+        let pump = tokio::spawn(tracing::Instrument::instrument(
+            pump(
+                Arc::downgrade(self),
+                topic.clone(),
+                subscription,
+                self.config.policy_of(&name),
+            ),
+            span,
         ));
+        tracing::debug!(topic = %name, "first subscriber: upstream subscribed");
         *topic.pump.lock() = Some(pump);
         topics.insert(name, topic.clone());
         metrics::record_topics(topics.len());
@@ -255,6 +260,7 @@ impl<C: Connector> Hub<C> {
                 // Dropping the pump drops the pool subscription: released.
                 pump.abort();
             }
+            tracing::debug!(topic = %topic.name, "last subscriber left: upstream released");
             metrics::record_topics(topics.len());
         }
     }
@@ -392,6 +398,7 @@ async fn pump<C: Connector>(
                 metrics::record_event(state.members.len());
             }
             StreamItem::Status(status) if status.terminal => {
+                tracing::warn!(reason = %status.reason, "upstream stopped for good; ending its subscribers");
                 // The upstream stopped for good: subscribers end (with a
                 // retry hint) instead of waiting forever.
                 let state = topic.state.lock();
@@ -399,7 +406,10 @@ async fn pump<C: Connector>(
                     member.queue.close(Closed::Upstream, false);
                 }
             }
-            StreamItem::Status(_) | StreamItem::Comment(_) => {}
+            StreamItem::Status(status) => {
+                tracing::debug!(phase = %status.phase, reason = %status.reason, "upstream");
+            }
+            StreamItem::Comment(_) => {}
         }
     }
 }

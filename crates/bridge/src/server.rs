@@ -476,7 +476,9 @@ fn stream<C: Connector>(
     let drain_offset = (n as f64 * 0.618_033_988_749_895).fract();
     let mut first = sse_parser::encode_retry(config.retry_hint).to_vec();
     first.push(b'\n');
+    let span = tracing::info_span!("subscriber", %ip, topics = %topics.join(","));
     let body = SseBody::new(BodyParts {
+        span,
         queue,
         topics: topics.iter().map(|t| Arc::from(t.as_str())).collect(),
         positions,

@@ -1,0 +1,185 @@
+//! The `ssegate` binary as an operator runs it: the demo serves and exits 0
+//! on SIGTERM, `check-config` accepts the example and refuses a bad file
+//! naming the key, `run` refuses an invalid config at start.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn ssegate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ssegate"))
+}
+
+fn example() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../ssegate.example.toml")
+}
+
+/// A temporary config file, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, text: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("ssegate-{name}-{}.toml", std::process::id()));
+        std::fs::write(&path, text).expect("write");
+        Self(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn check_config_accepts_the_example_and_names_the_bad_key() {
+    let ok = ssegate()
+        .arg("check-config")
+        .arg(example())
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let bad = TempFile::new(
+        "bad",
+        "[upstream]\nurl_template = \"http://127.0.0.1:1/{topic}\"\n[bridge]\nqueue_events = 0\n",
+    );
+    let out = ssegate().arg("check-config").arg(&bad.0).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bridge.queue_events"), "{stderr}");
+    let typo = TempFile::new("typo", "[upstream]\nurl_templat = \"x\"\n");
+    let out = ssegate().arg("check-config").arg(&typo.0).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("url_templat"));
+    let missing = ssegate()
+        .args(["check-config", "/nonexistent/ssegate.toml"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+}
+
+#[test]
+fn run_refuses_an_invalid_config_at_start() {
+    let bad = TempFile::new(
+        "run-bad",
+        "[upstream]\nurl_template = \"http://{topic}.example.test/s\"\n",
+    );
+    let out = ssegate()
+        .args(["run", "--config"])
+        .arg(&bad.0)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("host"));
+}
+
+/// Reads the child's stdout lines until one starts with `prefix`.
+fn wait_for_line(lines: &mpsc::Receiver<String>, prefix: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .expect("the demo printed its addresses");
+        if let Some(rest) = line.trim().strip_prefix(prefix) {
+            return rest.trim().to_string();
+        }
+    }
+}
+
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_demo_serves_a_stream_and_exits_zero_on_sigterm() {
+    let mut child = ssegate()
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--rate",
+            "50",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the demo starts");
+    let stdout = child.stdout.take().expect("piped");
+    let mut demo = Demo(child);
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr = wait_for_line(&lines, "listening on http://");
+    let admin = wait_for_line(&lines, "admin on http://");
+
+    // A client gets quotes.
+    let mut stream = TcpStream::connect(&addr).expect("the gateway listens");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        stream,
+        "GET /v1/stream/AAPL HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+    )
+    .unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains("\"s\":\"AAPL\"") {
+        let n = stream.read(&mut buf).expect("data in time");
+        assert!(n > 0, "the stream ended early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    assert!(seen.contains("retry: 3000"));
+
+    // The admin listener answers.
+    let mut probe = TcpStream::connect(&admin).expect("admin listens");
+    probe.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        probe,
+        "GET /healthz HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = probe.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // SIGTERM: the client's stream ends with a retry hint; exit status 0.
+    let pid = demo.0.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.contains("retry:"),
+        "the stream ended with a retry hint"
+    );
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = demo.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the demo did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status:?}");
+}
