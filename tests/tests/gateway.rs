@@ -446,3 +446,48 @@ async fn http2_clients_share_one_connection_for_several_streams() {
     gw.shutdown().await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_after_every_subscriber_left_is_a_reset_not_a_silent_gap() {
+    let sim = sim(&["AAPL"], 200.0).await;
+    let gw = gateway(pool_config(&sim), bridge_config()).await;
+    let mut client = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+    let last = client.events(5).await.pop().expect("events");
+    drop(client);
+    eventually("the topic left the hub", || gw.registries().0 == 0).await;
+    let mut client = get(
+        gw.addr(),
+        "/v1/stream/AAPL",
+        &[("last-event-id", last.id.as_str())],
+    )
+    .await;
+    let first = client.next_event().await;
+    assert_eq!(
+        first.event_type.as_str(),
+        "ssegate-reset",
+        "events sent while nobody listened are gone: say so"
+    );
+    drop(client);
+    gw.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_disconnects_on_a_quiet_topic_is_released_without_heartbeats() {
+    let sim = sim(&["QUIET"], 0.0).await;
+    let mut bridge = bridge_config();
+    bridge.heartbeat = Duration::from_secs(3600);
+    let gw = gateway(pool_config(&sim), bridge).await;
+    let mut client = get(gw.addr(), "/v1/stream/QUIET", &[]).await;
+    assert!(matches!(client.next_item().await, Some(Item::Retry(_))));
+    assert_eq!(gw.streams(), 1);
+    drop(client);
+    // Nothing is written to the dead peer, yet its stream and socket go.
+    eventually("the silent stream was released", || gw.streams() == 0).await;
+    eventually("its socket closed (no CLOSE_WAIT)", || {
+        gw.connections() == 0
+    })
+    .await;
+    gw.shutdown().await;
+    sim.shutdown().await;
+}

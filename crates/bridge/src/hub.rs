@@ -212,7 +212,10 @@ impl<C: Connector> Hub<C> {
             return Ok(topic.clone());
         }
         let subscription = self.pool.subscribe(name)?;
-        let floor = self.seq.load(Ordering::SeqCst);
+        // A new incarnation takes a number of its own: a position from an
+        // earlier incarnation is below its floor and gets a reset, because
+        // what the upstream sent between incarnations reached nobody.
+        let floor = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
         let name: Arc<str> = Arc::from(name);
         let topic = Arc::new(Topic {
             name: name.clone(),

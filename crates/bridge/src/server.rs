@@ -219,6 +219,37 @@ fn run_token() -> String {
     token
 }
 
+/// Lets a repeated warning through once per interval, counting the rest.
+struct RateLimited {
+    every: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimited {
+    fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(suppressed since the last one)` if this one may be logged.
+    fn allow(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < self.every => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
 /// Waits until `stop` turns true (or its sender is gone).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
@@ -237,13 +268,17 @@ async fn accept<C: Connector>(
     role: Role,
 ) {
     let mut connections = JoinSet::new();
+    let mut accept_errors = RateLimited::new(Duration::from_secs(10));
     loop {
         let (socket, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    // Out of file descriptors, say: back off, go on.
-                    tracing::warn!(error = %e, "accept failed");
+                    // Out of file descriptors, say: back off, go on, and say
+                    // so once per interval, not 20 times a second.
+                    if let Some(suppressed) = accept_errors.allow(Instant::now()) {
+                        tracing::warn!(error = %e, suppressed, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -711,6 +746,16 @@ mod tests {
             starts("r", &t(&["A", "B"]), Some("r:A=5,B=x")),
             [Start::Reset, Start::Reset]
         );
+    }
+
+    #[test]
+    fn repeated_warnings_are_let_through_once_per_interval() {
+        let mut limit = RateLimited::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(limit.allow(t0), Some(0));
+        assert_eq!(limit.allow(t0 + Duration::from_secs(1)), None);
+        assert_eq!(limit.allow(t0 + Duration::from_secs(2)), None);
+        assert_eq!(limit.allow(t0 + Duration::from_secs(11)), Some(2));
     }
 
     #[test]
