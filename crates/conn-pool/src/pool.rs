@@ -194,6 +194,11 @@ impl<C: Connector> Pool<C> {
     ///
     /// Outside a tokio runtime.
     pub fn new(config: PoolConfig, connector: C) -> Result<Self, PoolError> {
+        config
+            .stream
+            .machine
+            .validate()
+            .map_err(|e| PoolError::Config(e.to_string()))?;
         if config.url_template.is_empty() && config.named.is_empty() {
             return Err(PoolError::Config(
                 "neither a URL template nor named streams".into(),
@@ -267,6 +272,14 @@ impl<C: Connector> Pool<C> {
                 if let Some(linger) = slot.value.linger.take() {
                     linger.abort();
                 }
+                // A stream that stopped for good (a 204, a 4xx) is retried
+                // for a new subscriber: new demand, one new attempt.
+                if slot.value.handle.is_finished()
+                    && let Ok((request, _)) = self.request_for(topic)
+                    && let Ok(handle) = self.spawn(topic, request)
+                {
+                    slot.value.handle = handle;
+                }
                 let rx = slot.value.handle.subscribe();
                 let topic = slot.value.topic.clone();
                 record(&state);
@@ -285,22 +298,7 @@ impl<C: Connector> Pool<C> {
                 return Err(PoolError::Closed);
             }
         }
-        let url = match config.named.get(topic) {
-            Some(url) => url.clone(),
-            None if config.url_template.is_empty() => {
-                metrics::record_refused("unknown_stream");
-                return Err(PoolError::UnknownStream(topic.to_string()));
-            }
-            None => config
-                .url_template
-                .replace("{topic}", &encode_segment(topic)),
-        };
-        let mut request =
-            UpstreamRequest::get(&url).map_err(|e| PoolError::Config(e.to_string()))?;
-        let host: Arc<str> = {
-            let target = crate::request::target(request.url());
-            Arc::from(format!("{}:{}", target.host, target.port))
-        };
+        let (request, host) = self.request_for(topic)?;
         let on_host = state.iter().filter(|(_, s)| s.value.host == host).count();
         if on_host >= config.max_streams_per_host {
             metrics::record_refused("host_at_capacity");
@@ -309,14 +307,7 @@ impl<C: Connector> Pool<C> {
                 retry_after: config.idle_linger,
             });
         }
-        request.headers = config.headers.clone();
-        let mut stream_config = config.stream.clone();
-        stream_config.seed ^= seed_of(topic);
-        let handle = {
-            let _runtime = self.inner.runtime.enter();
-            spawn_stream(self.inner.connector.clone(), request, stream_config)
-                .map_err(|e| PoolError::Config(e.to_string()))?
-        };
+        let handle = self.spawn(topic, request)?;
         let rx = handle.subscribe();
         let shared: Arc<str> = Arc::from(topic);
         state.insert(
@@ -330,6 +321,36 @@ impl<C: Connector> Pool<C> {
         );
         record(&state);
         Ok(self.subscription(shared, rx))
+    }
+
+    /// The request for `topic`, and its `host:port`.
+    fn request_for(&self, topic: &str) -> Result<(UpstreamRequest, Arc<str>), PoolError> {
+        let config = &self.inner.config;
+        let url = match config.named.get(topic) {
+            Some(url) => url.clone(),
+            None if config.url_template.is_empty() => {
+                metrics::record_refused("unknown_stream");
+                return Err(PoolError::UnknownStream(topic.to_string()));
+            }
+            None => config
+                .url_template
+                .replace("{topic}", &encode_segment(topic)),
+        };
+        let mut request =
+            UpstreamRequest::get(&url).map_err(|e| PoolError::Config(e.to_string()))?;
+        request.headers = config.headers.clone();
+        let target = crate::request::target(request.url());
+        let host = Arc::from(format!("{}:{}", target.host, target.port));
+        Ok((request, host))
+    }
+
+    /// Starts the stream of `topic` on the pool's runtime.
+    fn spawn(&self, topic: &str, request: UpstreamRequest) -> Result<StreamHandle, PoolError> {
+        let mut stream_config = self.inner.config.stream.clone();
+        stream_config.seed ^= seed_of(topic);
+        let _runtime = self.inner.runtime.enter();
+        spawn_stream(self.inner.connector.clone(), request, stream_config)
+            .map_err(|e| PoolError::Config(e.to_string()))
     }
 
     /// Like [`subscribe`](Self::subscribe), but at the cap waits up to

@@ -561,3 +561,30 @@ async fn f18_an_upstream_restart_resumes_with_last_event_id_and_no_gap() {
     baseline.assert(&pool, || sim.active_streams()).await;
     sim.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_stopped_by_a_204_is_retried_for_a_new_subscriber() {
+    let baseline = Baseline::take(VIRTUAL);
+    let upstream = MemoryUpstream::new(
+        vec![Script::Respond {
+            status: 204,
+            content_type: "text/plain",
+            headers: Vec::new(),
+            steps: Vec::new(),
+        }],
+        Script::stream(vec![Step::Send("id: 1\ndata: back\n\n"), Step::Hang]),
+    );
+    let pool = Pool::new(config(MEMORY, false), upstream.clone()).unwrap();
+    let mut first = pool.subscribe("AAPL").unwrap();
+    let stopped = status(&mut first, VIRTUAL).await;
+    assert_eq!(stopped.reason, Reason::Stop(StopReason::NoContent));
+    assert!(stopped.terminal);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(upstream.attempts(), 1, "a 204 is not retried by itself");
+    // New demand: one new attempt, and it works.
+    let mut second = pool.subscribe("AAPL").unwrap();
+    assert_eq!(event_ids(&mut second, 1, VIRTUAL).await, [1]);
+    assert_eq!(upstream.attempts(), 2);
+    drop((first, second));
+    baseline.assert(&pool, || upstream.open()).await;
+}
