@@ -22,7 +22,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use parking_lot::Mutex;
 use serde_json::json;
 use sse_conn_pool::{Connector, Pool, PoolError};
-use sse_health::{Level, Reports};
+use sse_health::Reports;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -547,21 +547,29 @@ fn admin<C: Connector>(shared: &Arc<Shared<C>>, req: &Request<Incoming>) -> Repl
             if shared.draining.load(Ordering::SeqCst) {
                 return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n");
             }
-            let streams = shared.hub.pool().snapshot();
-            let unhealthy = streams
-                .iter()
-                .filter(|s| s.state.health == Level::Unhealthy)
-                .count();
-            if !streams.is_empty() && unhealthy * 2 > streams.len() {
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "{unhealthy} of {} upstream streams unhealthy\n",
-                        streams.len()
-                    ),
-                )
-            } else {
-                text(StatusCode::OK, "ready\n")
+            // sse-health's pool verdict: not ready while more than half of
+            // the upstream streams have been unhealthy for a minute.
+            let verdicts: Vec<sse_health::Verdict> = shared
+                .hub
+                .pool()
+                .snapshot()
+                .into_iter()
+                .map(|s| sse_health::Verdict {
+                    level: s.state.health,
+                    since: s.state.health_since.into_std(),
+                    causes: Vec::new(),
+                })
+                .collect();
+            let readiness = sse_health::readiness(
+                &sse_health::ReadinessConfig::default(),
+                Instant::now().into_std(),
+                &verdicts,
+            );
+            match readiness.reason {
+                Some(why) if !readiness.ready => {
+                    text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"))
+                }
+                _ => text(StatusCode::OK, "ready\n"),
             }
         }
         "/metrics" => match &shared.prometheus {

@@ -99,6 +99,8 @@ pub struct StreamState {
     pub last_event_id: String,
     /// The health verdict (after hysteresis).
     pub health: Level,
+    /// Since when that verdict holds (tokio's clock).
+    pub health_since: tokio::time::Instant,
     /// What the last evaluation found wrong, in words.
     pub causes: Vec<String>,
     /// Rotations health advised.
@@ -219,6 +221,7 @@ pub fn spawn_stream<C: Connector>(
         bytes: 0,
         last_event_id: config.last_event_id.clone().unwrap_or_default(),
         health: Level::Healthy,
+        health_since: tokio::time::Instant::now(),
         causes: Vec::new(),
         rotations_advised: 0,
     });
@@ -411,8 +414,9 @@ impl<C: Connector> Driver<C> {
         // Release is the pool's decision; health still wants to know.
         self.health.on_subscribers(t, self.items.receiver_count());
         let verdict = self.health.evaluate(t);
-        let (level, causes) = (
+        let (level, since, causes) = (
             verdict.level,
+            tokio::time::Instant::from_std(verdict.since),
             verdict.causes.iter().map(ToString::to_string).collect(),
         );
         let advice = self.health.maintenance(t);
@@ -427,6 +431,7 @@ impl<C: Connector> Driver<C> {
         };
         self.state.send_modify(|s| {
             s.health = level;
+            s.health_since = since;
             s.causes = causes;
             s.rotations_advised += u64::from(rotate.is_some());
         });
