@@ -491,3 +491,34 @@ async fn a_client_that_disconnects_on_a_quiet_topic_is_released_without_heartbea
     gw.shutdown().await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_new_stream_rate_and_the_total_cap_refuse_clearly() {
+    let sim = sim(&["AAPL"], 50.0).await;
+    let mut bridge = bridge_config();
+    bridge.new_streams_per_sec = 1; // a burst of 2
+    bridge.max_subscribers = 10;
+    let gw = gateway(pool_config(&sim), bridge).await;
+    let a = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+    let b = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+    assert_eq!((a.status.as_u16(), b.status.as_u16()), (200, 200));
+    let c = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+    assert_eq!(c.status, 429);
+    assert_eq!(c.headers["retry-after"], "1");
+    assert!(c.text().await.contains("slow down"));
+    drop((a, b));
+    gw.shutdown().await;
+
+    let mut bridge = bridge_config();
+    bridge.max_subscribers = 1;
+    let gw = gateway(pool_config(&sim), bridge).await;
+    let a = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+    assert_eq!(a.status, 200);
+    let b = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+    assert_eq!(b.status, 503);
+    assert!(b.headers.contains_key("retry-after"));
+    assert!(b.text().await.contains("full"));
+    drop(a);
+    gw.shutdown().await;
+    sim.shutdown().await;
+}

@@ -161,6 +161,21 @@ fn the_demo_serves_a_stream_and_exits_zero_on_sigterm() {
     let mut answer = String::new();
     let _ = probe.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let mut probe = TcpStream::connect(&admin).expect("admin listens");
+    probe.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        probe,
+        "GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut metrics = String::new();
+    let _ = probe.read_to_string(&mut metrics);
+    for name in [
+        "ssegate_bridge_streams",
+        "ssegate_upstream_connections_opened_total",
+    ] {
+        assert!(metrics.contains(name), "/metrics has {name}: {metrics}");
+    }
 
     // SIGTERM: the client's stream ends with a retry hint; exit status 0.
     let pid = demo.0.id().to_string();
