@@ -37,33 +37,14 @@ pub(crate) fn run(root: &Path, quick: bool, update_readme: bool, report_only: bo
     }
 
     // The allocation count on the market-data input, from its test.
-    let out = cargo(&[
-        "test",
-        "-q",
-        "--release",
-        "-p",
-        "sse-parser",
-        "--test",
-        "alloc",
-        "--locked",
-        "--",
-        "--nocapture",
-    ])
-    .output()
-    .context("cannot run the allocation test")?;
-    if !out.status.success() {
-        bail!(
-            "the allocation test failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let allocations: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("allocations for"))
-        .map(String::from)
-        .collect();
+    let allocations = test_lines("sse-parser", "alloc", "allocations for")?;
 
-    let results = collect(&root.join("target/criterion"), started)?;
+    let results = collect(
+        &root.join("target/criterion"),
+        started,
+        "Bytes",
+        |bytes, ns| bytes / ns,
+    )?;
     let table = table(&results, &allocations, quick);
     println!("\n{table}");
     if update_readme {
@@ -113,55 +94,15 @@ fn run_pool(
         }
         run_cmd(cmd)?;
     }
-    let out = cargo(&[
-        "test",
-        "-q",
-        "--release",
-        "-p",
-        "sse-conn-pool",
-        "--test",
-        "memory",
-        "--locked",
-        "--",
-        "--nocapture",
-    ])
-    .output()
-    .context("cannot run the memory test")?;
-    if !out.status.success() {
-        bail!(
-            "the memory test failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let memory: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("memory per idle subscriber"))
-        .map(String::from)
-        .collect();
+    let memory = test_lines("sse-conn-pool", "memory", "memory per idle subscriber")?;
 
     // Nanoseconds per element (per subscribe+unsubscribe, per fanned-out item).
-    let mut per_op: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
-    for benchmark in find(&root.join("target/criterion"), "benchmark.json")? {
-        let dir = benchmark.parent().context("no parent")?;
-        let estimates = dir.join("estimates.json");
-        if fs::metadata(&estimates)?.modified()? < started {
-            continue;
-        }
-        let meta: Value = serde_json::from_str(&fs::read_to_string(&benchmark)?)?;
-        let est: Value = serde_json::from_str(&fs::read_to_string(&estimates)?)?;
-        let (Some(group), Some(function), Some(elements), Some(ns)) = (
-            meta["group_id"].as_str(),
-            meta["function_id"].as_str(),
-            meta["throughput"]["Elements"].as_f64(),
-            est["median"]["point_estimate"].as_f64(),
-        ) else {
-            continue;
-        };
-        per_op
-            .entry(group.to_string())
-            .or_default()
-            .insert(function.to_string(), ns / elements);
-    }
+    let per_op = collect(
+        &root.join("target/criterion"),
+        started,
+        "Elements",
+        |elements, ns| ns / elements,
+    )?;
     let mut table = String::from(
         "| benchmark | sse-conn-pool | the least it costs | peer | ours ÷ peer |\n|---|---:|---:|---|---:|\n",
     );
@@ -214,11 +155,18 @@ fn duration(ns: f64) -> String {
     }
 }
 
-/// Median throughput in bytes per nanosecond (= GB/s), by group, then by parser.
+/// A figure per group, then per function (parser or pool variant).
 type Results = BTreeMap<String, BTreeMap<String, f64>>;
 
-/// Reads every result criterion wrote since `since`.
-fn collect(dir: &Path, since: SystemTime) -> Result<Results> {
+/// Reads every result criterion wrote since `since` whose throughput is in
+/// `unit` ("Bytes" or "Elements"), as `figure(amount, median ns)`: the median
+/// resists the outliers a shared machine produces.
+fn collect(
+    dir: &Path,
+    since: SystemTime,
+    unit: &str,
+    figure: fn(f64, f64) -> f64,
+) -> Result<Results> {
     let mut results = Results::new();
     for benchmark in find(dir, "benchmark.json")? {
         let new_dir = benchmark.parent().context("no parent")?;
@@ -228,11 +176,10 @@ fn collect(dir: &Path, since: SystemTime) -> Result<Results> {
         }
         let meta: Value = serde_json::from_str(&fs::read_to_string(&benchmark)?)?;
         let est: Value = serde_json::from_str(&fs::read_to_string(&estimates)?)?;
-        let (Some(group), Some(function), Some(bytes), Some(ns)) = (
+        let (Some(group), Some(function), Some(amount), Some(ns)) = (
             meta["group_id"].as_str(),
             meta["function_id"].as_str(),
-            meta["throughput"]["Bytes"].as_f64(),
-            // The median resists the outliers a shared machine produces.
+            meta["throughput"][unit].as_f64(),
             est["median"]["point_estimate"].as_f64(),
         ) else {
             continue;
@@ -240,12 +187,45 @@ fn collect(dir: &Path, since: SystemTime) -> Result<Results> {
         results
             .entry(group.to_string())
             .or_default()
-            .insert(function.to_string(), bytes / ns);
+            .insert(function.to_string(), figure(amount, ns));
     }
     if results.is_empty() {
-        bail!("no fresh criterion results under {}", dir.display());
+        bail!(
+            "no fresh criterion results ({unit}) under {}",
+            dir.display()
+        );
     }
     Ok(results)
+}
+
+/// Runs `package`'s test `test` in release and returns its output lines that
+/// contain `needle` (the figures a test prints).
+fn test_lines(package: &str, test: &str, needle: &str) -> Result<Vec<String>> {
+    let out = cargo(&[
+        "test",
+        "-q",
+        "--release",
+        "-p",
+        package,
+        "--test",
+        test,
+        "--locked",
+        "--",
+        "--nocapture",
+    ])
+    .output()
+    .with_context(|| format!("cannot run the {test} test"))?;
+    if !out.status.success() {
+        bail!(
+            "the {test} test failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(String::from)
+        .collect())
 }
 
 fn find(dir: &Path, name: &str) -> Result<Vec<PathBuf>> {

@@ -280,42 +280,39 @@ impl<C: Connector> Hub<C> {
         }
     }
 
+    /// Every subscriber's queue, once per topic it is in (locks taken one
+    /// at a time, never held together).
+    fn queues(&self) -> Vec<Arc<Queue>> {
+        let topics: Vec<Arc<Topic>> = self.topics.lock().values().cloned().collect();
+        topics
+            .iter()
+            .flat_map(|topic| {
+                let state = topic.state.lock();
+                state
+                    .members
+                    .values()
+                    .map(|m| m.queue.clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// Ends every subscriber of every topic (shutdown).
     pub(crate) fn close_all(&self, why: Closed) {
-        let topics: Vec<Arc<Topic>> = self.topics.lock().values().cloned().collect();
-        for topic in topics {
-            let queues: Vec<Arc<Queue>> = topic
-                .state
-                .lock()
-                .members
-                .values()
-                .map(|m| m.queue.clone())
-                .collect();
-            for queue in queues {
-                queue.close(why, false);
-            }
+        for queue in self.queues() {
+            queue.close(why, false);
         }
     }
 
     /// Disconnects subscribers whose queued data has not moved for the write
     /// timeout (their connection is killed: see `Queue::kill`).
     pub(crate) fn sweep(&self, now: Instant, timeout: Duration) -> usize {
-        let topics: Vec<Arc<Topic>> = self.topics.lock().values().cloned().collect();
         let mut stalled = 0;
-        for topic in topics {
-            let queues: Vec<Arc<Queue>> = topic
-                .state
-                .lock()
-                .members
-                .values()
-                .map(|m| m.queue.clone())
-                .collect();
-            for queue in queues {
-                if queue.stalled(now, timeout) {
-                    queue.close(Closed::Slow, true);
-                    metrics::record_slow(Policy::Disconnect);
-                    stalled += 1;
-                }
+        for queue in self.queues() {
+            if queue.stalled(now, timeout) {
+                queue.close(Closed::Slow, true);
+                metrics::record_slow(Policy::Disconnect);
+                stalled += 1;
             }
         }
         stalled
