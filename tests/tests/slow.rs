@@ -122,14 +122,18 @@ async fn f8_disconnect_ends_the_slow_stream_only() {
     assert_eq!((slow.status.as_u16(), fast.status.as_u16()), (200, 200));
     // While the slow client reads nothing, the fast one gets everything.
     fast_reads_everything(&mut fast, 1500).await;
-    eventually("the slow stream was disconnected", || gw.streams() == 1).await;
-    // What the slow client finally reads ends with the retry hint or a cut.
+    // When the slow client reads again, it finds what the socket buffers
+    // held, then the goodbye: a retry hint, and the end of its stream.
     let items = slow.drain().await;
+    assert!(
+        matches!(items.last(), Some(Item::Retry(_))),
+        "the disconnected stream ends with a retry hint"
+    );
     let gap = items
         .iter()
         .any(|i| matches!(i, Item::Event(e) if e.event_type.as_str() == "ssegate-gap"));
     assert!(!gap, "disconnect never sends gaps");
-    fast_reads_everything(&mut fast, 100).await;
+    eventually("only the fast stream is left", || gw.streams() == 1).await;
     drop(fast);
     gw.shutdown().await;
     server.abort();
@@ -198,6 +202,38 @@ async fn f8_conflate_keeps_the_newest_without_disconnecting() {
     }
     assert!(jumped, "stale events were conflated away");
     drop((fast, slow));
+    gw.shutdown().await;
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_again_is_cut_at_the_write_timeout() {
+    let (upstream, server) = fast_upstream().await;
+    let mut pool = PoolConfig::new(format!("http://{upstream}/v1/quotes/{{topic}}/stream"));
+    pool.stream.limits = sse_parser::Limits::default();
+    let mut bridge = bridge_config();
+    bridge.queue_events = 32;
+    bridge.queue_bytes = 512 * 1024;
+    bridge.write_timeout = Duration::from_secs(1);
+    let gw = sse_bridge::start(bridge, Pool::new(pool, TcpConnector).expect("valid"), None)
+        .await
+        .expect("starts");
+    let slow = get_small_buffer(gw.addr(), "/v1/stream/AAPL").await;
+    let mut fast = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+    fast_reads_everything(&mut fast, 500).await;
+    // The fast client keeps reading; the slow one never does again.
+    let reader = tokio::spawn(async move {
+        loop {
+            fast.next_event().await;
+        }
+    });
+    // The housekeeping sweep (every 5 s) closes the stalled socket.
+    eventually("the stalled client's socket was closed", || {
+        gw.streams() == 1 && gw.connections() == 1
+    })
+    .await;
+    reader.abort();
+    drop(slow);
     gw.shutdown().await;
     server.abort();
 }

@@ -38,13 +38,17 @@
 //! # Slow consumers
 //!
 //! Every subscriber has a bounded queue (events and bytes). When it is full,
-//! the topic's [`Policy`] applies: `disconnect` (default: the stream ends
-//! with a `retry:` hint, the client resumes from the replay buffer),
+//! the topic's [`Policy`] applies: `disconnect` (default: what is queued is
+//! dropped and the stream ends with a `retry:` hint once the client reads
+//! again; it resumes from the replay buffer),
 //! `drop-oldest` (an `event: ssegate-gap` with `{"topic":..,"missed":n}`
 //! replaces what was dropped), or `conflate` (only the newest queued event
 //! per topic is kept). Queuing never waits, so a slow subscriber never
-//! slows anyone else. A subscriber whose queued data does not move for the
-//! write timeout is disconnected, its socket closed.
+//! slows anyone else. A subscriber whose queued data (or goodbye) does not
+//! move for the write timeout is cut: its connection is closed, since a
+//! stalled HTTP/1.1 connection never polls its body (on HTTP/2 that closes
+//! the client's other streams on the same connection too: they share its
+//! stalled socket).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

@@ -105,13 +105,19 @@ impl Queue {
         if full(&state) {
             match policy {
                 Policy::Disconnect => {
+                    // Closed: nothing more is queued, and what is queued is
+                    // dropped, so memory is freed now. The body still says
+                    // goodbye with a `retry:` hint if the client catches up;
+                    // one that never reads again is cut by the write-progress
+                    // sweep.
                     metrics::record_slow(policy);
                     state.closed = Some(Closed::Slow);
+                    state.items.clear();
+                    state.bytes = 0;
+                    state.progress = Instant::now();
                     if let Some(waker) = state.waker.take() {
                         waker.wake();
                     }
-                    drop(state);
-                    self.kill.notify_one();
                     return false;
                 }
                 Policy::Conflate => {
@@ -208,11 +214,11 @@ impl Queue {
         }
     }
 
-    /// Data queued and nothing taken for `timeout`: the client is stalled.
+    /// Data (or a goodbye) waiting and nothing taken for `timeout`: the
+    /// client is stalled.
     pub(crate) fn stalled(&self, now: Instant, timeout: std::time::Duration) -> bool {
         let state = self.state.lock();
-        state.closed.is_none()
-            && !state.items.is_empty()
+        (state.closed.is_some() || !state.items.is_empty())
             && now.saturating_duration_since(state.progress) >= timeout
     }
 }
