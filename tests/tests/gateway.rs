@@ -522,3 +522,48 @@ async fn the_new_stream_rate_and_the_total_cap_refuse_clearly() {
     gw.shutdown().await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_vars_report_registries_that_return_to_zero() {
+    let sim = sim(&["AAPL", "MSFT"], 100.0).await;
+    let mut bridge = bridge_config();
+    bridge.debug_vars = true;
+    let gw = gateway(pool_config(&sim), bridge).await;
+    let vars = || async {
+        let response = get(gw.admin_addr(), "/debug/vars", &[]).await;
+        assert_eq!(response.status, 200);
+        serde_json::from_str::<serde_json::Value>(&response.text().await).expect("JSON")
+    };
+    let mut a = get(gw.addr(), "/v1/stream?topic=AAPL&topic=MSFT", &[]).await;
+    let mut b = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+    a.events(3).await;
+    b.events(3).await;
+    let busy = vars().await;
+    assert_eq!(busy["client_streams"], 2);
+    assert_eq!(busy["hub"]["hub_topics"], 2);
+    assert_eq!(busy["hub"]["hub_members"], 3);
+    assert_eq!(busy["registries"]["per_ip"], 1);
+    assert_eq!(busy["upstream"]["phases"]["open"], 2);
+    assert!(busy["tasks"].as_u64().is_some_and(|t| t > 0));
+    assert!(
+        busy["lifetime"]["events_sent"]
+            .as_u64()
+            .is_some_and(|n| n >= 6)
+    );
+    drop((a, b));
+    eventually("client streams released", || gw.streams() == 0).await;
+    eventually("upstreams released", || gw.pool().snapshot().is_empty()).await;
+    let idle = vars().await;
+    for (section, key) in [
+        ("hub", "hub_topics"),
+        ("hub", "hub_members"),
+        ("hub", "replay_events"),
+        ("hub", "queued_events"),
+        ("registries", "per_ip"),
+        ("registries", "pool_streams"),
+    ] {
+        assert_eq!(idle[section][key], 0, "{section}.{key}");
+    }
+    gw.shutdown().await;
+    sim.shutdown().await;
+}

@@ -130,6 +130,19 @@ fn ci(root: &Path, keep_going: bool) -> Result<()> {
                 "--",
                 "-D",
                 "warnings",
+            ]))?;
+            // The soak build's allocator and endpoint are linted too.
+            run(cargo(&[
+                "clippy",
+                "-p",
+                "ssegate",
+                "--features",
+                "soak",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
             ]))
         }),
         step("test", || {

@@ -87,6 +87,10 @@ pub struct BridgeConfig {
     pub policy: Policy,
     /// Per-topic slow-consumer policies.
     pub policies: BTreeMap<String, Policy>,
+    /// Serve `/debug/vars` on the admin listener: internal counts for the
+    /// soak harness (registry sizes, queue depths, tasks, descriptors, heap
+    /// when a probe is installed). Default off.
+    pub debug_vars: bool,
 }
 
 impl Default for BridgeConfig {
@@ -111,6 +115,7 @@ impl Default for BridgeConfig {
             drain_deadline: Duration::from_secs(20),
             policy: Policy::Disconnect,
             policies: BTreeMap::new(),
+            debug_vars: false,
         }
     }
 }

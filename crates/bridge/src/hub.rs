@@ -280,6 +280,32 @@ impl<C: Connector> Hub<C> {
         }
     }
 
+    /// Registry sizes and queue depths, for `/debug/vars`.
+    pub(crate) fn stats(&self) -> serde_json::Value {
+        let topics: Vec<Arc<Topic>> = self.topics.lock().values().cloned().collect();
+        let (mut members, mut replay_events, mut replay_bytes) = (0, 0, 0);
+        for topic in &topics {
+            let state = topic.state.lock();
+            members += state.members.len();
+            replay_events += state.replay.len();
+            replay_bytes += state.replay_bytes;
+        }
+        let (mut queued_events, mut queued_bytes) = (0, 0);
+        for queue in self.queues() {
+            let (events, bytes) = queue.depth();
+            queued_events += events;
+            queued_bytes += bytes;
+        }
+        serde_json::json!({
+            "hub_topics": topics.len(),
+            "hub_members": members,
+            "replay_events": replay_events,
+            "replay_bytes": replay_bytes,
+            "queued_events": queued_events,
+            "queued_bytes": queued_bytes,
+        })
+    }
+
     /// Every subscriber's queue, once per topic it is in (locks taken one
     /// at a time, never held together).
     fn queues(&self) -> Vec<Arc<Queue>> {

@@ -6,7 +6,8 @@
 //! - `GET /v1/stream/{topic}`: one topic.
 //! - `GET /v1/stream?topic=A&topic=B`: several topics on one stream.
 //! - Admin listener (its own address): `/healthz`, `/readyz`, `/metrics`,
-//!   `/admin/streams`, `/admin/report?window=1h|24h`.
+//!   `/admin/streams`, `/admin/report?window=1h|24h`, and `/debug/vars` when
+//!   `debug_vars` is set (for the soak harness).
 //!
 //! # What a client receives
 //!
@@ -71,4 +72,4 @@ mod queue;
 mod server;
 
 pub use config::{BridgeConfig, ConfigError, Policy};
-pub use server::{GatewayHandle, start};
+pub use server::{GatewayHandle, HeapStats, set_heap_probe, start};

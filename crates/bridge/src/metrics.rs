@@ -1,6 +1,8 @@
 //! The bridge's metrics: names, units and descriptions in one place. Labels
 //! come from fixed sets (policies, refusal reasons): never topics or IPs.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
 
 use crate::config::Policy;
@@ -60,19 +62,23 @@ pub fn describe_metrics() {
 }
 
 pub(crate) fn record_stream_opened() {
+    LIFETIME.opened.fetch_add(1, Ordering::Relaxed);
     counter!(OPENED).increment(1);
     gauge!(STREAMS).increment(1.0);
 }
 
 pub(crate) fn record_stream_closed() {
+    LIFETIME.closed.fetch_add(1, Ordering::Relaxed);
     gauge!(STREAMS).decrement(1.0);
 }
 
 pub(crate) fn record_refused(reason: &'static str) {
+    LIFETIME.refused.fetch_add(1, Ordering::Relaxed);
     counter!(REFUSED, "reason" => reason).increment(1);
 }
 
 pub(crate) fn record_sent(bytes: usize) {
+    LIFETIME.sent.fetch_add(1, Ordering::Relaxed);
     counter!(SENT).increment(1);
     counter!(SENT_BYTES).increment(bytes as u64);
 }
@@ -82,14 +88,17 @@ pub(crate) fn record_event(subscribers: usize) {
 }
 
 pub(crate) fn record_slow(policy: Policy) {
+    LIFETIME.slow.fetch_add(1, Ordering::Relaxed);
     counter!(SLOW, "policy" => policy.label()).increment(1);
 }
 
 pub(crate) fn record_replay(n: u64) {
+    LIFETIME.replayed.fetch_add(n, Ordering::Relaxed);
     counter!(REPLAYED).increment(n);
 }
 
 pub(crate) fn record_reset() {
+    LIFETIME.resets.fetch_add(1, Ordering::Relaxed);
     counter!(RESETS).increment(1);
 }
 
@@ -99,4 +108,41 @@ pub(crate) fn record_heartbeat() {
 
 pub(crate) fn record_topics(n: usize) {
     gauge!(TOPICS).set(n as f64);
+}
+
+/// Lifetime counters, also kept here (process-wide) so that `/debug/vars`
+/// can report them without a metrics recorder.
+pub(crate) struct Lifetime {
+    pub(crate) opened: AtomicU64,
+    pub(crate) closed: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    pub(crate) slow: AtomicU64,
+    pub(crate) replayed: AtomicU64,
+    pub(crate) resets: AtomicU64,
+}
+
+pub(crate) static LIFETIME: Lifetime = Lifetime {
+    opened: AtomicU64::new(0),
+    closed: AtomicU64::new(0),
+    refused: AtomicU64::new(0),
+    sent: AtomicU64::new(0),
+    slow: AtomicU64::new(0),
+    replayed: AtomicU64::new(0),
+    resets: AtomicU64::new(0),
+};
+
+impl Lifetime {
+    pub(crate) fn json(&self) -> serde_json::Value {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        serde_json::json!({
+            "streams_opened": get(&self.opened),
+            "streams_closed": get(&self.closed),
+            "streams_refused": get(&self.refused),
+            "events_sent": get(&self.sent),
+            "slow_consumer_actions": get(&self.slow),
+            "events_replayed": get(&self.replayed),
+            "resets": get(&self.resets),
+        })
+    }
 }

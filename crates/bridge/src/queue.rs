@@ -221,4 +221,10 @@ impl Queue {
         (state.closed.is_some() || !state.items.is_empty())
             && now.saturating_duration_since(state.progress) >= timeout
     }
+
+    /// Events and bytes queued now.
+    pub(crate) fn depth(&self) -> (usize, usize) {
+        let state = self.state.lock();
+        (state.items.len(), state.bytes)
+    }
 }

@@ -77,6 +77,23 @@ pub(crate) struct Shared<C: Connector> {
     pub(crate) connections: AtomicU64,
 }
 
+/// Live heap figures, from a counting global allocator the binary installs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapStats {
+    /// Bytes allocated and not freed.
+    pub bytes: u64,
+    /// Blocks allocated and not freed.
+    pub blocks: u64,
+}
+
+static HEAP_PROBE: std::sync::OnceLock<fn() -> HeapStats> = std::sync::OnceLock::new();
+
+/// Installs the process's heap probe (once; later calls are ignored), read
+/// by `/debug/vars`. The allocator is process-wide, so the probe is too.
+pub fn set_heap_probe(probe: fn() -> HeapStats) {
+    let _ = HEAP_PROBE.set(probe);
+}
+
 /// A running gateway. [`shutdown`](Self::shutdown) drains it.
 pub struct GatewayHandle<C: Connector> {
     addr: SocketAddr,
@@ -584,6 +601,7 @@ fn admin<C: Connector>(shared: &Arc<Shared<C>>, req: &Request<Incoming>) -> Repl
             None => text(StatusCode::NOT_FOUND, "no metrics recorder installed\n"),
         },
         "/admin/streams" => json_reply(&streams_json(shared)),
+        "/debug/vars" if shared.config.debug_vars => json_reply(&debug_vars(shared)),
         "/admin/report" => {
             let window = req
                 .uri()
@@ -629,6 +647,50 @@ fn admin<C: Connector>(shared: &Arc<Shared<C>>, req: &Request<Incoming>) -> Repl
             "not found: /healthz /readyz /metrics /admin/streams /admin/report?window=1h|24h\n",
         ),
     }
+}
+
+/// Everything the soak harness compares against its baseline.
+fn debug_vars<C: Connector>(shared: &Shared<C>) -> serde_json::Value {
+    let pool = shared.hub.pool();
+    let snapshot = pool.snapshot();
+    let mut phases: HashMap<&'static str, usize> = HashMap::new();
+    let (mut attempts, mut opened, mut events) = (0, 0, 0);
+    for info in &snapshot {
+        *phases
+            .entry(sse_conn_pool::metrics::phase_label(info.state.phase))
+            .or_default() += 1;
+        attempts += info.state.attempts;
+        opened += info.state.opened;
+        events += info.state.events;
+    }
+    let heap = HEAP_PROBE.get().map(|probe| {
+        let heap = probe();
+        json!({"bytes": heap.bytes, "blocks": heap.blocks})
+    });
+    json!({
+        "heap": heap,
+        "rss_bytes": rss_bytes(),
+        "open_fds": open_fds(),
+        "tasks": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
+        "client_streams": shared.limits.total(),
+        "client_connections": shared.connections.load(Ordering::SeqCst),
+        "draining": shared.draining.load(Ordering::SeqCst),
+        "registries": {
+            "per_ip": shared.limits.ips(),
+            "pool_streams": snapshot.len(),
+            "pool_subscribers": snapshot.iter().map(|s| s.subscribers).sum::<usize>(),
+            "socket_hosts": pool.connections().hosts(),
+        },
+        "hub": shared.hub.stats(),
+        "upstream": {
+            "phases": phases,
+            "sockets": pool.connections().open_sockets(),
+            "attempts": attempts,
+            "opened": opened,
+            "events": events,
+        },
+        "lifetime": metrics::LIFETIME.json(),
+    })
 }
 
 fn resources_json(r: sse_health::Resources) -> serde_json::Value {

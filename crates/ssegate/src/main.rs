@@ -10,6 +10,8 @@
 
 mod config;
 mod parse;
+#[cfg(feature = "soak")]
+mod soak;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -206,6 +208,13 @@ async fn serve(
     started: impl FnOnce(SocketAddr, SocketAddr),
 ) -> Result<()> {
     let prometheus = init_metrics()?;
+    #[cfg(feature = "soak")]
+    let config = {
+        soak::install();
+        let mut config = config;
+        config.bridge.debug_vars = true;
+        config
+    };
     let pool_config = config.pool_config()?;
     let (tls, attempts) = config.connector()?;
     let connector = Throttled::new(HttpsConnector::new(&tls)?, attempts);
