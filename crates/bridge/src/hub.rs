@@ -45,6 +45,16 @@ impl HubEvent {
     pub(crate) fn len(&self) -> usize {
         self.single.len()
     }
+
+    #[cfg(test)]
+    pub(crate) fn for_test(seq: u64, single: Bytes) -> Self {
+        Self {
+            seq,
+            multi: single.clone(),
+            single,
+            at: Instant::now(),
+        }
+    }
 }
 
 /// A subscriber's registration in one topic.

@@ -83,6 +83,21 @@ impl Queue {
     /// bounded by the replay buffer) and control frames.
     pub(crate) fn push_unbounded(&self, out: Out) {
         let mut state = self.state.lock();
+        if state.closed.is_some() {
+            return;
+        }
+        // Repeated gap notices for a topic merge into one, so that notices
+        // cannot pile up behind a stalled subscriber.
+        if let Out::Gap { topic, missed } = out
+            && let Some(Out::Gap {
+                topic: last_topic,
+                missed: last_missed,
+            }) = state.items.back_mut()
+            && *last_topic == topic
+        {
+            *last_missed += missed;
+            return;
+        }
         state.bytes += out.bytes();
         state.items.push_back(out);
         if let Some(waker) = state.waker.take() {
@@ -226,5 +241,114 @@ impl Queue {
     pub(crate) fn depth(&self) -> (usize, usize) {
         let state = self.state.lock();
         (state.items.len(), state.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::task::Waker;
+
+    use bytes::Bytes;
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::hub::HubEvent;
+
+    fn event(seq: u64, size: usize) -> Arc<HubEvent> {
+        Arc::new(HubEvent::for_test(seq, Bytes::from(vec![b'x'; size])))
+    }
+
+    fn drain(queue: &Queue) -> Vec<Out> {
+        let mut out = Vec::new();
+        while let Ok(Some(item)) = queue.pop(Waker::noop()) {
+            out.push(item);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn drop_oldest_counts_what_each_topic_lost() {
+        let queue = Queue::new(3, 1 << 20, Arc::new(Notify::new()));
+        for seq in 1..=5 {
+            assert!(queue.push(
+                usize::from(seq % 2 == 0),
+                event(seq, 10),
+                Policy::DropOldest
+            ));
+        }
+        let items = drain(&queue);
+        let gaps: Vec<(usize, u64)> = items
+            .iter()
+            .filter_map(|o| match o {
+                Out::Gap { topic, missed } => Some((*topic, *missed)),
+                _ => None,
+            })
+            .collect();
+        let kept: Vec<u64> = items
+            .iter()
+            .filter_map(|o| match o {
+                Out::Event { event, .. } => Some(event.seq),
+                _ => None,
+            })
+            .collect();
+        // Gap notices ride along (at most one per topic); events are bounded.
+        assert_eq!(kept, [3, 4, 5], "the newest stay");
+        assert_eq!(
+            gaps.iter().map(|g| g.1).sum::<u64>(),
+            2,
+            "every dropped event is counted"
+        );
+    }
+
+    #[tokio::test]
+    async fn conflate_keeps_the_newest_event_per_topic() {
+        let queue = Queue::new(2, 1 << 20, Arc::new(Notify::new()));
+        for seq in 1..=6 {
+            assert!(queue.push(0, event(seq, 10), Policy::Conflate));
+        }
+        let kept: Vec<u64> = drain(&queue)
+            .iter()
+            .filter_map(|o| match o {
+                Out::Event { event, .. } => Some(event.seq),
+                Out::Gap { .. } => panic!("conflation sends no gap"),
+                Out::Reset { .. } => None,
+            })
+            .collect();
+        assert!(kept.ends_with(&[6]) && kept.len() <= 2, "{kept:?}");
+    }
+
+    #[tokio::test]
+    async fn disconnect_frees_the_queue_and_refuses_more() {
+        let queue = Queue::new(2, 1 << 20, Arc::new(Notify::new()));
+        assert!(queue.push(0, event(1, 10), Policy::Disconnect));
+        assert!(queue.push(0, event(2, 10), Policy::Disconnect));
+        assert!(
+            !queue.push(0, event(3, 10), Policy::Disconnect),
+            "full: disconnected"
+        );
+        assert_eq!(queue.depth(), (0, 0), "memory freed at once");
+        assert!(matches!(queue.pop(Waker::noop()), Err(Closed::Slow)));
+        queue.push_unbounded(Out::Gap {
+            topic: 0,
+            missed: 1,
+        });
+        assert_eq!(queue.depth(), (0, 0), "nothing queued after close");
+    }
+
+    #[tokio::test]
+    async fn gap_notices_merge_and_the_byte_bound_applies() {
+        let queue = Queue::new(100, 100, Arc::new(Notify::new()));
+        for _ in 0..1000 {
+            queue.push_unbounded(Out::Gap {
+                topic: 0,
+                missed: 2,
+            });
+        }
+        assert_eq!(queue.depth().0, 1, "one notice, not a thousand");
+        assert!(queue.push(0, event(1, 60), Policy::DropOldest));
+        assert!(queue.push(0, event(2, 60), Policy::DropOldest));
+        let (_, bytes) = queue.depth();
+        assert!(bytes <= 100 + 64, "bytes bounded: {bytes}");
     }
 }
