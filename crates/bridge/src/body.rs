@@ -9,6 +9,7 @@
 //!   this stream's `id: <run>:<topic>=<seq>,<topic>=<seq>...`;
 //! - `event: ssegate-gap` / `event: ssegate-reset` with a JSON `data`.
 
+use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -108,8 +109,9 @@ impl<C: Connector> SseBody<C> {
                 out.put_u8(b',');
             }
             out.put_slice(topic.as_bytes());
-            out.put_u8(b'=');
-            out.put_slice(seq.to_string().as_bytes());
+            // Formatted in place: no string per number (this runs per
+            // subscriber per event).
+            let _ = write!(out, "={seq}");
         }
         out.put_slice(b"\n\n");
         out.freeze()
