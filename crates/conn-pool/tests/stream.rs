@@ -345,48 +345,16 @@ async fn stopping_releases_the_upstream_connection() {
 
 // ------------------------------------------------------------ in memory, paused time
 
-/// An upstream in memory: each connection is a duplex pipe served by hyper;
-/// the body sends one event, then stays silent forever.
-#[derive(Clone, Default)]
-struct StallingUpstream {
-    connections: Arc<AtomicUsize>,
-}
-
-struct OneEventThenSilence(bool);
-
-impl Body for OneEventThenSilence {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if self.0 {
-            Poll::Pending
-        } else {
-            self.0 = true;
-            Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
-                b"id: 1\ndata: hello\n\n",
-            )))))
-        }
-    }
-}
-
-impl Connector for StallingUpstream {
-    type Io = TokioIo<tokio::io::DuplexStream>;
-
-    async fn connect(&self, _: &Target) -> std::io::Result<Self::Io> {
-        self.connections.fetch_add(1, Ordering::SeqCst);
-        Ok(common::serve_in_memory(|_| OneEventThenSilence(false)))
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn f4_a_stalled_upstream_is_detected_at_the_idle_timeout_in_virtual_time() {
     // A paused-time test runs on the current thread: the bound is virtual.
     BOUND.with(|b| b.set(VIRTUAL_WAIT));
-    let upstream = StallingUpstream::default();
+    // Every connection sends one event, then stays silent forever.
+    let stalling = common::Script::stream(vec![
+        common::Step::Send("id: 1\ndata: hello\n\n"),
+        common::Step::Hang,
+    ]);
+    let upstream = common::MemoryUpstream::new(Vec::new(), stalling);
     let mut config = StreamConfig::default();
     config.machine.backoff.reconnect_spread = Duration::ZERO;
     let idle = config.machine.idle_timeout;
@@ -410,7 +378,7 @@ async fn f4_a_stalled_upstream_is_detected_at_the_idle_timeout_in_virtual_time()
     // ...and it reconnects after the backoff, resuming from id 1.
     assert_eq!(status(&mut items).await.phase, Phase::Connecting);
     assert_eq!(status(&mut items).await.phase, Phase::Open);
-    assert_eq!(upstream.connections.load(Ordering::SeqCst), 2);
+    assert_eq!(upstream.attempts(), 2);
     stream.stop().await;
 }
 
