@@ -88,6 +88,10 @@ pub(crate) struct Hub<C: Connector> {
     seq: Arc<AtomicU64>,
     next_member: AtomicU64,
     topics: Mutex<HashMap<Arc<str>, Arc<Topic>>>,
+    /// Memberships ever added and removed, counted under the topics lock
+    /// so that `joins - leaves` equals the members summed over topics.
+    joins: AtomicU64,
+    leaves: AtomicU64,
 }
 
 /// Where a subscriber starts in a topic.
@@ -125,6 +129,8 @@ impl<C: Connector> Hub<C> {
             seq: Arc::new(AtomicU64::new(0)),
             next_member: AtomicU64::new(1),
             topics: Mutex::new(HashMap::new()),
+            joins: AtomicU64::new(0),
+            leaves: AtomicU64::new(0),
         })
     }
 
@@ -204,6 +210,7 @@ impl<C: Connector> Hub<C> {
                     index,
                 },
             );
+            self.joins.fetch_add(1, Ordering::Relaxed);
             drop(state);
             drop(map);
             positions.push(position);
@@ -259,7 +266,9 @@ impl<C: Connector> Hub<C> {
         let mut topics = self.topics.lock();
         let empty = {
             let mut state = topic.state.lock();
-            state.members.remove(&id);
+            if state.members.remove(&id).is_some() {
+                self.leaves.fetch_add(1, Ordering::Relaxed);
+            }
             state.members.is_empty()
         };
         // Only the current incarnation is removed (a new one may exist).
@@ -292,14 +301,23 @@ impl<C: Connector> Hub<C> {
 
     /// Registry sizes and queue depths, for `/debug/vars`.
     pub(crate) fn stats(&self) -> serde_json::Value {
-        let topics: Vec<Arc<Topic>> = self.topics.lock().values().cloned().collect();
-        let (mut members, mut replay_events, mut replay_bytes) = (0, 0, 0);
-        for topic in &topics {
+        // Under the topics lock (joins and leaves take it too): the counts
+        // agree with each other exactly.
+        let map = self.topics.lock();
+        let (mut members, mut replay_events, mut replay_bytes, mut empty) = (0, 0, 0, 0);
+        for topic in map.values() {
             let state = topic.state.lock();
             members += state.members.len();
+            empty += usize::from(state.members.is_empty());
             replay_events += state.replay.len();
             replay_bytes += state.replay_bytes;
         }
+        let (joins, leaves) = (
+            self.joins.load(Ordering::Relaxed),
+            self.leaves.load(Ordering::Relaxed),
+        );
+        let topics = map.len();
+        drop(map);
         let (mut queued_events, mut queued_bytes) = (0, 0);
         for queue in self.queues() {
             let (events, bytes) = queue.depth();
@@ -307,8 +325,11 @@ impl<C: Connector> Hub<C> {
             queued_bytes += bytes;
         }
         serde_json::json!({
-            "hub_topics": topics.len(),
+            "hub_topics": topics,
             "hub_members": members,
+            "hub_empty_topics": empty,
+            "hub_joins": joins,
+            "hub_leaves": leaves,
             "replay_events": replay_events,
             "replay_bytes": replay_bytes,
             "queued_events": queued_events,

@@ -66,6 +66,8 @@
 mod body;
 mod config;
 mod hub;
+#[cfg(feature = "leak-injection")]
+pub mod leak;
 mod limits;
 pub mod metrics;
 mod queue;

@@ -42,6 +42,10 @@ pub(crate) struct Limits {
 struct State {
     total: usize,
     per_ip: HashMap<IpAddr, usize>,
+    /// Streams ever admitted and ever released: `admitted - released ==
+    /// total` (the soak checks it at every sample).
+    admitted: u64,
+    released: u64,
     tokens: f64,
     refilled: Instant,
 }
@@ -63,6 +67,8 @@ impl Limits {
             state: Mutex::new(State {
                 total: 0,
                 per_ip: HashMap::new(),
+                admitted: 0,
+                released: 0,
                 tokens: burst,
                 refilled: Instant::now(),
             }),
@@ -87,6 +93,7 @@ impl Limits {
         }
         state.tokens -= 1.0;
         state.total += 1;
+        state.admitted += 1;
         *state.per_ip.entry(ip).or_insert(0) += 1;
         Ok(Admission {
             limits: self.clone(),
@@ -103,12 +110,28 @@ impl Limits {
     pub(crate) fn ips(&self) -> usize {
         self.state.lock().per_ip.len()
     }
+
+    /// Every count, read together (for `/debug/vars`).
+    pub(crate) fn counts(&self) -> serde_json::Value {
+        let state = self.state.lock();
+        serde_json::json!({
+            "streams": state.total,
+            "admitted": state.admitted,
+            "released": state.released,
+            "per_ip_entries": state.per_ip.len(),
+            "per_ip_sum": state.per_ip.values().sum::<usize>(),
+            "per_ip_zero": state.per_ip.values().filter(|n| **n == 0).count(),
+        })
+    }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
         let mut state = self.limits.state.lock();
         state.total -= 1;
+        state.released += 1;
+        #[cfg(feature = "leak-injection")]
+        crate::leak::on_release(self.ip);
         if let Some(n) = state.per_ip.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {

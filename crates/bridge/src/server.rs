@@ -652,6 +652,7 @@ fn admin<C: Connector>(shared: &Arc<Shared<C>>, req: &Request<Incoming>) -> Repl
 /// Everything the soak harness compares against its baseline.
 fn debug_vars<C: Connector>(shared: &Shared<C>) -> serde_json::Value {
     let pool = shared.hub.pool();
+    let counts = pool.counts();
     let snapshot = pool.snapshot();
     let mut phases: HashMap<&'static str, usize> = HashMap::new();
     let (mut attempts, mut opened, mut events) = (0, 0, 0);
@@ -680,6 +681,15 @@ fn debug_vars<C: Connector>(shared: &Shared<C>) -> serde_json::Value {
             "pool_streams": snapshot.len(),
             "pool_subscribers": snapshot.iter().map(|s| s.subscribers).sum::<usize>(),
             "socket_hosts": pool.connections().hosts(),
+        },
+        // Each group is read under one lock: its equations hold exactly.
+        "limits": shared.limits.counts(),
+        "pool": {
+            "streams": counts.streams,
+            "subscribers": counts.subscribers,
+            "created": counts.created,
+            "removed": counts.removed,
+            "pending": pool.pending(),
         },
         "hub": shared.hub.stats(),
         "upstream": {

@@ -46,7 +46,7 @@ pub use connector::{
     ConnectFailure, Connector, Http2PriorKnowledge, HttpsConnector, MaybeTls, Resolve, Resolving,
     SystemResolver, Target, TcpConnector, TlsConfig, TlsConfigError,
 };
-pub use pool::{Pool, PoolConfig, PoolError, StreamInfo, Subscription};
+pub use pool::{Pool, PoolConfig, PoolCounts, PoolError, StreamInfo, Subscription};
 pub use request::{RequestError, UpstreamRequest, retry_after};
 pub use stream::{Status, StreamConfig, StreamHandle, StreamItem, StreamState, spawn_stream};
 pub use throttle::{AttemptLimits, Throttled};

@@ -143,6 +143,20 @@ pub struct StreamInfo {
     pub state: StreamState,
 }
 
+/// The pool's counts, read together under its lock, so that
+/// `created - removed == streams` holds exactly (the soak checks it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolCounts {
+    /// Streams in the pool now (lingering ones too).
+    pub streams: usize,
+    /// Subscriptions over every stream now.
+    pub subscribers: usize,
+    /// Streams ever created.
+    pub created: u64,
+    /// Streams ever removed (linger expired, or the pool closed).
+    pub removed: u64,
+}
+
 /// A shared pool of upstream streams. Cheap to clone.
 pub struct Pool<C: Connector> {
     inner: Arc<Inner<C>>,
@@ -427,6 +441,23 @@ impl<C: Connector> Pool<C> {
                 pool: Arc::downgrade(&self.inner) as Weak<dyn Release>,
                 topic,
             },
+        }
+    }
+
+    /// Subscriptions waiting for a slot now.
+    pub fn pending(&self) -> usize {
+        self.inner.pending.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Its counts, consistent with each other.
+    pub fn counts(&self) -> PoolCounts {
+        let state = self.inner.state.lock();
+        let (created, removed) = state.lifetime();
+        PoolCounts {
+            streams: state.len(),
+            subscribers: state.subscribers(),
+            created,
+            removed,
         }
     }
 

@@ -48,6 +48,10 @@ pub(crate) struct Slots<T> {
     /// Subscribers over every slot, kept as a running total so that metrics
     /// cost O(1) per change.
     subscribers: usize,
+    /// Slots ever inserted, and ever removed (expired or closed): their
+    /// difference is `len()`, which the soak checks at every sample.
+    created: u64,
+    removed: u64,
 }
 
 impl<T> Slots<T> {
@@ -59,6 +63,8 @@ impl<T> Slots<T> {
             closed: false,
             generation: 0,
             subscribers: 0,
+            created: 0,
+            removed: 0,
         }
     }
 
@@ -87,6 +93,7 @@ impl<T> Slots<T> {
     pub(crate) fn insert(&mut self, key: &str, value: T) {
         debug_assert!(!self.closed && self.entries.len() < self.cap);
         self.subscribers += 1;
+        self.created += 1;
         self.entries.insert(
             key.to_string(),
             Slot {
@@ -120,6 +127,7 @@ impl<T> Slots<T> {
     pub(crate) fn expire(&mut self, key: &str, generation: u64) -> Option<T> {
         match self.entries.get(key) {
             Some(slot) if slot.subscribers == 0 && slot.generation == generation => {
+                self.removed += 1;
                 self.entries.remove(key).map(|slot| slot.value)
             }
             _ => None,
@@ -130,6 +138,7 @@ impl<T> Slots<T> {
     pub(crate) fn close(&mut self) -> Vec<T> {
         self.closed = true;
         self.subscribers = 0;
+        self.removed += self.entries.len() as u64;
         self.entries.drain().map(|(_, slot)| slot.value).collect()
     }
 
@@ -159,6 +168,11 @@ impl<T> Slots<T> {
             self.entries.values().map(|s| s.subscribers).sum::<usize>()
         );
         self.subscribers
+    }
+
+    /// Slots ever created and ever removed.
+    pub(crate) fn lifetime(&self) -> (u64, u64) {
+        (self.created, self.removed)
     }
 
     /// Every slot, for snapshots.

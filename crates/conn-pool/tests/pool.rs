@@ -159,6 +159,35 @@ async fn dropping_the_last_subscription_releases_the_stream_after_the_linger() {
         0,
         "the upstream connection is closed"
     );
+    // The counts the soak conserves: one stream created and removed.
+    let counts = pool.counts();
+    assert_eq!((counts.created, counts.removed, counts.streams), (1, 1, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn counts_are_conserved_through_subscribe_linger_and_close() {
+    let pool = Pool::new(config(), Ticking::default()).unwrap();
+    let conserved = |pool: &Pool<Ticking>| {
+        let c = pool.counts();
+        assert_eq!(c.created - c.removed, c.streams as u64, "{c:?}");
+        c
+    };
+    let a = pool.subscribe("A").unwrap();
+    let b = pool.subscribe("A").unwrap();
+    let c = pool.subscribe("B").unwrap();
+    let counts = conserved(&pool);
+    assert_eq!((counts.streams, counts.subscribers), (2, 3));
+    drop((a, b));
+    wait(Duration::from_secs(301)).await;
+    let counts = conserved(&pool);
+    assert_eq!(
+        (counts.streams, counts.subscribers, counts.removed),
+        (1, 1, 1)
+    );
+    pool.close().await;
+    drop(c);
+    let counts = conserved(&pool);
+    assert_eq!((counts.created, counts.removed, counts.streams), (2, 2, 0));
 }
 
 #[tokio::test(start_paused = true)]

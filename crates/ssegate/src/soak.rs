@@ -54,7 +54,13 @@ fn probe() -> HeapStats {
     }
 }
 
-/// Hands the probe to the bridge's `/debug/vars`.
+/// Hands the probe to the bridge's `/debug/vars`, and switches the
+/// deliberate leak on when `SSEGATE_SOAK_LEAK=1` (the harness's proof that
+/// it catches a leak; see `sse_bridge::leak`).
 pub(crate) fn install() {
     sse_bridge::set_heap_probe(probe);
+    if std::env::var_os("SSEGATE_SOAK_LEAK").is_some_and(|v| v == "1") {
+        tracing::warn!("SSEGATE_SOAK_LEAK=1: leaking one entry per released subscriber");
+        sse_bridge::leak::enable();
+    }
 }

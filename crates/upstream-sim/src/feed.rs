@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 /// One generated event, already encoded for the wire.
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ pub(crate) struct Topic {
     history: Mutex<VecDeque<FeedEvent>>,
     capacity: usize,
     live: broadcast::Sender<FeedEvent>,
+    /// Bumped to end every open stream of this topic (a close).
+    pub(crate) kick: watch::Sender<u64>,
 }
 
 impl Topic {
@@ -33,6 +35,7 @@ impl Topic {
             history: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
             capacity: capacity.max(1),
             live,
+            kick: watch::channel(0).0,
         })
     }
 
@@ -73,9 +76,28 @@ impl Topic {
     }
 }
 
+/// SplitMix64: a small, seedable, deterministic generator (not for secrets).
+#[derive(Debug, Clone)]
+pub(crate) struct SplitMix(pub(crate) u64);
+
+impl SplitMix {
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n` > 0; the modulo bias is irrelevant here).
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
+
 /// A deterministic quote generator: a random walk of bid and ask.
 pub(crate) struct Quotes {
-    state: u64,
+    rng: SplitMix,
     bid_cents: i64,
     next_id: u64,
 }
@@ -89,25 +111,16 @@ impl Quotes {
         }
         let bid_cents = 10_000 + i64::try_from(state % 40_000).unwrap_or(0);
         Self {
-            state,
+            rng: SplitMix(state),
             bid_cents,
             next_id: 1,
         }
     }
 
-    fn next_u64(&mut self) -> u64 {
-        // SplitMix64.
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
     /// The next quote for `topic`, stamped with the wall clock (so that a
     /// receiver can measure latency).
     pub(crate) fn next(&mut self, topic: &str) -> FeedEvent {
-        let step = i64::try_from(self.next_u64() % 7).unwrap_or(0) - 3;
+        let step = i64::try_from(self.rng.below(7)).unwrap_or(0) - 3;
         self.bid_cents = (self.bid_cents + step).max(100);
         let ask_cents = self.bid_cents + 2;
         let id = self.next_id;

@@ -32,11 +32,13 @@
 //! to a topic plays the k-th [`Fault`] (then [`Fault::Normal`] once the
 //! script is used up).
 
+pub mod chaos;
 mod feed;
 mod server;
 mod tls;
 
-pub use server::{Fault, Garbage, RecordedRequest, Sim, SimBuilder, SimHandle};
+pub use chaos::{Chaos, Injection};
+pub use server::{Fault, Garbage, RecordedRequest, Sim, SimBuilder, SimHandle, StreamLog};
 pub use tls::TlsIdentity;
 
 // The README's examples are compiled as doctests.

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
@@ -86,6 +86,24 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// A short name for logs: `normal`, `stall`, `status`, ...
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Normal => "normal",
+            Self::Refuse => "refuse",
+            Self::Stall => "stall",
+            Self::Drip { .. } => "drip",
+            Self::CloseMidEvent { .. } => "close-mid-event",
+            Self::EndAfter { .. } => "end-after",
+            Self::Garbage(_) => "garbage",
+            Self::EndlessLine { .. } => "endless-line",
+            Self::Status { .. } => "status",
+            Self::WrongContentType => "wrong-content-type",
+            Self::Redirect { .. } => "redirect",
+            Self::SlowStart { .. } => "slow-start",
+        }
+    }
+
     /// A status response without `Retry-After`; add one with
     /// [`retry_after`](Self::retry_after).
     pub fn status(code: u16) -> Self {
@@ -121,6 +139,23 @@ pub enum Garbage {
     /// A `retry: -1` field (clients must ignore it).
     NegativeRetry,
 }
+
+/// The start or the end of one response to a stream request, recorded when
+/// [`SimBuilder::log_streams`] is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamLog {
+    /// When (wall clock, so that other processes can line it up).
+    pub at: SystemTime,
+    /// The topic requested.
+    pub topic: String,
+    /// The behaviour played ([`Fault::label`]).
+    pub fault: &'static str,
+    /// `false` when the response starts, `true` when it has ended.
+    pub ended: bool,
+}
+
+/// Entries the stream log keeps before it drops the oldest.
+const LOG_CAPACITY: usize = 100_000;
 
 /// A request the server received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +197,7 @@ impl Sim {
             seed: 0,
             scripts: HashMap::new(),
             tls: None,
+            log_streams: false,
         }
     }
 }
@@ -176,9 +212,19 @@ pub struct SimBuilder {
     seed: u64,
     scripts: HashMap<String, VecDeque<Fault>>,
     tls: Option<TlsIdentity>,
+    log_streams: bool,
 }
 
 impl SimBuilder {
+    /// Records the start and end of every stream response, for
+    /// [`SimHandle::take_log`] (at most 100,000 entries between takes; the
+    /// oldest are dropped and counted).
+    #[must_use]
+    pub fn log_streams(mut self, on: bool) -> Self {
+        self.log_streams = on;
+        self
+    }
+
     /// Serves HTTPS with `identity` (ALPN `h2`, `http/1.1`) instead of HTTP.
     #[must_use]
     pub fn tls(mut self, identity: TlsIdentity) -> Self {
@@ -274,6 +320,8 @@ impl SimBuilder {
             stop: stop_rx.clone(),
             kick: watch::channel(0).0,
             down_until: Mutex::new(None),
+            log: self.log_streams.then(|| Mutex::new(VecDeque::new())),
+            log_dropped: AtomicUsize::new(0),
         });
         let mut tasks = JoinSet::new();
         if self.events_per_sec > 0.0 {
@@ -354,6 +402,54 @@ impl SimHandle {
             .extend(faults);
     }
 
+    /// Scripted behaviours still waiting for a connection to `topic`.
+    pub fn scripted(&self, topic: &str) -> usize {
+        self.state
+            .scripts
+            .lock()
+            .get(topic)
+            .map_or(0, VecDeque::len)
+    }
+
+    /// Drops the behaviours still scripted for `topic`; returns how many.
+    pub fn clear_script(&self, topic: &str) -> usize {
+        self.state
+            .scripts
+            .lock()
+            .remove(topic)
+            .map_or(0, |script| script.len())
+    }
+
+    /// Ends every open stream of `topic` cleanly (the body ends), as an
+    /// upstream that closes its streams now and then does. Returns whether
+    /// the topic exists.
+    pub fn close_topic(&self, topic: &str) -> bool {
+        self.state.topics.get(topic).is_some_and(|t| {
+            t.kick.send_modify(|generation| *generation += 1);
+            true
+        })
+    }
+
+    /// The topics served.
+    pub fn topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self.state.topics.keys().cloned().collect();
+        topics.sort();
+        topics
+    }
+
+    /// Takes the stream log recorded since the last take (empty unless
+    /// [`SimBuilder::log_streams`] is on), and how many entries were dropped
+    /// because it was full.
+    pub fn take_log(&self) -> (Vec<StreamLog>, usize) {
+        let taken = self
+            .state
+            .log
+            .as_ref()
+            .map(|log| std::mem::take(&mut *log.lock()).into())
+            .unwrap_or_default();
+        (taken, self.state.log_dropped.swap(0, Ordering::Relaxed))
+    }
+
     /// The id of the newest event of `topic`, if any.
     pub fn last_id(&self, topic: &str) -> Option<u64> {
         self.state.topics.get(topic).and_then(|t| t.last_id())
@@ -403,6 +499,25 @@ struct State {
     kick: watch::Sender<u64>,
     /// While set and in the future, new connections are dropped at accept.
     down_until: Mutex<Option<tokio::time::Instant>>,
+    log: Option<Mutex<VecDeque<StreamLog>>>,
+    log_dropped: AtomicUsize,
+}
+
+impl State {
+    fn record(&self, topic: &str, fault: &'static str, ended: bool) {
+        let Some(log) = &self.log else { return };
+        let mut log = log.lock();
+        if log.len() == LOG_CAPACITY {
+            log.pop_front();
+            self.log_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        log.push_back(StreamLog {
+            at: SystemTime::now(),
+            topic: topic.to_string(),
+            fault,
+            ended,
+        });
+    }
 }
 
 /// Waits until `stop` turns true (or its sender is gone).
@@ -562,6 +677,21 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Si
         }
         other => other,
     };
+    let label = fault.label();
+    state.record(topic_name, label, false);
+    if !matches!(
+        fault,
+        Fault::Normal
+            | Fault::Stall
+            | Fault::Drip { .. }
+            | Fault::CloseMidEvent { .. }
+            | Fault::EndAfter { .. }
+            | Fault::Garbage(_)
+            | Fault::EndlessLine { .. }
+    ) {
+        // Answered at once: its end is now.
+        state.record(topic_name, label, true);
+    }
     match fault {
         Fault::Refuse => Err(io::Error::new(
             io::ErrorKind::ConnectionAborted,
@@ -593,7 +723,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Si
         }
         stream_fault => {
             let (tx, rx) = mpsc::channel(64);
-            let guard = ActiveGuard::new(&state);
+            let guard = ActiveGuard::new(&state, &topic.name, label);
             tokio::spawn(play(
                 topic,
                 stream_fault,
@@ -615,19 +745,28 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Si
     }
 }
 
-/// Counts a stream as active while it lives.
-struct ActiveGuard(Arc<State>);
+/// Counts a stream as active while it lives, and logs its end.
+struct ActiveGuard {
+    state: Arc<State>,
+    topic: String,
+    fault: &'static str,
+}
 
 impl ActiveGuard {
-    fn new(state: &Arc<State>) -> Self {
+    fn new(state: &Arc<State>, topic: &str, fault: &'static str) -> Self {
         state.active_streams.fetch_add(1, Ordering::Relaxed);
-        Self(state.clone())
+        Self {
+            state: state.clone(),
+            topic: topic.to_string(),
+            fault,
+        }
     }
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.0.active_streams.fetch_sub(1, Ordering::Relaxed);
+        self.state.active_streams.fetch_sub(1, Ordering::Relaxed);
+        self.state.record(&self.topic, self.fault, true);
     }
 }
 
@@ -662,6 +801,7 @@ async fn play(
     stop: watch::Receiver<bool>,
     _active: ActiveGuard,
 ) {
+    let mut closed = topic.kick.subscribe();
     let run = async {
         if fault == Fault::Stall {
             // Headers only; keep the sender so the body stays open.
@@ -747,6 +887,7 @@ async fn play(
     tokio::select! {
         () = run => {}
         () = stopped(stop) => {}
+        _ = closed.changed() => {}
     }
 }
 
