@@ -542,6 +542,13 @@ async fn debug_vars_report_registries_that_return_to_zero() {
     assert_eq!(busy["client_streams"], 2);
     assert_eq!(busy["hub"]["hub_topics"], 2);
     assert_eq!(busy["hub"]["hub_members"], 3);
+    // The counts the soak conserves, each group read under one lock.
+    assert_eq!(busy["limits"]["admitted"], 2);
+    assert_eq!(busy["limits"]["released"], 0);
+    assert_eq!(busy["limits"]["per_ip_sum"], 2);
+    assert_eq!(busy["hub"]["hub_joins"], 3);
+    assert_eq!(busy["pool"]["created"], 2);
+    assert_eq!(busy["pool"]["subscribers"], 2);
     assert_eq!(busy["registries"]["per_ip"], 1);
     assert_eq!(busy["upstream"]["phases"]["open"], 2);
     assert!(busy["tasks"].as_u64().is_some_and(|t| t > 0));
@@ -564,6 +571,15 @@ async fn debug_vars_report_registries_that_return_to_zero() {
     ] {
         assert_eq!(idle[section][key], 0, "{section}.{key}");
     }
+    assert_eq!(idle["limits"]["released"], 2);
+    assert_eq!(idle["limits"]["per_ip_entries"], 0);
+    assert_eq!(idle["hub"]["hub_leaves"], 3);
+    assert_eq!(idle["pool"]["removed"], 2);
+    assert!(
+        idle["pool"]["events"].as_u64().is_some_and(|n| n >= 3),
+        "removed streams' events stay counted: {}",
+        idle["pool"]
+    );
     gw.shutdown().await;
     sim.shutdown().await;
 }

@@ -2,9 +2,12 @@
 //!
 //! - `ci`: everything CI checks, with a summary; non-zero exit on any failure.
 //! - `bench`: the criterion benchmarks against peer crates, as a ratio table.
+//! - `soak`: the soak harness (`--ci`, `--full`, `--wall 6h`), also part of
+//!   `ci` with its leak-injection check.
 //! - `tidy`: the repository's rules (layering, lints, docs), also part of `ci`.
 
 mod bench;
+mod soak;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -24,7 +27,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run every check CI runs: fmt, clippy, tests, fuzz corpus replay, docs,
-    /// cargo-deny, tidy and a smoke run of the benchmarks.
+    /// cargo-deny, tidy, a smoke run of the benchmarks, the leak-injection
+    /// check and `soak --ci`.
     Ci {
         /// Keep going after a failed step (the default stops at the first).
         #[arg(long)]
@@ -42,6 +46,8 @@ enum Cmd {
         #[arg(long)]
         report_only: bool,
     },
+    /// Build the release binaries and run the soak harness (default `--ci`).
+    Soak(soak::SoakArgs),
     /// Check the repository's rules.
     Tidy,
 }
@@ -67,6 +73,7 @@ fn try_main() -> Result<()> {
             update_readme,
             report_only,
         } => bench::run(&root, quick, update_readme, report_only),
+        Cmd::Soak(args) => soak::soak(&root, &args),
         Cmd::Tidy => {
             tidy::check(&root)?;
             println!("tidy: ok");
@@ -118,6 +125,7 @@ fn step(name: &'static str, action: impl Fn() -> Result<()> + 'static) -> Step {
 }
 
 fn ci(root: &Path, keep_going: bool) -> Result<()> {
+    let (leak_root, soak_root) = (root.to_path_buf(), root.to_path_buf());
     let root = root.to_path_buf();
     let steps = vec![
         step("fmt", || run(cargo(&["fmt", "--all", "--", "--check"]))),
@@ -211,6 +219,18 @@ fn ci(root: &Path, keep_going: bool) -> Result<()> {
             ]);
             cmd.env("SSE_BENCH_QUICK", "1");
             run(cmd)
+        }),
+        // The harness must catch a leak before its passing verdict means
+        // anything.
+        step("soak leak check", move || soak::leak_check(&leak_root)),
+        step("soak --ci", move || {
+            soak::soak(
+                &soak_root,
+                &soak::SoakArgs {
+                    ci: true,
+                    ..soak::SoakArgs::default()
+                },
+            )
         }),
     ];
 

@@ -337,11 +337,11 @@ impl<C: Connector> Hub<C> {
         })
     }
 
-    /// Every subscriber's queue, once per topic it is in (locks taken one
-    /// at a time, never held together).
+    /// Every subscriber's queue, once (a multi-topic subscriber is a member
+    /// of several topics with one queue); locks taken one at a time.
     fn queues(&self) -> Vec<Arc<Queue>> {
         let topics: Vec<Arc<Topic>> = self.topics.lock().values().cloned().collect();
-        topics
+        let mut queues: Vec<Arc<Queue>> = topics
             .iter()
             .flat_map(|topic| {
                 let state = topic.state.lock();
@@ -351,7 +351,10 @@ impl<C: Connector> Hub<C> {
                     .map(|m| m.queue.clone())
                     .collect::<Vec<_>>()
             })
-            .collect()
+            .collect();
+        queues.sort_by_key(|q| Arc::as_ptr(q) as usize);
+        queues.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        queues
     }
 
     /// Ends every subscriber of every topic (shutdown).

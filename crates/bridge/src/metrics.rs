@@ -84,6 +84,7 @@ pub(crate) fn record_sent(bytes: usize) {
 }
 
 pub(crate) fn record_event(subscribers: usize) {
+    LIFETIME.received.fetch_add(1, Ordering::Relaxed);
     counter!(FANOUT).increment(subscribers as u64);
 }
 
@@ -120,6 +121,7 @@ pub(crate) struct Lifetime {
     pub(crate) slow: AtomicU64,
     pub(crate) replayed: AtomicU64,
     pub(crate) resets: AtomicU64,
+    pub(crate) received: AtomicU64,
 }
 
 pub(crate) static LIFETIME: Lifetime = Lifetime {
@@ -130,6 +132,7 @@ pub(crate) static LIFETIME: Lifetime = Lifetime {
     slow: AtomicU64::new(0),
     replayed: AtomicU64::new(0),
     resets: AtomicU64::new(0),
+    received: AtomicU64::new(0),
 };
 
 impl Lifetime {
@@ -143,6 +146,7 @@ impl Lifetime {
             "slow_consumer_actions": get(&self.slow),
             "events_replayed": get(&self.replayed),
             "resets": get(&self.resets),
+            "events_received": get(&self.received),
         })
     }
 }

@@ -690,6 +690,9 @@ fn debug_vars<C: Connector>(shared: &Shared<C>) -> serde_json::Value {
             "created": counts.created,
             "removed": counts.removed,
             "pending": pool.pending(),
+            "attempts": counts.attempts,
+            "connections_opened": counts.connections_opened,
+            "events": counts.events,
         },
         "hub": shared.hub.stats(),
         "upstream": {

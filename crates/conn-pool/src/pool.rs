@@ -155,6 +155,12 @@ pub struct PoolCounts {
     pub created: u64,
     /// Streams ever removed (linger expired, or the pool closed).
     pub removed: u64,
+    /// Connection attempts over the pool's life (removed streams included).
+    pub attempts: u64,
+    /// Connections that reached the open phase, over the pool's life.
+    pub connections_opened: u64,
+    /// Events received from upstreams, over the pool's life.
+    pub events: u64,
 }
 
 /// A shared pool of upstream streams. Cheap to clone.
@@ -179,6 +185,9 @@ struct Inner<C> {
     slot_freed: tokio::sync::Notify,
     /// Subscriptions waiting for a slot.
     pending: std::sync::atomic::AtomicUsize,
+    /// The counters of streams already removed: attempts, connections
+    /// opened, events.
+    retired: Mutex<(u64, u64, u64)>,
 }
 
 /// What the pool keeps per topic.
@@ -250,6 +259,7 @@ impl<C: Connector> Pool<C> {
                 runtime: tokio::runtime::Handle::current(),
                 slot_freed: tokio::sync::Notify::new(),
                 pending: std::sync::atomic::AtomicUsize::new(0),
+                retired: Mutex::new((0, 0, 0)),
             }),
         })
     }
@@ -453,11 +463,21 @@ impl<C: Connector> Pool<C> {
     pub fn counts(&self) -> PoolCounts {
         let state = self.inner.state.lock();
         let (created, removed) = state.lifetime();
+        let (mut attempts, mut connections_opened, mut events) = *self.inner.retired.lock();
+        for (_, slot) in state.iter() {
+            let s = slot.value.handle.state();
+            attempts += s.attempts;
+            connections_opened += s.opened;
+            events += s.events;
+        }
         PoolCounts {
             streams: state.len(),
             subscribers: state.subscribers(),
             created,
             removed,
+            attempts,
+            connections_opened,
+            events,
         }
     }
 
@@ -489,9 +509,10 @@ impl<C: Connector> Pool<C> {
         // Waiters learn at once that the pool is closed.
         self.inner.slot_freed.notify_waiters();
         for entry in streams {
-            if let Some(linger) = entry.linger {
+            if let Some(linger) = &entry.linger {
                 linger.abort();
             }
+            self.inner.retire(&entry);
             entry.handle.stop().await;
         }
     }
@@ -544,8 +565,19 @@ impl<C: Connector> Inner<C> {
         };
         if let Some(entry) = entry {
             self.slot_freed.notify_waiters();
+            self.retire(&entry);
             entry.handle.stop().await;
         }
+    }
+
+    /// Keeps a removed stream's counters in the pool's lifetime totals
+    /// (read as it stops: a connection it was still opening is not counted).
+    fn retire(&self, entry: &Entry) {
+        let s = entry.handle.state();
+        let mut retired = self.retired.lock();
+        retired.0 += s.attempts;
+        retired.1 += s.opened;
+        retired.2 += s.events;
     }
 }
 

@@ -243,7 +243,11 @@ pub fn spawn_stream<C: Connector>(
         health_rotation: config.health_rotation,
         phase: metrics::PhaseGauge::new(Phase::Idle),
     };
-    let task = tokio::spawn(driver.run(message_rx, command_rx));
+    let span = tracing::info_span!("upstream", url = %driver.request.url());
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        driver.run(message_rx, command_rx),
+        span,
+    ));
     Ok(StreamHandle {
         items,
         first: parking_lot::Mutex::new(Some(first)),
@@ -363,6 +367,13 @@ impl<C: Connector> Driver<C> {
                     }
                 }
                 Output::StateChanged { from, to, reason } => {
+                    // Connections made and lost are the operator's business;
+                    // the steps between are detail.
+                    if to == Phase::Open || from == Phase::Open || to == Phase::Stopped {
+                        tracing::info!(%from, %to, %reason, "upstream stream");
+                    } else {
+                        tracing::debug!(%from, %to, %reason, "upstream stream");
+                    }
                     metrics::record_change(to, reason);
                     self.phase.set(to);
                     self.observe(from, to, reason);
@@ -380,7 +391,14 @@ impl<C: Connector> Driver<C> {
                         terminal: to == Phase::Stopped,
                     }));
                 }
-                Output::Retrying { .. } => {}
+                Output::Retrying { attempt, at } => {
+                    let wait = at.saturating_duration_since(now());
+                    tracing::info!(
+                        attempt,
+                        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        "upstream reconnect scheduled"
+                    );
+                }
             }
         }
     }

@@ -58,7 +58,19 @@ pub(crate) struct Upstream {
     #[serde(with = "humantime_serde")]
     pub(crate) backoff_max: Duration,
     #[serde(with = "humantime_serde")]
+    pub(crate) backoff_max_rate_limited: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(crate) backoff_max_auth: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(crate) backoff_reset_after: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(crate) reconnect_spread: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(crate) retry_after_max: Duration,
+    #[serde(with = "humantime_serde")]
     pub(crate) max_age: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(crate) rotation_handover_timeout: Duration,
     pub(crate) max_line_bytes: usize,
     pub(crate) max_event_bytes: usize,
     pub(crate) tls: Tls,
@@ -86,7 +98,13 @@ impl Default for Upstream {
             event_assembly_timeout: machine.event_assembly_timeout,
             backoff_initial: machine.backoff.initial,
             backoff_max: machine.backoff.max,
+            backoff_max_rate_limited: machine.backoff.max_rate_limited,
+            backoff_max_auth: machine.backoff.max_auth,
+            backoff_reset_after: machine.backoff.reset_after,
+            reconnect_spread: machine.backoff.reconnect_spread,
+            retry_after_max: machine.retry_after_max,
             max_age: machine.max_age.unwrap_or(Duration::from_secs(12 * 3600)),
+            rotation_handover_timeout: machine.handover_timeout,
             max_line_bytes: 1 << 20,
             max_event_bytes: 4 << 20,
             tls: Tls::default(),
@@ -244,6 +262,12 @@ impl Config {
         machine.event_assembly_timeout = u.event_assembly_timeout;
         machine.backoff.initial = u.backoff_initial;
         machine.backoff.max = u.backoff_max;
+        machine.backoff.max_rate_limited = u.backoff_max_rate_limited;
+        machine.backoff.max_auth = u.backoff_max_auth;
+        machine.backoff.reset_after = u.backoff_reset_after;
+        machine.backoff.reconnect_spread = u.reconnect_spread;
+        machine.retry_after_max = u.retry_after_max;
+        machine.handover_timeout = u.rotation_handover_timeout;
         machine.max_age = (!u.max_age.is_zero()).then_some(u.max_age);
         machine
             .validate()
@@ -282,6 +306,11 @@ fn config_key(field: &str) -> String {
     match field {
         "backoff.initial" => "backoff_initial".into(),
         "backoff.max" => "backoff_max".into(),
+        "backoff.max_rate_limited" => "backoff_max_rate_limited".into(),
+        "backoff.max_auth" => "backoff_max_auth".into(),
+        "backoff.reset_after" => "backoff_reset_after".into(),
+        "backoff.reconnect_spread" => "reconnect_spread".into(),
+        "handover_timeout" => "rotation_handover_timeout".into(),
         other => other.replace('.', "_"),
     }
 }
@@ -307,6 +336,52 @@ mod tests {
         );
         assert_eq!(config.upstream.max_streams, 50);
         assert_eq!(config.upstream.idle_timeout, defaults.upstream.idle_timeout);
+        let (u, d) = (&config.upstream, &defaults.upstream);
+        assert_eq!(
+            (
+                u.backoff_max_rate_limited,
+                u.backoff_max_auth,
+                u.backoff_reset_after,
+                u.reconnect_spread,
+                u.retry_after_max,
+                u.rotation_handover_timeout
+            ),
+            (
+                d.backoff_max_rate_limited,
+                d.backoff_max_auth,
+                d.backoff_reset_after,
+                d.reconnect_spread,
+                d.retry_after_max,
+                d.rotation_handover_timeout
+            ),
+            "the example shows the backoff and rotation defaults"
+        );
+        let pool = config.pool_config().expect("valid");
+        assert_eq!(
+            pool.stream.machine.backoff.reconnect_spread,
+            Duration::from_secs(3)
+        );
+    }
+
+    #[test]
+    fn backoff_and_rotation_durations_reach_the_state_machine_and_are_checked() {
+        let config = parse(
+            "[upstream]\nurl_template = \"http://x.test/{topic}\"\nreconnect_spread = \"250ms\"\n\
+             backoff_reset_after = \"2s\"\nrotation_handover_timeout = \"5s\"\nretry_after_max = \"1m\"",
+        )
+        .expect("valid");
+        let machine = config.pool_config().expect("valid").stream.machine;
+        assert_eq!(machine.backoff.reconnect_spread, Duration::from_millis(250));
+        assert_eq!(machine.backoff.reset_after, Duration::from_secs(2));
+        assert_eq!(machine.handover_timeout, Duration::from_secs(5));
+        assert_eq!(machine.retry_after_max, Duration::from_secs(60));
+        let err = parse(
+            "[upstream]\nurl_template = \"http://x.test/{topic}\"\nbackoff_max_rate_limited = \"1s\"",
+        )
+        .and_then(|c| c.pool_config().map(|_| ()))
+        .expect_err("the 429 cap below backoff_max is refused")
+        .to_string();
+        assert!(err.contains("upstream.backoff_max_rate_limited"), "{err}");
     }
 
     #[test]

@@ -39,7 +39,10 @@ pub struct Backoff {
     pub reset_after: Duration,
     /// The first reconnect after an established connection is lost waits an
     /// extra uniform `[0, spread)`, so that the streams of a restarted upstream
-    /// do not all come back in the same second (fault F20).
+    /// do not all come back in the same second (fault F20). The default, 3 s,
+    /// is the least that keeps every 100 ms bucket of 1,000 simultaneous
+    /// reconnects under 5 %, and keeps recovery after one lost connection
+    /// (spread + 1 s backoff) under the 5 s goal.
     pub reconnect_spread: Duration,
 }
 
@@ -53,7 +56,7 @@ impl Default for Backoff {
             max_auth: Duration::from_secs(300),
             jitter: Jitter::Half,
             reset_after: Duration::from_secs(60),
-            reconnect_spread: Duration::from_secs(5),
+            reconnect_spread: Duration::from_secs(3),
         }
     }
 }

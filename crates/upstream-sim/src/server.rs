@@ -804,8 +804,10 @@ async fn play(
     let mut closed = topic.kick.subscribe();
     let run = async {
         if fault == Fault::Stall {
-            // Headers only; keep the sender so the body stays open.
-            std::future::pending::<()>().await;
+            // Headers only; keep the sender so the body stays open, until
+            // the client goes.
+            tx.closed().await;
+            return;
         }
         if let Fault::EndlessLine { max_bytes } = fault {
             let _ = tx.send(Bytes::from_static(b"data: ")).await;

@@ -237,6 +237,58 @@ async fn stall_sends_headers_then_nothing() {
             .is_err(),
         "no byte arrives on a stalled stream"
     );
+    // The client goes: the stalled stream ends too (it is not kept forever).
+    drop(body);
+    eventually("the stalled stream ends", || sim.active_streams() == 0).await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn close_topic_ends_its_streams_and_the_log_records_starts_and_ends() {
+    let sim = sim(Sim::builder()
+        .topics(["A", "B"])
+        .events_per_sec(100.0)
+        .log_streams(true)
+        .script("A", [Fault::status(503)]))
+    .await;
+    assert_eq!(
+        get(&sim, "A", &[]).await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let a = get(&sim, "A", &[]).await.unwrap();
+    let b = get(&sim, "B", &[]).await.unwrap();
+    eventually("two streams", || sim.active_streams() == 2).await;
+    assert!(sim.close_topic("A"));
+    assert!(!sim.close_topic("nope"));
+    let mut body = a.into_body();
+    let ended = timeout(WAIT, async {
+        while let Some(frame) = body.frame().await {
+            if frame.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "A's body ends after close_topic");
+    eventually("B's stream alone", || sim.active_streams() == 1).await;
+    let (log, dropped) = sim.take_log();
+    assert_eq!(dropped, 0);
+    let seen: Vec<(&str, &str, bool)> = log
+        .iter()
+        .map(|e| (e.topic.as_str(), e.fault, e.ended))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("A", "status", false),
+            ("A", "status", true),
+            ("A", "normal", false),
+            ("B", "normal", false),
+            ("A", "normal", true),
+        ]
+    );
+    assert!(sim.take_log().0.is_empty(), "taken once");
+    drop(b);
     sim.shutdown().await;
 }
 

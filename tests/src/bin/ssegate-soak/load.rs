@@ -1,0 +1,749 @@
+//! The load generators: `ssegate-soak load --role ...`, each role in its own
+//! process (open files are capped per process), over its own 127.x.y.z
+//! source addresses (ephemeral ports are per source address).
+//!
+//! - `churn`: connect, read a few events, disconnect (some abruptly, with a
+//!   TCP reset); some sessions are multi-topic.
+//! - `resume`: read a few events, disconnect, come back with
+//!   `Last-Event-ID`; the next event must follow the last one seen.
+//! - `checker`: long-lived subscribers to every topic that check order and
+//!   gaps, measure latency, and record delivery gaps.
+//! - `slow`: subscribers that stop reading; the gateway's policy must act.
+//!
+//! Each stops when its operation quota is reached or its stdin closes, then
+//! writes a JSON report.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result, bail};
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use sse_parser::{Event, Item, Parser};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpSocket;
+
+/// What a load process is told.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct LoadArgs {
+    /// churn, resume, checker or slow.
+    #[arg(long)]
+    pub(crate) role: String,
+    /// The gateway's stream listener.
+    #[arg(long)]
+    pub(crate) gateway: SocketAddr,
+    /// Source addresses (loopback), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) sources: Vec<IpAddr>,
+    /// The topics, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) topics: Vec<String>,
+    /// Sessions to run (churn, resume); 0: until stdin closes.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) ops: u64,
+    /// Concurrent sessions.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) concurrency: usize,
+    /// Seed of the choices (topics, resets, pauses).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Percent of churn sessions that end with a TCP reset.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) reset_percent: u64,
+    /// How long a slow consumer stops reading, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) stall_ms: u64,
+    /// Where to write the JSON report.
+    #[arg(long)]
+    pub(crate) report: PathBuf,
+}
+
+/// The JSON report of one load process.
+#[derive(Debug, Default, Serialize, serde::Deserialize, Clone)]
+pub(crate) struct Report {
+    pub(crate) role: String,
+    /// Sessions started and completed as intended.
+    pub(crate) sessions: u64,
+    pub(crate) sessions_ok: u64,
+    pub(crate) resets_sent: u64,
+    /// Failures by kind: `status-503`, `connect`, `timeout`, `ended`, ...
+    pub(crate) failures: HashMap<String, u64>,
+    pub(crate) events: u64,
+    pub(crate) quotes: u64,
+    /// Unannounced missing events, duplicates and reorders, malformed quotes.
+    pub(crate) missing: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) malformed: u64,
+    pub(crate) gap_notices: u64,
+    pub(crate) reset_notices: u64,
+    pub(crate) garbage: u64,
+    /// Resumes: total, continued exactly, reset by the gateway.
+    pub(crate) resumes: u64,
+    pub(crate) resumes_exact: u64,
+    pub(crate) resumes_reset: u64,
+    /// Slow consumers: cut by the gateway, and not cut.
+    pub(crate) slow_cut: u64,
+    pub(crate) slow_not_cut: u64,
+    /// Checker reconnections (the gateway ended a long-lived stream).
+    pub(crate) reconnects: u64,
+    /// Live latency (ms): count, mean, p50, p99, max; and events delivered
+    /// late because of an upstream outage (excluded from the latency).
+    pub(crate) latency_count: u64,
+    pub(crate) latency_mean_ms: f64,
+    pub(crate) latency_p50_ms: u64,
+    pub(crate) latency_p99_ms: u64,
+    pub(crate) latency_max_ms: u64,
+    pub(crate) catch_up_events: u64,
+    /// Latency histogram buckets (ms upper bound, count), to merge reports.
+    pub(crate) latency_buckets: Vec<(u64, u64)>,
+    /// Per topic: (from, to) unix ms of each pause in delivery.
+    pub(crate) delivery_gaps: Vec<(String, u64, u64)>,
+    /// Per topic: unix ms of the first and last event seen.
+    pub(crate) first_last: HashMap<String, (u64, u64)>,
+}
+
+/// A pause in a topic's events longer than this is a delivery gap (the
+/// soak feeds 100 events per second per topic).
+const GAP_MS: u64 = 500;
+
+pub(crate) fn now_ms() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX)
+}
+
+/// SplitMix64, for reproducible choices.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % n.max(1)
+    }
+}
+
+/// Per-topic order and delivery checks, shared by every role.
+struct Checks {
+    report: Report,
+    latency: Histogram<u64>,
+    /// Per (stream, topic): each stream is checked on its own.
+    topics: HashMap<(u64, String), TopicCheck>,
+}
+
+#[derive(Default)]
+struct TopicCheck {
+    /// The `n` expected next, if known.
+    next: Option<u64>,
+    last_arrival: u64,
+    /// Events stamped before this were delayed by an outage.
+    catch_up_until: u64,
+}
+
+/// What an event was, for the session logic.
+enum Seen {
+    Quote { topic: String, n: u64 },
+    Reset,
+    Other,
+}
+
+impl Checks {
+    fn new(role: &str) -> Result<Self> {
+        Ok(Self {
+            report: Report {
+                role: role.to_string(),
+                ..Report::default()
+            },
+            latency: Histogram::new_with_bounds(1, 3_600_000, 2)?,
+            topics: HashMap::new(),
+        })
+    }
+
+    fn failure(&mut self, kind: impl Into<String>) {
+        *self.report.failures.entry(kind.into()).or_default() += 1;
+    }
+
+    /// Checks one event; `measure` records latency and delivery gaps
+    /// (long-lived subscribers only: short sessions start mid-stream).
+    /// Forgets a stream's state (its session is over).
+    fn end_stream(&mut self, stream: u64) {
+        self.topics.retain(|(s, _), _| *s != stream);
+    }
+
+    fn event(&mut self, stream: u64, event: &Event, measure: bool) -> Seen {
+        self.report.events += 1;
+        let kind = event.event_type.as_str();
+        let kind = kind.rsplit(':').next().unwrap_or(kind);
+        match kind {
+            "quote" => {}
+            "ssegate-gap" | "ssegate-reset" => {
+                let topic = serde_json::from_str::<serde_json::Value>(event.data.as_str())
+                    .ok()
+                    .and_then(|v| v.get("topic").and_then(|t| t.as_str()).map(str::to_string));
+                if kind == "ssegate-gap" {
+                    self.report.gap_notices += 1;
+                } else {
+                    self.report.reset_notices += 1;
+                }
+                // What comes next on that topic starts a new run.
+                match &topic {
+                    Some(t) => {
+                        if let Some(check) = self.topics.get_mut(&(stream, t.clone())) {
+                            check.next = None;
+                        }
+                    }
+                    None => self
+                        .topics
+                        .iter_mut()
+                        .filter(|((s, _), _)| *s == stream)
+                        .for_each(|(_, c)| c.next = None),
+                }
+                return Seen::Reset;
+            }
+            "garbage" => {
+                self.report.garbage += 1;
+                return Seen::Other;
+            }
+            _ => return Seen::Other,
+        }
+        let Ok(quote) = serde_json::from_str::<serde_json::Value>(event.data.as_str()) else {
+            self.report.malformed += 1;
+            return Seen::Other;
+        };
+        let (Some(topic), Some(n), Some(t)) = (
+            quote.get("s").and_then(|v| v.as_str()),
+            quote.get("n").and_then(serde_json::Value::as_u64),
+            quote.get("t").and_then(serde_json::Value::as_u64),
+        ) else {
+            self.report.malformed += 1;
+            return Seen::Other;
+        };
+        self.report.quotes += 1;
+        let now = now_ms();
+        let check = self.topics.entry((stream, topic.to_string())).or_default();
+        match check.next {
+            Some(expected) if n > expected => self.report.missing += n - expected,
+            Some(expected) if n < expected => self.report.duplicates += 1,
+            _ => {}
+        }
+        check.next = Some(check.next.map_or(n + 1, |e| e.max(n + 1)));
+        if measure {
+            let entry = self
+                .report
+                .first_last
+                .entry(topic.to_string())
+                .or_insert((now, now));
+            entry.1 = now;
+            if check.last_arrival > 0 && now - check.last_arrival.min(now) > GAP_MS {
+                if self.report.delivery_gaps.len() < 100_000 {
+                    self.report
+                        .delivery_gaps
+                        .push((topic.to_string(), check.last_arrival, now));
+                }
+                check.catch_up_until = now.saturating_sub(100);
+            }
+            check.last_arrival = now;
+            if t < check.catch_up_until {
+                self.report.catch_up_events += 1;
+            } else {
+                let _ = self.latency.record(now.saturating_sub(t).max(1));
+            }
+        }
+        Seen::Quote {
+            topic: topic.to_string(),
+            n,
+        }
+    }
+
+    fn finish(mut self) -> Report {
+        let h = &self.latency;
+        self.report.latency_count = h.len();
+        if !h.is_empty() {
+            self.report.latency_mean_ms = h.mean();
+            self.report.latency_p50_ms = h.value_at_quantile(0.5);
+            self.report.latency_p99_ms = h.value_at_quantile(0.99);
+            self.report.latency_max_ms = h.max();
+            self.report.latency_buckets = h
+                .iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                .collect();
+        }
+        self.report
+    }
+}
+
+/// Opens a stream: `GET path` from `source`, with `Last-Event-ID` if given.
+/// `reset`: the socket closes with a TCP reset when dropped.
+async fn open(
+    gateway: SocketAddr,
+    source: IpAddr,
+    path: &str,
+    last_id: Option<&str>,
+    reset: bool,
+) -> Result<hyper::Response<Incoming>, String> {
+    let socket = TcpSocket::new_v4().map_err(|_| "socket".to_string())?;
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .map_err(|_| "bind".to_string())?;
+    let stream = tokio::time::timeout(Duration::from_secs(5), socket.connect(gateway))
+        .await
+        .map_err(|_| "connect-timeout".to_string())?
+        .map_err(|_| "connect".to_string())?;
+    if reset {
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .map_err(|_| "linger".to_string())?;
+    }
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| "handshake".to_string())?;
+    tokio::spawn(conn);
+    let mut request = hyper::Request::get(path)
+        .header(hyper::header::HOST, gateway.to_string())
+        .header(hyper::header::ACCEPT, "text/event-stream");
+    if let Some(id) = last_id {
+        request = request.header("last-event-id", id);
+    }
+    let request = request
+        .body(Empty::<Bytes>::new())
+        .map_err(|_| "request".to_string())?;
+    let response = tokio::time::timeout(Duration::from_secs(5), sender.send_request(request))
+        .await
+        .map_err(|_| "headers-timeout".to_string())?
+        .map_err(|_| "headers".to_string())?;
+    if response.status() != hyper::StatusCode::OK {
+        return Err(format!("status-{}", response.status().as_u16()));
+    }
+    Ok(response)
+}
+
+/// Reads SSE items from a response body.
+struct Stream {
+    body: Incoming,
+    parser: Parser,
+}
+
+impl Stream {
+    fn new(response: hyper::Response<Incoming>) -> Self {
+        Self {
+            body: response.into_body(),
+            parser: Parser::new(),
+        }
+    }
+
+    /// The next event; `Ok(None)` when the stream ended.
+    async fn next_event(&mut self) -> Result<Option<Event>, String> {
+        loop {
+            match self.parser.next_item() {
+                Ok(Some(Item::Event(event))) => return Ok(Some(event)),
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(_) => return Err("parse".to_string()),
+            }
+            match self.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.parser.feed(data);
+                    }
+                }
+                Some(Err(_)) => return Err("body".to_string()),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    fn last_id(&self) -> String {
+        self.parser.last_event_id().as_str().to_string()
+    }
+}
+
+/// Runs one load process to the end and writes its report.
+pub(crate) fn main(args: LoadArgs) -> Result<()> {
+    if args.sources.is_empty() || args.topics.is_empty() {
+        bail!("--sources and --topics must not be empty");
+    }
+    if let Some(bad) = args.sources.iter().find(|ip| !ip.is_loopback()) {
+        bail!("source {bad} is not a loopback address");
+    }
+    if !args.gateway.ip().is_loopback() {
+        bail!("the gateway {} is not on loopback", args.gateway);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let report = runtime.block_on(run(args.clone()));
+    // The stdin reader sits on a blocking thread: do not wait for it.
+    runtime.shutdown_background();
+    let report = report?;
+    let text = serde_json::to_vec_pretty(&report)?;
+    std::fs::write(&args.report, text)
+        .with_context(|| format!("writing {}", args.report.display()))?;
+    Ok(())
+}
+
+struct Ctx {
+    args: LoadArgs,
+    stop: AtomicBool,
+    started: AtomicU64,
+    checks: Mutex<Option<Checks>>,
+}
+
+impl Ctx {
+    /// Claims the next session, or `None` when done.
+    fn next_session(&self) -> Option<u64> {
+        if self.stop.load(Ordering::SeqCst) {
+            return None;
+        }
+        let k = self.started.fetch_add(1, Ordering::SeqCst);
+        if self.args.ops > 0 && k >= self.args.ops {
+            self.stop.store(true, Ordering::SeqCst);
+            return None;
+        }
+        Some(k)
+    }
+
+    fn source(&self, k: u64) -> IpAddr {
+        let n = self.args.sources.len() as u64;
+        self.args.sources[usize::try_from(k % n).unwrap_or(0)]
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Checks) -> R) -> Option<R> {
+        crate::harness::lock(&self.checks).as_mut().map(f)
+    }
+}
+
+async fn run(args: LoadArgs) -> Result<Report> {
+    let ctx = Arc::new(Ctx {
+        checks: Mutex::new(Some(Checks::new(&args.role)?)),
+        args,
+        stop: AtomicBool::new(false),
+        started: AtomicU64::new(0),
+    });
+    // Stdin closing (the harness's signal) stops every worker.
+    let watcher = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let mut stdin = tokio::io::stdin();
+            let mut buf = [0u8; 64];
+            while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+            ctx.stop.store(true, Ordering::SeqCst);
+        })
+    };
+    let role = ctx.args.role.clone();
+    let workers = match role.as_str() {
+        "checker" => ctx.args.topics.len() + 2,
+        "churn" | "resume" | "slow" => ctx.args.concurrency.max(1),
+        other => bail!("unknown role {other:?}: churn, resume, checker or slow"),
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..workers {
+        let ctx = ctx.clone();
+        let role = role.clone();
+        tasks.spawn(async move {
+            let mut rng = Rng(ctx.args.seed ^ (worker as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+            match role.as_str() {
+                "churn" => churn(&ctx, &mut rng).await,
+                "resume" => resume(&ctx, &mut rng).await,
+                "checker" => checker(&ctx, worker).await,
+                _ => slow(&ctx).await,
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    watcher.abort();
+    let checks = crate::harness::lock(&ctx.checks).take();
+    Ok(checks.map(Checks::finish).unwrap_or_default())
+}
+
+/// Reads events until `want` quotes, the end, or a timeout.
+async fn read_quotes(
+    ctx: &Ctx,
+    id: u64,
+    stream: &mut Stream,
+    want: u64,
+    deadline: Duration,
+    mut on_quote: impl FnMut(&str, u64),
+) -> Result<(), String> {
+    let mut got = 0;
+    let read = async {
+        while got < want {
+            let Some(event) = stream.next_event().await? else {
+                return Err("ended".to_string());
+            };
+            if let Some(Seen::Quote { topic, n }) = ctx.with(|c| c.event(id, &event, false)) {
+                on_quote(&topic, n);
+                got += 1;
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(deadline, read)
+        .await
+        .map_err(|_| "timeout".to_string())?
+}
+
+async fn churn(ctx: &Ctx, rng: &mut Rng) {
+    let topics = &ctx.args.topics;
+    while let Some(k) = ctx.next_session() {
+        let reset = rng.below(100) < ctx.args.reset_percent;
+        let path = if rng.below(100) < 20 {
+            // Multi-topic: two or three topics on one stream.
+            // Two or three distinct topics on one stream.
+            let n = (2 + rng.below(2)).min(topics.len() as u64);
+            let start = rng.below(topics.len() as u64);
+            let chosen: Vec<String> = (0..n)
+                .map(|i| {
+                    let index = usize::try_from((start + i * 7) % topics.len() as u64).unwrap_or(0);
+                    format!("topic={}", topics[index])
+                })
+                .collect();
+            format!("/v1/stream?{}", chosen.join("&"))
+        } else {
+            let t = &topics[usize::try_from(rng.below(topics.len() as u64)).unwrap_or(0)];
+            format!("/v1/stream/{t}")
+        };
+        let outcome = match open(ctx.args.gateway, ctx.source(k), &path, None, reset).await {
+            Ok(response) => {
+                let mut stream = Stream::new(response);
+                let want = 1 + rng.below(4);
+                let outcome =
+                    read_quotes(ctx, k, &mut stream, want, Duration::from_secs(5), |_, _| {}).await;
+                ctx.with(|c| c.end_stream(k));
+                outcome
+            }
+            Err(e) => Err(e),
+        };
+        ctx.with(|c| {
+            c.report.sessions += 1;
+            c.report.resets_sent += u64::from(reset);
+            match outcome {
+                Ok(()) => c.report.sessions_ok += 1,
+                Err(e) => c.failure(e),
+            }
+        });
+    }
+}
+
+async fn resume(ctx: &Ctx, rng: &mut Rng) {
+    let topics = &ctx.args.topics;
+    // A chain: a fresh session, then up to three resumes of it.
+    let mut chain: Option<(String, String, u64)> = None; // (topic, id, last n)
+    while let Some(k) = ctx.next_session() {
+        let (topic, last_id, last_n) = match chain.take() {
+            Some((t, id, n)) => (t, Some(id), Some(n)),
+            None => (
+                topics[usize::try_from(rng.below(topics.len() as u64)).unwrap_or(0)].clone(),
+                None,
+                None,
+            ),
+        };
+        let path = format!("/v1/stream/{topic}");
+        let mut first: Option<u64> = None;
+        let mut reset_seen = false;
+        let mut last = last_n.unwrap_or(0);
+        let outcome = match open(
+            ctx.args.gateway,
+            ctx.source(k),
+            &path,
+            last_id.as_deref(),
+            false,
+        )
+        .await
+        {
+            Ok(response) => {
+                let mut stream = Stream::new(response);
+                let want = 1 + rng.below(5);
+                let read = async {
+                    let mut got = 0;
+                    while got < want {
+                        let Some(event) = stream.next_event().await? else {
+                            return Err("ended".to_string());
+                        };
+                        match ctx.with(|c| c.event(k, &event, false)) {
+                            Some(Seen::Quote { n, .. }) => {
+                                first.get_or_insert(n);
+                                last = n;
+                                got += 1;
+                            }
+                            Some(Seen::Reset) => reset_seen = true,
+                            _ => {}
+                        }
+                    }
+                    Ok(())
+                };
+                let outcome = tokio::time::timeout(Duration::from_secs(5), read)
+                    .await
+                    .map_err(|_| "timeout".to_string())
+                    .and_then(|r| r);
+                ctx.with(|c| c.end_stream(k));
+                if outcome.is_ok() && rng.below(4) != 0 {
+                    chain = Some((topic.clone(), stream.last_id(), last));
+                }
+                outcome
+            }
+            Err(e) => Err(e),
+        };
+        ctx.with(|c| {
+            c.report.sessions += 1;
+            if let Some(previous) = last_n {
+                c.report.resumes += 1;
+                if reset_seen {
+                    c.report.resumes_reset += 1;
+                } else if first == Some(previous + 1) {
+                    c.report.resumes_exact += 1;
+                } else if let Some(f) = first {
+                    // The session checks only within itself: account the
+                    // break at the resume here.
+                    if f > previous + 1 {
+                        c.report.missing += f - previous - 1;
+                    } else {
+                        c.report.duplicates += 1;
+                    }
+                }
+            }
+            match outcome {
+                Ok(()) => c.report.sessions_ok += 1,
+                Err(e) => c.failure(e),
+            }
+        });
+        // A short absence before coming back.
+        tokio::time::sleep(Duration::from_millis(rng.below(100))).await;
+    }
+}
+
+/// One long-lived subscriber: worker `w` < topics holds topic `w`; the last
+/// two hold half the topics each on one multi-topic stream.
+async fn checker(ctx: &Ctx, w: usize) {
+    let topics = &ctx.args.topics;
+    let path = if w < topics.len() {
+        format!("/v1/stream/{}", topics[w])
+    } else {
+        let half = topics.len().div_ceil(2);
+        let part: Vec<&String> = if w == topics.len() {
+            topics.iter().take(half).collect()
+        } else {
+            topics.iter().skip(half).collect()
+        };
+        let query: Vec<String> = part.iter().map(|t| format!("topic={t}")).collect();
+        format!("/v1/stream?{}", query.join("&"))
+    };
+    let source = ctx.source(w as u64);
+    let mut last_id: Option<String> = None;
+    let mut first = true;
+    while !ctx.stop.load(Ordering::SeqCst) {
+        if !first {
+            ctx.with(|c| c.report.reconnects += 1);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        first = false;
+        let response = match open(ctx.args.gateway, source, &path, last_id.as_deref(), false).await
+        {
+            Ok(response) => response,
+            Err(e) => {
+                ctx.with(|c| c.failure(e));
+                continue;
+            }
+        };
+        ctx.with(|c| c.report.sessions += 1);
+        let mut stream = Stream::new(response);
+        loop {
+            let next = tokio::select! {
+                next = stream.next_event() => next,
+                () = wait_stop(ctx) => {
+                    ctx.with(|c| c.report.sessions_ok += 1);
+                    return;
+                }
+            };
+            match next {
+                Ok(Some(event)) => {
+                    ctx.with(|c| c.event(w as u64 | 1 << 63, &event, true));
+                    last_id = Some(stream.last_id());
+                }
+                Ok(None) => {
+                    ctx.with(|c| c.failure("ended"));
+                    break;
+                }
+                Err(e) => {
+                    ctx.with(|c| c.failure(e));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn wait_stop(ctx: &Ctx) {
+    while !ctx.stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn slow(ctx: &Ctx) {
+    let topics = &ctx.args.topics;
+    while let Some(k) = ctx.next_session() {
+        // Many topics on one stream: the queue fills fast. Even sessions
+        // take topics from the fourth on (the `disconnect` policy: the
+        // gateway must cut them); odd ones start at the first (the
+        // soak's drop-oldest and conflate topics: they are kept).
+        let (first, count) = if k % 2 == 0 {
+            (3.min(topics.len() - 1), 12)
+        } else {
+            (0, 8)
+        };
+        let query: Vec<String> = topics
+            .iter()
+            .skip(first)
+            .take(count)
+            .map(|t| format!("topic={t}"))
+            .collect();
+        let path = format!("/v1/stream?{}", query.join("&"));
+        let response = match open(ctx.args.gateway, ctx.source(k), &path, None, false).await {
+            Ok(response) => response,
+            Err(e) => {
+                ctx.with(|c| c.failure(e));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        ctx.with(|c| c.report.sessions += 1);
+        // Stop reading (the body is not polled, so nothing is read).
+        let stall = Duration::from_millis(ctx.args.stall_ms);
+        tokio::select! {
+            () = tokio::time::sleep(stall) => {}
+            () = wait_stop(ctx) => {}
+        }
+        // Then read on: a stream the gateway cut ends within a few seconds.
+        let mut body = response.into_body();
+        let drained = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(frame) = body.frame().await {
+                if frame.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        ctx.with(|c| {
+            if drained.is_ok() {
+                c.report.slow_cut += 1;
+                c.report.sessions_ok += 1;
+            } else {
+                c.report.slow_not_cut += 1;
+            }
+        });
+    }
+}

@@ -1,0 +1,300 @@
+//! What a soak run does: its mode, the production rates it stands for, the
+//! time scale, the load per round, and the gateway's configuration.
+
+use std::time::Duration;
+
+/// Production rates assumed for "72 production hours" (stated in the
+/// verdict and the README): a gateway relaying 20 market symbols.
+pub(crate) mod production {
+    /// Seconds in 72 hours.
+    pub(crate) const SECONDS: f64 = 72.0 * 3600.0;
+    /// Client subscriptions (connect, read, disconnect) per second.
+    pub(crate) const SESSIONS_PER_SEC: f64 = 1.0;
+    /// Clients coming back with `Last-Event-ID` per second.
+    pub(crate) const RESUMES_PER_SEC: f64 = 0.1;
+    /// Upstream events per second (20 symbols, 1 event/s each).
+    pub(crate) const EVENTS_PER_SEC: f64 = 20.0;
+    /// Upstream connections opened per hour (20 symbols, each reconnecting
+    /// about once an hour: faults, upstream deploys, rotation).
+    pub(crate) const UPSTREAM_CONNECTS_PER_HOUR: f64 = 20.0;
+    /// The heap growth allowed over 72 production hours.
+    pub(crate) const BUDGET_BYTES: f64 = 8.0 * 1024.0 * 1024.0;
+}
+
+/// Modes of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// At most 10 minutes, at least 10 % of the 72-hour counts.
+    Ci,
+    /// The whole 72-hour counts, about an hour.
+    Full,
+    /// Real time (scale 1) for this long.
+    Wall(Duration),
+    /// A short run for the leak-injection check.
+    Quick,
+}
+
+/// A run's plan.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub(crate) mode: Mode,
+    /// Gateway durations are divided by this (with floors, see
+    /// [`Plan::scaled`]).
+    pub(crate) time_scale: f64,
+    /// Measured rounds after the warm-up round.
+    pub(crate) rounds: usize,
+    /// Churn sessions per round (split over the churn processes).
+    pub(crate) sessions_per_round: u64,
+    pub(crate) resumes_per_round: u64,
+    /// A round lasts at least this long (the checkers hold every topic
+    /// meanwhile, so upstream events accrue) ...
+    pub(crate) round_min: Duration,
+    /// ... and ends at its quotas or after this long.
+    pub(crate) round_limit: Duration,
+    pub(crate) churn_processes: usize,
+    pub(crate) churn_concurrency: usize,
+    pub(crate) slow_concurrency: usize,
+    pub(crate) topics: usize,
+    /// Upstream events per second per topic.
+    pub(crate) rate: f64,
+    /// Mean time between injected faults.
+    pub(crate) chaos_every: Duration,
+    /// The share of the 72-hour counts that must be reached.
+    pub(crate) min_fraction: f64,
+    pub(crate) seed: u64,
+}
+
+impl Plan {
+    pub(crate) fn new(mode: Mode, seed: u64) -> Self {
+        let base = Self {
+            mode,
+            time_scale: 720.0,
+            rounds: 10,
+            sessions_per_round: 3_000,
+            resumes_per_round: 400,
+            round_min: Duration::from_secs(25),
+            round_limit: Duration::from_secs(60),
+            churn_processes: 2,
+            churn_concurrency: 8,
+            slow_concurrency: 6,
+            topics: 20,
+            rate: 100.0,
+            chaos_every: Duration::from_millis(1500),
+            min_fraction: 0.10,
+            seed,
+        };
+        match mode {
+            Mode::Ci => base,
+            Mode::Quick => Self {
+                rounds: 3,
+                sessions_per_round: 1_500,
+                resumes_per_round: 100,
+                round_min: Duration::from_secs(18),
+                min_fraction: 0.0,
+                ..base
+            },
+            Mode::Full => Self {
+                time_scale: 72.0,
+                rounds: 20,
+                sessions_per_round: 14_000,
+                resumes_per_round: 1_400,
+                round_min: Duration::from_secs(170),
+                round_limit: Duration::from_secs(300),
+                chaos_every: Duration::from_secs(3),
+                min_fraction: 1.0,
+                ..base
+            },
+            Mode::Wall(total) => {
+                let rounds = usize::try_from((total.as_secs() / 900).max(2)).unwrap_or(2);
+                Self {
+                    time_scale: 1.0,
+                    rounds,
+                    // Time-boxed rounds at a production-like pace.
+                    sessions_per_round: 0,
+                    resumes_per_round: 0,
+                    round_min: total / u32::try_from(rounds + 1).unwrap_or(1),
+                    round_limit: total / u32::try_from(rounds + 1).unwrap_or(1),
+                    churn_processes: 1,
+                    churn_concurrency: 1,
+                    slow_concurrency: 1,
+                    rate: 5.0,
+                    chaos_every: Duration::from_secs(60),
+                    min_fraction: 0.0,
+                    ..base
+                }
+            }
+        }
+    }
+
+    /// `default` divided by the time scale, never below `floor` (timers
+    /// much shorter than the machine's scheduling noise would measure the
+    /// machine, not the gateway).
+    pub(crate) fn scaled(&self, default: Duration, floor: Duration) -> Duration {
+        default.div_f64(self.time_scale).max(floor.min(default))
+    }
+
+    pub(crate) fn topic_names(&self) -> Vec<String> {
+        (0..self.topics).map(|i| format!("T{i:02}")).collect()
+    }
+
+    /// The gateway's config for this run (TOML).
+    pub(crate) fn gateway_config(&self, sim: &str, listen: &str, admin: &str) -> String {
+        let d = |default: u64, floor_ms: u64| {
+            let scaled = self.scaled(
+                Duration::from_secs(default),
+                Duration::from_millis(floor_ms),
+            );
+            format!("\"{}ms\"", scaled.as_millis().max(1))
+        };
+        format!(
+            r#"# Written by ssegate-soak: the defaults, durations divided by the time
+# scale ({scale}) with floors; a quarter of the default queue bytes.
+[upstream]
+url_template = "{sim}/v1/quotes/{{topic}}/stream"
+max_streams = 50
+idle_linger = {linger}
+connect_timeout = {connect}
+first_byte_timeout = {first_byte}
+idle_timeout = {idle}
+event_assembly_timeout = {assembly}
+backoff_initial = {backoff_initial}
+backoff_max = {backoff_max}
+backoff_max_rate_limited = {backoff_limited}
+backoff_max_auth = {backoff_limited}
+backoff_reset_after = {reset_after}
+reconnect_spread = {spread}
+retry_after_max = {retry_after_max}
+max_age = {max_age}
+rotation_handover_timeout = {handover}
+max_line_bytes = 262144
+max_event_bytes = 1048576
+
+[upstream.attempts]
+# A rate is one over a duration: scaled like the backoff it paces.
+per_second = {attempts_per_second}
+
+[bridge]
+listen = "{listen}"
+admin_listen = "{admin}"
+heartbeat = {heartbeat}
+write_timeout = {write_timeout}
+queue_events = 1024
+queue_bytes = 262144
+replay_age = {replay_age}
+max_subscribers = 10000
+max_per_ip = 2000
+new_streams_per_sec = 5000
+drain_spread = {drain_spread}
+drain_deadline = {drain_deadline}
+debug_vars = true
+
+[bridge.policies]
+T00 = "drop-oldest"
+T01 = "drop-oldest"
+T02 = "conflate"
+
+[log]
+level = "info"
+"#,
+            scale = self.time_scale,
+            linger = d(300, 250),
+            connect = d(5, 1000),
+            first_byte = d(30, 2000),
+            idle = d(90, 2000),
+            assembly = d(30, 2000),
+            backoff_initial = d(1, 50),
+            backoff_max = d(30, 1000),
+            backoff_limited = d(300, 2000),
+            reset_after = d(60, 2000),
+            spread = d(3, 100),
+            retry_after_max = d(600, 1000),
+            attempts_per_second = 10.0 * self.backoff_scale(),
+            max_age = d(12 * 3600, 30_000),
+            handover = d(30, 2000),
+            heartbeat = d(15, 500),
+            write_timeout = d(60, 2000),
+            replay_age = d(300, 5000),
+            drain_spread = d(10, 1000),
+            drain_deadline = d(20, 3000),
+        )
+    }
+
+    /// How much faster the backoff runs than in production (its initial
+    /// delay's ratio, floors included).
+    pub(crate) fn backoff_scale(&self) -> f64 {
+        let initial = self.scaled(Duration::from_secs(1), Duration::from_millis(50));
+        1.0 / initial.as_secs_f64()
+    }
+
+    /// The sim's heartbeat: a third of the gateway's idle timeout.
+    pub(crate) fn sim_heartbeat(&self) -> Duration {
+        self.scaled(Duration::from_secs(90), Duration::from_millis(2000)) / 3
+    }
+
+    /// The gateway's drain deadline, as configured.
+    pub(crate) fn drain_deadline(&self) -> Duration {
+        self.scaled(Duration::from_secs(20), Duration::from_millis(3000))
+    }
+
+    /// The idle linger, as configured.
+    pub(crate) fn linger(&self) -> Duration {
+        self.scaled(Duration::from_secs(300), Duration::from_millis(250))
+    }
+
+    /// The 72-hour production counts.
+    pub(crate) fn production_counts() -> [(&'static str, f64); 4] {
+        use production::*;
+        [
+            ("client sessions", SESSIONS_PER_SEC * SECONDS),
+            ("resumes", RESUMES_PER_SEC * SECONDS),
+            ("upstream events", EVENTS_PER_SEC * SECONDS),
+            ("upstream connections", UPSTREAM_CONNECTS_PER_HOUR * 72.0),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaling_divides_and_respects_floors() {
+        let plan = Plan::new(Mode::Ci, 1);
+        assert_eq!(
+            plan.scaled(Duration::from_secs(12 * 3600), Duration::from_secs(30)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            plan.scaled(Duration::from_secs(15), Duration::from_millis(500)),
+            Duration::from_millis(500)
+        );
+        let wall = Plan::new(Mode::Wall(Duration::from_secs(3600)), 1);
+        assert_eq!(
+            wall.scaled(Duration::from_secs(90), Duration::from_secs(2)),
+            Duration::from_secs(90)
+        );
+    }
+
+    #[test]
+    fn the_ci_plan_reaches_a_tenth_of_the_production_counts() {
+        let plan = Plan::new(Mode::Ci, 1);
+        let sessions = plan.sessions_per_round * plan.rounds as u64;
+        let resumes = plan.resumes_per_round * plan.rounds as u64;
+        let [(_, s72), (_, r72), ..] = Plan::production_counts();
+        assert!(sessions as f64 >= 0.1 * s72, "{sessions} < 10 % of {s72}");
+        assert!(resumes as f64 >= 0.1 * r72, "{resumes} < 10 % of {r72}");
+    }
+
+    #[test]
+    fn the_config_is_valid_toml_with_scaled_durations() {
+        let plan = Plan::new(Mode::Ci, 1);
+        let text = plan.gateway_config("http://127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3");
+        let value: toml::Value = toml::from_str(&text).unwrap();
+        assert_eq!(value["upstream"]["max_age"].as_str(), Some("60000ms"));
+        assert_eq!(value["upstream"]["idle_linger"].as_str(), Some("416ms"));
+        assert_eq!(
+            value["bridge"]["policies"]["T02"].as_str(),
+            Some("conflate")
+        );
+    }
+}
