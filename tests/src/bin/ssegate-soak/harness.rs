@@ -559,6 +559,7 @@ struct Spawn<'a> {
     sources: Vec<IpAddr>,
     ops: u64,
     concurrency: usize,
+    pause: Duration,
 }
 
 /// Spawns one load process; its report and stderr go to `dir`.
@@ -591,6 +592,8 @@ fn spawn_load(
             &seed.to_string(),
             "--stall-ms",
             "15000",
+            "--pause-ms",
+            &spawn.pause.as_millis().to_string(),
             "--report",
         ])
         .arg(report)
@@ -635,6 +638,11 @@ fn run_round(
         sources,
         ops,
         concurrency,
+        pause: if role == "resume" {
+            plan.session_pause * 10
+        } else {
+            plan.session_pause
+        },
     };
     add(
         &mut holders,

@@ -58,6 +58,10 @@ pub(crate) struct LoadArgs {
     /// Percent of churn sessions that end with a TCP reset.
     #[arg(long, default_value_t = 20)]
     pub(crate) reset_percent: u64,
+    /// A pause between sessions (churn, resume), in milliseconds: 0 runs
+    /// them back to back; `--wall` paces them like production.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) pause_ms: u64,
     /// How long a slow consumer stops reading, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     pub(crate) stall_ms: u64,
@@ -528,6 +532,7 @@ async fn churn(ctx: &Ctx, rng: &mut Rng) {
             }
             Err(e) => Err(e),
         };
+        pause(ctx).await;
         ctx.with(|c| {
             c.report.sessions += 1;
             c.report.resets_sent += u64::from(reset);
@@ -623,6 +628,7 @@ async fn resume(ctx: &Ctx, rng: &mut Rng) {
         });
         // A short absence before coming back.
         tokio::time::sleep(Duration::from_millis(rng.below(100))).await;
+        pause(ctx).await;
     }
 }
 
@@ -683,6 +689,16 @@ async fn checker(ctx: &Ctx, w: usize) {
                     break;
                 }
             }
+        }
+    }
+}
+
+/// The configured pause between sessions, cut short by a stop.
+async fn pause(ctx: &Ctx) {
+    if ctx.args.pause_ms > 0 {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(ctx.args.pause_ms)) => {}
+            () = wait_stop(ctx) => {}
         }
     }
 }

@@ -51,6 +51,9 @@ pub(crate) struct Plan {
     pub(crate) round_min: Duration,
     /// ... and ends at its quotas or after this long.
     pub(crate) round_limit: Duration,
+    /// A pause between a churn worker's sessions (resumers pause ten
+    /// times as long): zero except at production pace (`--wall`).
+    pub(crate) session_pause: Duration,
     pub(crate) churn_processes: usize,
     pub(crate) churn_concurrency: usize,
     pub(crate) slow_concurrency: usize,
@@ -74,6 +77,7 @@ impl Plan {
             resumes_per_round: 400,
             round_min: Duration::from_secs(25),
             round_limit: Duration::from_secs(60),
+            session_pause: Duration::ZERO,
             churn_processes: 2,
             churn_concurrency: 8,
             slow_concurrency: 6,
@@ -114,6 +118,8 @@ impl Plan {
                     resumes_per_round: 0,
                     round_min: total / u32::try_from(rounds + 1).unwrap_or(1),
                     round_limit: total / u32::try_from(rounds + 1).unwrap_or(1),
+                    // One subscription a second, a resume every ten.
+                    session_pause: Duration::from_secs(1),
                     churn_processes: 1,
                     churn_concurrency: 1,
                     slow_concurrency: 1,
