@@ -33,7 +33,7 @@ pub(crate) struct SoakArgs {
     /// Overrides the mode's time scale.
     #[arg(long)]
     pub(crate) time_scale: Option<f64>,
-    /// Output directory (default: target/soak/<timestamp>).
+    /// Output directory (default: `target/soak/<timestamp>`).
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
 }

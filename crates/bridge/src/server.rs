@@ -693,6 +693,7 @@ fn debug_vars<C: Connector>(shared: &Shared<C>) -> serde_json::Value {
             "attempts": counts.attempts,
             "connections_opened": counts.connections_opened,
             "events": counts.events,
+            "rotations": counts.rotations,
         },
         "hub": shared.hub.stats(),
         "upstream": {
@@ -734,6 +735,7 @@ fn streams_json<C: Connector>(shared: &Shared<C>) -> serde_json::Value {
                 "lingering": info.lingering,
                 "attempts": s.attempts,
                 "connections_opened": s.opened,
+                "rotations": s.rotations,
                 "events": s.events,
                 "bytes": s.bytes,
                 "last_event_id": s.last_event_id,

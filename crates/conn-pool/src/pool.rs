@@ -161,6 +161,8 @@ pub struct PoolCounts {
     pub connections_opened: u64,
     /// Events received from upstreams, over the pool's life.
     pub events: u64,
+    /// Rotations completed, over the pool's life.
+    pub rotations: u64,
 }
 
 /// A shared pool of upstream streams. Cheap to clone.
@@ -185,9 +187,26 @@ struct Inner<C> {
     slot_freed: tokio::sync::Notify,
     /// Subscriptions waiting for a slot.
     pending: std::sync::atomic::AtomicUsize,
-    /// The counters of streams already removed: attempts, connections
-    /// opened, events.
-    retired: Mutex<(u64, u64, u64)>,
+    /// The counters of streams already removed.
+    retired: Mutex<Retired>,
+}
+
+/// The lifetime counters of streams already removed from the pool.
+#[derive(Debug, Default, Clone, Copy)]
+struct Retired {
+    attempts: u64,
+    opened: u64,
+    events: u64,
+    rotations: u64,
+}
+
+impl Retired {
+    fn add(&mut self, s: &StreamState) {
+        self.attempts += s.attempts;
+        self.opened += s.opened;
+        self.events += s.events;
+        self.rotations += s.rotations;
+    }
 }
 
 /// What the pool keeps per topic.
@@ -259,7 +278,7 @@ impl<C: Connector> Pool<C> {
                 runtime: tokio::runtime::Handle::current(),
                 slot_freed: tokio::sync::Notify::new(),
                 pending: std::sync::atomic::AtomicUsize::new(0),
-                retired: Mutex::new((0, 0, 0)),
+                retired: Mutex::new(Retired::default()),
             }),
         })
     }
@@ -463,21 +482,19 @@ impl<C: Connector> Pool<C> {
     pub fn counts(&self) -> PoolCounts {
         let state = self.inner.state.lock();
         let (created, removed) = state.lifetime();
-        let (mut attempts, mut connections_opened, mut events) = *self.inner.retired.lock();
+        let mut total = *self.inner.retired.lock();
         for (_, slot) in state.iter() {
-            let s = slot.value.handle.state();
-            attempts += s.attempts;
-            connections_opened += s.opened;
-            events += s.events;
+            total.add(&slot.value.handle.state());
         }
         PoolCounts {
             streams: state.len(),
             subscribers: state.subscribers(),
             created,
             removed,
-            attempts,
-            connections_opened,
-            events,
+            attempts: total.attempts,
+            connections_opened: total.opened,
+            events: total.events,
+            rotations: total.rotations,
         }
     }
 
@@ -573,11 +590,7 @@ impl<C: Connector> Inner<C> {
     /// Keeps a removed stream's counters in the pool's lifetime totals
     /// (read as it stops: a connection it was still opening is not counted).
     fn retire(&self, entry: &Entry) {
-        let s = entry.handle.state();
-        let mut retired = self.retired.lock();
-        retired.0 += s.attempts;
-        retired.1 += s.opened;
-        retired.2 += s.events;
+        self.retired.lock().add(&entry.handle.state());
     }
 }
 

@@ -89,8 +89,10 @@ pub struct StreamState {
     pub since: tokio::time::Instant,
     /// Connection attempts so far.
     pub attempts: u64,
-    /// Connections opened (200, event stream) so far.
+    /// Connections opened (200, event stream) so far, rotations included.
     pub opened: u64,
+    /// Rotations completed (a new connection took over) so far.
+    pub rotations: u64,
     /// Events delivered so far.
     pub events: u64,
     /// Body bytes received so far.
@@ -217,6 +219,7 @@ pub fn spawn_stream<C: Connector>(
         since: tokio::time::Instant::now(),
         attempts: 0,
         opened: 0,
+        rotations: 0,
         events: 0,
         bytes: 0,
         last_event_id: config.last_event_id.clone().unwrap_or_default(),
@@ -381,9 +384,9 @@ impl<C: Connector> Driver<C> {
                         s.phase = to;
                         s.reason = reason;
                         s.since = tokio::time::Instant::now();
-                        s.opened += u64::from(
-                            reason == Reason::Opened || matches!(reason, Reason::Rotated(_)),
-                        );
+                        let rotated = matches!(reason, Reason::Rotated(_));
+                        s.opened += u64::from(reason == Reason::Opened || rotated);
+                        s.rotations += u64::from(rotated);
                     });
                     let _ = self.items.send(StreamItem::Status(Status {
                         phase: to,

@@ -74,7 +74,7 @@ struct RunArgs {
     /// program).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
-    /// The output directory (default: target/soak/<timestamp>).
+    /// The output directory (default: `target/soak/<timestamp>`).
     #[arg(long)]
     out: Option<PathBuf>,
 }

@@ -616,10 +616,33 @@ pub(crate) fn judge(plan: &Plan, record: &Record, leak_injected: bool) -> Verdic
             ),
         ));
         figures.push(figure(
-            "upstream connection attempts",
-            last.vars.upstream_attempts.to_string(),
+            "upstream connection attempts / opened / rotations",
+            format!(
+                "{} / {} / {}",
+                last.vars.upstream_attempts,
+                last.vars.upstream_connections_opened,
+                last.vars.upstream_rotations
+            ),
+        ));
+        // RSS is not a gate (allocators keep pages) but must plateau: its
+        // value at each quiet checkpoint.
+        let rss: Vec<String> = record
+            .checkpoints
+            .iter()
+            .map(|c| format!("{:.1}", c.vars.rss_bytes as f64 / 1_048_576.0))
+            .collect();
+        figures.push(figure(
+            "gateway RSS at the checkpoints (MiB)",
+            rss.join(" "),
         ));
     }
+    figures.push(figure(
+        "operations between checkpoints",
+        format!(
+            "{} client sessions and {} resumes per round",
+            plan.sessions_per_round, plan.resumes_per_round
+        ),
+    ));
     figures.push(figure(
         "run",
         format!(
