@@ -101,7 +101,14 @@ fn run(mut cmd: Command) -> Result<()> {
         .get_args()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let shown = format!("cargo {}", args.join(" "));
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    // `cargo` for cargo (whatever CARGO points at), the program otherwise.
+    let program = if program.ends_with("cargo") {
+        "cargo".to_string()
+    } else {
+        program
+    };
+    let shown = format!("{program} {}", args.join(" "));
     println!("\n$ {shown}");
     let status = cmd
         .status()
@@ -192,6 +199,16 @@ fn ci(root: &Path, keep_going: bool) -> Result<()> {
             ]))
         }),
         step("tidy", move || tidy::check(&root)),
+        step("alert rules", || {
+            // Syntax, then the unit tests of every alert (promtool comes
+            // with Debian's prometheus package; .ci/run installs it).
+            let mut check = Command::new("promtool");
+            check.args(["check", "rules", "deploy/prometheus/alerts.yml"]);
+            run(check)?;
+            let mut test = Command::new("promtool");
+            test.args(["test", "rules", "deploy/prometheus/alerts_test.yml"]);
+            run(test)
+        }),
         step("bench smoke", || {
             // Runs every benchmark once on small inputs: the peers' event
             // counts are checked, nothing is timed.

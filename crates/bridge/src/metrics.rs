@@ -29,6 +29,24 @@ pub const RESETS: &str = "ssegate_bridge_resets_total";
 pub const HEARTBEATS: &str = "ssegate_bridge_heartbeats_total";
 /// Gauge: topics with at least one subscriber.
 pub const TOPICS: &str = "ssegate_bridge_topics";
+/// Gauge: the process's resident memory, bytes.
+pub const PROCESS_RSS: &str = "ssegate_process_resident_memory_bytes";
+/// Gauge: the process's open file descriptors.
+pub const PROCESS_FDS: &str = "ssegate_process_open_fds";
+/// Gauge: the process's limit on open file descriptors.
+pub const PROCESS_MAX_FDS: &str = "ssegate_process_max_fds";
+/// Gauge: tokio tasks alive.
+pub const RUNTIME_TASKS: &str = "ssegate_runtime_tasks";
+
+/// Refusal reasons (the `reason` label of [`REFUSED`]).
+const REFUSALS: [&str; 6] = [
+    "max_subscribers",
+    "max_per_ip",
+    "rate",
+    "draining",
+    "too_many_topics",
+    "invalid_topic",
+];
 
 /// Registers the descriptions with the installed recorder.
 pub fn describe_metrics() {
@@ -58,7 +76,38 @@ pub fn describe_metrics() {
         "Resume positions that could not be honoured."
     );
     describe_counter!(HEARTBEATS, Unit::Count, "Heartbeat comments written.");
+    describe_gauge!(PROCESS_RSS, Unit::Bytes, "Resident memory of the process.");
+    describe_gauge!(PROCESS_FDS, Unit::Count, "Open file descriptors.");
+    describe_gauge!(
+        PROCESS_MAX_FDS,
+        Unit::Count,
+        "The open file descriptor limit."
+    );
+    describe_gauge!(RUNTIME_TASKS, Unit::Count, "Tokio tasks alive.");
+    // Every series exists from the start, at zero: an absent series makes
+    // `rate()` empty, and an alert on it silent.
+    for name in [
+        OPENED, SENT, SENT_BYTES, FANOUT, REPLAYED, RESETS, HEARTBEATS,
+    ] {
+        counter!(name).increment(0);
+    }
+    for reason in REFUSALS {
+        counter!(REFUSED, "reason" => reason).increment(0);
+    }
+    for policy in [Policy::Disconnect, Policy::DropOldest, Policy::Conflate] {
+        counter!(SLOW, "policy" => policy.label()).increment(0);
+    }
+    for name in [STREAMS, TOPICS] {
+        gauge!(name).set(0.0);
+    }
     describe_gauge!(TOPICS, Unit::Count, "Topics with at least one subscriber.");
+}
+
+pub(crate) fn record_process(rss: u64, fds: u64, max_fds: u64, tasks: usize) {
+    gauge!(PROCESS_RSS).set(rss as f64);
+    gauge!(PROCESS_FDS).set(fds as f64);
+    gauge!(PROCESS_MAX_FDS).set(max_fds as f64);
+    gauge!(RUNTIME_TASKS).set(tasks as f64);
 }
 
 pub(crate) fn record_stream_opened() {

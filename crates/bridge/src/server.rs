@@ -564,24 +564,7 @@ fn admin<C: Connector>(shared: &Arc<Shared<C>>, req: &Request<Incoming>) -> Repl
             if shared.draining.load(Ordering::SeqCst) {
                 return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n");
             }
-            // sse-health's pool verdict: not ready while more than half of
-            // the upstream streams have been unhealthy for a minute.
-            let verdicts: Vec<sse_health::Verdict> = shared
-                .hub
-                .pool()
-                .snapshot()
-                .into_iter()
-                .map(|s| sse_health::Verdict {
-                    level: s.state.health,
-                    since: s.state.health_since.into_std(),
-                    causes: Vec::new(),
-                })
-                .collect();
-            let readiness = sse_health::readiness(
-                &sse_health::ReadinessConfig::default(),
-                Instant::now().into_std(),
-                &verdicts,
-            );
+            let readiness = readiness(shared);
             match readiness.reason {
                 Some(why) if !readiness.ready => {
                     text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"))
@@ -753,8 +736,29 @@ fn streams_json<C: Connector>(shared: &Shared<C>) -> serde_json::Value {
     })
 }
 
-/// Every few seconds: disconnect stalled subscribers, and feed the rolling
-/// report.
+/// sse-health's pool verdict: not ready while more than half of the
+/// upstream streams have been unhealthy for a minute.
+fn readiness<C: Connector>(shared: &Shared<C>) -> sse_health::Readiness {
+    let verdicts: Vec<sse_health::Verdict> = shared
+        .hub
+        .pool()
+        .snapshot()
+        .into_iter()
+        .map(|s| sse_health::Verdict {
+            level: s.state.health,
+            since: s.state.health_since.into_std(),
+            causes: Vec::new(),
+        })
+        .collect();
+    sse_health::readiness(
+        &sse_health::ReadinessConfig::default(),
+        Instant::now().into_std(),
+        &verdicts,
+    )
+}
+
+/// Every few seconds: disconnect stalled subscribers, record the health,
+/// pool and process gauges, and feed the rolling report.
 async fn housekeeping<C: Connector>(shared: Arc<Shared<C>>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -769,28 +773,47 @@ async fn housekeeping<C: Connector>(shared: Arc<Shared<C>>, mut stop: watch::Rec
         if stalled > 0 {
             tracing::warn!(stalled, "disconnected subscribers that stopped reading");
         }
-        let streams = shared.hub.pool().snapshot();
-        let totals = streams.iter().fold((0, 0, 0, 0), |t, s| {
-            (
-                t.0 + s.state.attempts,
-                t.1 + s.state.opened,
-                t.2 + s.state.events,
-                t.3 + s.state.bytes,
-            )
-        });
-        let mut reports = shared.reports.lock();
-        let minute = reports.current(now.into_std());
-        // Streams come and go: count growth only.
-        minute.attempts += totals.0.saturating_sub(last.0);
-        minute.opened += totals.1.saturating_sub(last.1);
-        minute.events += totals.2.saturating_sub(last.2);
-        minute.bytes += totals.3.saturating_sub(last.3);
-        minute.resources = sse_health::Resources {
-            connections: shared.hub.pool().connections().open_sockets() as u64,
+        let pool = shared.hub.pool();
+        let mut levels = [0usize; 3];
+        for stream in pool.snapshot() {
+            levels[match stream.state.health {
+                sse_health::Level::Healthy => 0,
+                sse_health::Level::Degraded => 1,
+                sse_health::Level::Unhealthy => 2,
+            }] += 1;
+        }
+        sse_health::metrics::record_levels(levels[0], levels[1], levels[2]);
+        let counts = pool.counts();
+        let sockets = pool.connections().open_sockets();
+        sse_health::metrics::record_pool(&readiness(&shared), counts.streams, pool.max_streams());
+        let resources = sse_health::Resources {
+            connections: sockets as u64,
             subscribers: shared.limits.total() as u64,
             rss_bytes: rss_bytes(),
             open_fds: open_fds(),
         };
+        metrics::record_process(
+            resources.rss_bytes,
+            resources.open_fds,
+            max_fds(),
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks(),
+        );
+        // Lifetime totals (removed streams included): count growth only.
+        let totals = (
+            counts.attempts,
+            counts.connections_opened,
+            counts.events,
+            counts.bytes,
+        );
+        let mut reports = shared.reports.lock();
+        let minute = reports.current(now.into_std());
+        minute.attempts += totals.0.saturating_sub(last.0);
+        minute.opened += totals.1.saturating_sub(last.1);
+        minute.events += totals.2.saturating_sub(last.2);
+        minute.bytes += totals.3.saturating_sub(last.3);
+        minute.resources = resources;
         last = totals;
     }
 }
@@ -801,6 +824,21 @@ fn rss_bytes() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |pages| pages * 4096)
+}
+
+/// The soft limit on open files, from /proc (0 where there is none).
+fn max_fds() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+            line["Max open files".len()..]
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0)
 }
 
 /// Open file descriptors from /proc (0 where there is none).

@@ -97,6 +97,43 @@ pub fn describe_metrics() {
         Unit::Count,
         "Subscriptions waiting for a free stream slot."
     );
+    // Every series exists from the start, at zero: an absent series makes
+    // `rate()` empty, and an alert on it silent.
+    for name in [ATTEMPTS, OPENED, BYTES, EVENTS, HOST_WAITS] {
+        counter!(name).increment(0);
+    }
+    for reason in [
+        "refused",
+        "connect_timeout",
+        "status_5xx",
+        "status_429",
+        "end_of_body",
+    ] {
+        counter!(FAILURES, "reason" => reason).increment(0);
+    }
+    for reason in ["age", "errors", "stale", "degraded", "manual"] {
+        counter!(ROTATIONS, "reason" => reason).increment(0);
+    }
+    for reason in ["requested", "no_content", "client_error"] {
+        counter!(STOPPED, "reason" => reason).increment(0);
+    }
+    for reason in ["at_capacity", "host_at_capacity", "invalid_topic"] {
+        counter!(REFUSED, "reason" => reason).increment(0);
+    }
+    for phase in [
+        Phase::Idle,
+        Phase::Connecting,
+        Phase::Open,
+        Phase::BackingOff,
+        Phase::CoolingOff,
+        Phase::Stopped,
+    ] {
+        gauge!(PHASES, "phase" => phase_label(phase)).increment(0.0);
+    }
+    for name in [STREAMS, SUBSCRIBERS, SOCKETS, PENDING] {
+        gauge!(name).increment(0.0);
+    }
+    sse_health::metrics::describe_metrics();
 }
 
 /// A low-cardinality name for why a stream changed phase.

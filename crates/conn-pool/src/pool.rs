@@ -163,6 +163,8 @@ pub struct PoolCounts {
     pub events: u64,
     /// Rotations completed, over the pool's life.
     pub rotations: u64,
+    /// Body bytes received from upstreams, over the pool's life.
+    pub bytes: u64,
 }
 
 /// A shared pool of upstream streams. Cheap to clone.
@@ -198,6 +200,7 @@ struct Retired {
     opened: u64,
     events: u64,
     rotations: u64,
+    bytes: u64,
 }
 
 impl Retired {
@@ -206,6 +209,7 @@ impl Retired {
         self.opened += s.opened;
         self.events += s.events;
         self.rotations += s.rotations;
+        self.bytes += s.bytes;
     }
 }
 
@@ -473,6 +477,11 @@ impl<C: Connector> Pool<C> {
         }
     }
 
+    /// The cap on streams ([`PoolConfig::max_streams`]).
+    pub fn max_streams(&self) -> usize {
+        self.inner.config.max_streams
+    }
+
     /// Subscriptions waiting for a slot now.
     pub fn pending(&self) -> usize {
         self.inner.pending.load(std::sync::atomic::Ordering::SeqCst)
@@ -495,6 +504,7 @@ impl<C: Connector> Pool<C> {
             connections_opened: total.opened,
             events: total.events,
             rotations: total.rotations,
+            bytes: total.bytes,
         }
     }
 

@@ -426,6 +426,7 @@ impl<C: Connector> Driver<C> {
         };
         if let Some(kind) = kind {
             self.health.on_error(t, kind);
+            sse_health::metrics::record_error(kind);
         }
     }
 
@@ -456,6 +457,9 @@ impl<C: Connector> Driver<C> {
             s.causes = causes;
             s.rotations_advised += u64::from(rotate.is_some());
         });
+        if let (Some(Maintenance::Rotate(cause)), Some(_)) = (&advice, rotate) {
+            sse_health::metrics::record_rotation_advised(*cause);
+        }
         if let Some(reason) = rotate {
             // No other advice within health's minimum rotation interval; the
             // hand-over itself is reported by `observe`.

@@ -69,6 +69,20 @@ pub fn describe_metrics() {
         Unit::Percent,
         "Open upstream connections as a fraction of the cap."
     );
+    // Every series exists from the start, at zero (see the pool's metrics).
+    record_levels(0, 0, 0);
+    for kind in [
+        ErrorKind::Connect,
+        ErrorKind::Status,
+        ErrorKind::Stream,
+        ErrorKind::Timeout,
+    ] {
+        counter!(ERRORS, "kind" => kind.as_str()).increment(0);
+    }
+    for cause in ["age", "errors", "eventless", "degraded", "failure_ratio"] {
+        counter!(ROTATIONS_ADVISED, "cause" => cause).increment(0);
+    }
+    gauge!(PRESSURE).set(0.0);
 }
 
 /// Records how many streams are at each level.

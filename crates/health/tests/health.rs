@@ -448,7 +448,11 @@ fn metrics_are_recorded_with_low_cardinality_labels() {
                     "status",
                     "stream",
                     "timeout",
-                    "errors"
+                    "errors",
+                    // Rotation causes, registered at zero by describe.
+                    "age",
+                    "eventless",
+                    "failure_ratio"
                 ]
                 .contains(&label.value()),
                 "unexpected label value {}",
