@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{WAIT, bridge_config, eventually, gateway, get, pool_config, sim};
+use common::{WAIT, bridge_config, eventually, gateway, get, pool_config, request, sim};
 use sse_parser::{Event, Item};
 
 /// The upstream sequence number carried in a quote's data.
@@ -580,6 +580,160 @@ async fn debug_vars_report_registries_that_return_to_zero() {
         "removed streams' events stay counted: {}",
         idle["pool"]
     );
+    gw.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_token_guards_everything_but_the_probes() {
+    let sim = sim(&["AAPL"], 50.0).await;
+    let mut bridge = bridge_config();
+    bridge.admin_token = Some(sse_bridge::AdminToken::new("a-long-enough-admin-token"));
+    let gw = gateway(pool_config(&sim), bridge).await;
+    let admin = gw.admin_addr();
+    assert_eq!(get(admin, "/healthz", &[]).await.status, 200);
+    assert_eq!(get(admin, "/readyz", &[]).await.status, 200);
+    // (No metrics recorder in this test: /metrics is only checked refused.)
+    assert_eq!(get(admin, "/metrics", &[]).await.status, 401);
+    for path in ["/admin/streams", "/admin/report?window=1h"] {
+        let refused = get(admin, path, &[]).await;
+        assert_eq!(refused.status, 401, "{path}");
+        assert_eq!(
+            refused.headers["www-authenticate"],
+            "Bearer realm=\"ssegate admin\""
+        );
+        assert!(refused.text().await.contains("Authorization: Bearer"));
+        let wrong = get(
+            admin,
+            path,
+            &[("authorization", "Bearer a-long-enough-admin-tokeN")],
+        )
+        .await;
+        assert_eq!(wrong.status, 401, "{path}: a near miss is refused");
+        let right = get(
+            admin,
+            path,
+            &[("authorization", "Bearer a-long-enough-admin-token")],
+        )
+        .await;
+        assert_eq!(right.status, 200, "{path}");
+    }
+    let action = request(admin, http::Method::POST, "/admin/rotate", &[]).await;
+    assert_eq!(action.status, 401, "actions need the token too");
+    gw.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_actions_rotate_and_reconnect_without_a_gap() {
+    let sim = sim(&["AAPL", "MSFT"], 100.0).await;
+    let gw = gateway(pool_config(&sim), bridge_config()).await;
+    let admin = gw.admin_addr();
+    let mut client = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+    let mut other = get(gw.addr(), "/v1/stream/MSFT", &[]).await;
+    let mut last = n(client.events(3).await.last().expect("events"));
+    other.events(1).await;
+    let opened = || gw.pool().counts().connections_opened;
+    let before = opened();
+    // Loopback admin listener, no token: the actions are allowed.
+    let rotated = request(admin, http::Method::POST, "/admin/streams/AAPL/rotate", &[]).await;
+    assert_eq!(rotated.status, 202);
+    assert!(rotated.text().await.contains("\"rotate\""));
+    eventually("the rotation opened a connection", || opened() > before).await;
+    let reconnect = request(
+        admin,
+        http::Method::POST,
+        "/admin/streams/MSFT/reconnect",
+        &[],
+    )
+    .await;
+    assert_eq!(reconnect.status, 202);
+    let all = request(admin, http::Method::POST, "/admin/rotate", &[]).await;
+    assert_eq!(all.status, 200);
+    assert!(all.text().await.contains("\"streams\":2"));
+    // Through all of it, AAPL's subscriber saw every event once.
+    for event in client.events(40).await {
+        let next = n(&event);
+        assert_eq!(next, last + 1, "no gap and no duplicate across rotations");
+        last = next;
+    }
+    let unknown = request(admin, http::Method::POST, "/admin/streams/NOPE/rotate", &[]).await;
+    assert_eq!(unknown.status, 404);
+    let bad = request(
+        admin,
+        http::Method::POST,
+        "/admin/streams/AAPL/explode",
+        &[],
+    )
+    .await;
+    assert_eq!(bad.status, 404);
+    let put = request(admin, http::Method::PUT, "/admin/rotate", &[]).await;
+    assert_eq!(put.status, 405);
+    drop((client, other));
+    gw.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_lets_listed_origins_read_the_streams() {
+    let sim = sim(&["AAPL"], 50.0).await;
+    let mut bridge = bridge_config();
+    bridge.cors_origins = vec!["https://app.example.com".into()];
+    bridge.cors_credentials = true;
+    let gw = gateway(pool_config(&sim), bridge).await;
+    let mut allowed = get(
+        gw.addr(),
+        "/v1/stream/AAPL",
+        &[("origin", "https://app.example.com")],
+    )
+    .await;
+    assert_eq!(allowed.status, 200);
+    assert_eq!(
+        allowed.headers["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(allowed.headers["access-control-allow-credentials"], "true");
+    assert_eq!(allowed.headers["vary"], "Origin");
+    allowed.events(1).await;
+    let other = get(
+        gw.addr(),
+        "/v1/stream/AAPL",
+        &[("origin", "https://evil.example.com")],
+    )
+    .await;
+    assert!(other.headers.get("access-control-allow-origin").is_none());
+    // Errors carry the header too, so the page can read why.
+    let refused = get(
+        gw.addr(),
+        "/v1/stream/bad%20topic",
+        &[("origin", "https://app.example.com")],
+    )
+    .await;
+    assert_eq!(refused.status, 400);
+    assert!(refused.headers.get("access-control-allow-origin").is_some());
+    let preflight = request(
+        gw.addr(),
+        http::Method::OPTIONS,
+        "/v1/stream/AAPL",
+        &[
+            ("origin", "https://app.example.com"),
+            ("access-control-request-method", "GET"),
+            ("access-control-request-headers", "last-event-id"),
+        ],
+    )
+    .await;
+    assert_eq!(preflight.status, 204);
+    assert!(
+        preflight.headers["access-control-allow-headers"]
+            .to_str()
+            .expect("ASCII")
+            .contains("Last-Event-ID")
+    );
+    assert_eq!(
+        preflight.headers["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    drop(allowed);
     gw.shutdown().await;
     sim.shutdown().await;
 }

@@ -91,6 +91,45 @@ pub struct BridgeConfig {
     /// soak harness (registry sizes, queue depths, tasks, descriptors, heap
     /// when a probe is installed). Default off.
     pub debug_vars: bool,
+    /// A bearer token for the admin listener. When set, every admin
+    /// endpoint but the probes (`/healthz`, `/readyz`) needs
+    /// `Authorization: Bearer <token>`, and the admin actions are allowed
+    /// from anywhere the listener is reachable; when unset, the actions are
+    /// allowed only on a loopback admin listener. Default none; set it from
+    /// the environment (`SSEGATE_ADMIN_TOKEN`), not the file.
+    pub admin_token: Option<AdminToken>,
+    /// Origins whose pages may use the streams (CORS): exact origins such
+    /// as `https://app.example.com`, or `*` for any. Default none: only
+    /// same-origin pages.
+    pub cors_origins: Vec<String>,
+    /// Whether those pages may send credentials (cookies); not with `*`.
+    /// Default false.
+    pub cors_credentials: bool,
+}
+
+/// The admin token: compared in constant time, never printed.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// A token (at least 16 bytes: see [`BridgeConfig::validate`]).
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// Whether `presented` is this token, in time independent of where
+    /// they differ.
+    pub fn matches(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq as _;
+        self.0.as_bytes().ct_eq(presented.as_bytes()).into()
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
 }
 
 impl Default for BridgeConfig {
@@ -116,6 +155,9 @@ impl Default for BridgeConfig {
             policy: Policy::Disconnect,
             policies: BTreeMap::new(),
             debug_vars: false,
+            admin_token: None,
+            cors_origins: Vec::new(),
+            cors_credentials: false,
         }
     }
 }
@@ -187,6 +229,33 @@ impl BridgeConfig {
         }
         if self.listen == self.admin_listen && self.listen.port() != 0 {
             return err("admin_listen", "must differ from listen");
+        }
+        if self.admin_token.as_ref().is_some_and(|t| t.0.len() < 16) {
+            return err("admin_token", "must be at least 16 characters");
+        }
+        if self
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| !t.0.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return err("admin_token", "must be printable ASCII without spaces");
+        }
+        for origin in &self.cors_origins {
+            let valid = origin == "*"
+                || ((origin.starts_with("https://") || origin.starts_with("http://"))
+                    && !origin.ends_with('/')
+                    && origin.split("://").nth(1).is_some_and(|rest| {
+                        !rest.is_empty() && !rest.contains('/') && rest.is_ascii()
+                    }));
+            if !valid {
+                return err(
+                    "cors_origins",
+                    "each must be `*` or a scheme://host[:port] origin without a path",
+                );
+            }
+        }
+        if self.cors_credentials && self.cors_origins.iter().any(|o| o == "*") {
+            return err("cors_credentials", "cannot be combined with the origin `*`");
         }
         Ok(())
     }

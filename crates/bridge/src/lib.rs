@@ -73,5 +73,5 @@ pub mod metrics;
 mod queue;
 mod server;
 
-pub use config::{BridgeConfig, ConfigError, Policy};
+pub use config::{AdminToken, BridgeConfig, ConfigError, Policy};
 pub use server::{GatewayHandle, HeapStats, set_heap_probe, start};

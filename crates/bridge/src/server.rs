@@ -11,7 +11,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::header::{
+    ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, ALLOW, AUTHORIZATION, CACHE_CONTROL,
+    CONTENT_TYPE, HeaderValue, ORIGIN, RETRY_AFTER, VARY, WWW_AUTHENTICATE,
+};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
@@ -75,6 +79,9 @@ pub(crate) struct Shared<C: Connector> {
     pub(crate) spread: AtomicU64,
     /// Client connections open (sockets), for baselines.
     pub(crate) connections: AtomicU64,
+    /// Whether the admin listener is bound to loopback only (then the
+    /// actions need no token).
+    pub(crate) admin_loopback: bool,
 }
 
 /// Live heap figures, from a counting global allocator the binary installs.
@@ -137,6 +144,7 @@ pub async fn start<C: Connector>(
         reports: Mutex::new(Reports::new(Instant::now().into_std())),
         spread: AtomicU64::new(0),
         connections: AtomicU64::new(0),
+        admin_loopback: admin_addr.ip().is_loopback(),
     });
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -327,7 +335,16 @@ async fn serve<C: Connector>(
             let (shared, kill) = (shared.clone(), kill.clone());
             async move {
                 Ok::<_, Infallible>(match role {
-                    Role::Streams => stream(&shared, req, peer.ip(), kill),
+                    Role::Streams => {
+                        let origin = req.headers().get(ORIGIN).cloned();
+                        let mut reply = if req.method() == Method::OPTIONS {
+                            preflight()
+                        } else {
+                            stream(&shared, req, peer.ip(), kill)
+                        };
+                        cors(&shared.config, origin.as_ref(), &mut reply);
+                        reply
+                    }
                     Role::Admin => admin(&shared, &req),
                 })
             }
@@ -553,11 +570,84 @@ fn stream<C: Connector>(
     response
 }
 
-fn admin<C: Connector>(shared: &Arc<Shared<C>>, req: &Request<Incoming>) -> Reply {
-    if req.method() != Method::GET {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+/// The answer to a CORS preflight (or a plain OPTIONS): what the streams
+/// accept. Whether the origin may use them is added by [`cors`].
+fn preflight() -> Reply {
+    let mut reply = text(StatusCode::NO_CONTENT, "");
+    let headers = reply.headers_mut();
+    headers.insert(ALLOW, HeaderValue::from_static("GET, OPTIONS"));
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET"),
+    );
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Last-Event-ID, Authorization, Cache-Control"),
+    );
+    headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    reply
+}
+
+/// Lets a page on an allowed origin read the response (every response,
+/// errors included, so that the page can read why it was refused).
+fn cors(config: &BridgeConfig, origin: Option<&HeaderValue>, reply: &mut Reply) {
+    let headers = reply.headers_mut();
+    headers.append(VARY, HeaderValue::from_static("Origin"));
+    let Some(origin) = origin else { return };
+    let any = config.cors_origins.iter().any(|o| o == "*");
+    let listed = origin
+        .to_str()
+        .is_ok_and(|o| config.cors_origins.iter().any(|allowed| allowed == o));
+    if !(any || listed) {
+        return;
     }
-    match req.uri().path() {
+    if any && !config.cors_credentials {
+        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    } else {
+        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    }
+    if config.cors_credentials {
+        headers.insert(
+            ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+}
+
+fn admin<C: Connector>(shared: &Arc<Shared<C>>, req: &Request<Incoming>) -> Reply {
+    let path = req.uri().path();
+    // The probes stay open: orchestrators rarely carry credentials.
+    if !matches!(path, "/healthz" | "/readyz")
+        && let Some(token) = &shared.config.admin_token
+    {
+        let presented = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if !presented.is_some_and(|p| token.matches(p)) {
+            let mut reply = text(
+                StatusCode::UNAUTHORIZED,
+                "this admin endpoint needs `Authorization: Bearer <bridge.admin_token>`\n",
+            );
+            reply.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ssegate admin\""),
+            );
+            return reply;
+        }
+    }
+    if req.method() == Method::POST {
+        return action(shared, path);
+    }
+    if req.method() != Method::GET {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "use GET (POST for the actions under /admin)\n",
+        );
+    }
+    match path {
         // Liveness never depends on upstreams.
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
@@ -630,6 +720,53 @@ fn admin<C: Connector>(shared: &Arc<Shared<C>>, req: &Request<Incoming>) -> Repl
             "not found: /healthz /readyz /metrics /admin/streams /admin/report?window=1h|24h\n",
         ),
     }
+}
+
+/// The operator's actions (POST): rotate or reconnect one stream, or
+/// rotate them all (make-before-break: subscribers see no gap).
+fn action<C: Connector>(shared: &Arc<Shared<C>>, path: &str) -> Reply {
+    if shared.config.admin_token.is_none() && !shared.admin_loopback {
+        return text(
+            StatusCode::FORBIDDEN,
+            "admin actions on a non-loopback admin listener need bridge.admin_token\n",
+        );
+    }
+    let pool = shared.hub.pool();
+    if path == "/admin/rotate" {
+        let topics: Vec<String> = pool.snapshot().into_iter().map(|s| s.topic).collect();
+        let rotating = topics.iter().filter(|t| pool.rotate(t)).count();
+        tracing::info!(rotating, "admin action: rotate every stream");
+        return json_reply(&json!({"action": "rotate", "streams": rotating}));
+    }
+    let Some((topic, verb)) = path
+        .strip_prefix("/admin/streams/")
+        .and_then(|rest| rest.rsplit_once('/'))
+    else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "actions: POST /admin/rotate, /admin/streams/{topic}/rotate, /admin/streams/{topic}/reconnect\n",
+        );
+    };
+    let done = match verb {
+        "rotate" => pool.rotate(topic),
+        "reconnect" => pool.reconnect(topic),
+        _ => {
+            return text(
+                StatusCode::NOT_FOUND,
+                "actions on a stream: rotate, reconnect\n",
+            );
+        }
+    };
+    if !done {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("no upstream stream for topic {topic:?}\n"),
+        );
+    }
+    tracing::info!(topic, action = verb, "admin action");
+    let mut reply = json_reply(&json!({"action": verb, "topic": topic}));
+    *reply.status_mut() = StatusCode::ACCEPTED;
+    reply
 }
 
 /// Everything the soak harness compares against its baseline.

@@ -6,6 +6,7 @@
 //! request header `<NAME>` (underscores become dashes), so a bearer token
 //! never has to be written into the file:
 //! `SSEGATE_UPSTREAM_HEADER_AUTHORIZATION="Bearer ..."`.
+//! `SSEGATE_ADMIN_TOKEN` sets `bridge.admin_token`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -191,9 +192,13 @@ impl Config {
         Ok(config)
     }
 
-    /// Applies `SSEGATE_UPSTREAM_HEADER_<NAME>` overrides.
+    /// Applies `SSEGATE_UPSTREAM_HEADER_<NAME>` and `SSEGATE_ADMIN_TOKEN`.
     pub(crate) fn apply_env(&mut self, vars: impl Iterator<Item = (String, String)>) -> Result<()> {
         for (key, value) in vars {
+            if key == "SSEGATE_ADMIN_TOKEN" {
+                self.bridge.admin_token = Some(sse_bridge::AdminToken::new(value));
+                continue;
+            }
             if let Some(name) = key.strip_prefix("SSEGATE_UPSTREAM_HEADER_") {
                 let name = name.to_ascii_lowercase().replace('_', "-");
                 if name.is_empty() {
@@ -427,5 +432,37 @@ mod tests {
             .unwrap();
         let pool = config.pool_config().unwrap();
         assert_eq!(pool.headers["authorization"], "Bearer t");
+        config
+            .apply_env([("SSEGATE_ADMIN_TOKEN".to_string(), "short".to_string())].into_iter())
+            .unwrap();
+        let err = config.validate().expect_err("a short token is refused");
+        assert!(err.to_string().contains("bridge.admin_token"), "{err}");
+        assert!(
+            !format!("{:?}", config.bridge).contains("short"),
+            "the token never reaches a debug print"
+        );
+    }
+
+    #[test]
+    fn cors_origins_are_checked() {
+        let err = |text: &str| parse(text).expect_err("refused").to_string();
+        let base = "[upstream]\nurl_template = \"http://x.test/{topic}\"\n[bridge]\n";
+        assert!(
+            err(&format!(
+                "{base}cors_origins = [\"https://app.example.com/\"]"
+            ))
+            .contains("bridge.cors_origins")
+        );
+        assert!(
+            err(&format!(
+                "{base}cors_origins = [\"*\"]\ncors_credentials = true"
+            ))
+            .contains("bridge.cors_credentials")
+        );
+        let ok = parse(&format!(
+            "{base}cors_origins = [\"https://app.example.com\", \"http://127.0.0.1:3000\"]\ncors_credentials = true"
+        ))
+        .expect("valid");
+        assert_eq!(ok.bridge.cors_origins.len(), 2);
     }
 }

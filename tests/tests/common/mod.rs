@@ -96,13 +96,40 @@ async fn get_on(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Client {
+    request_on(socket, addr, http::Method::GET, path, headers).await
+}
+
+/// Sends `method path` to `addr` with `headers` (an empty body).
+pub async fn request(
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Client {
+    let socket = timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("the gateway listens");
+    request_on(socket, addr, method, path, headers).await
+}
+
+async fn request_on(
+    socket: TcpStream,
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Client {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(socket))
         .await
         .expect("handshake");
     let driver = tokio::spawn(async move {
         let _ = connection.await;
     });
-    let mut request = http::Request::get(path).header("host", addr.to_string());
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
