@@ -74,4 +74,4 @@ mod queue;
 mod server;
 
 pub use config::{AdminToken, BridgeConfig, ConfigError, Policy};
-pub use server::{GatewayHandle, HeapStats, set_heap_probe, start};
+pub use server::{GatewayHandle, HeapStats, LogControl, set_heap_probe, set_log_control, start};

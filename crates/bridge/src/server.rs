@@ -101,6 +101,62 @@ pub fn set_heap_probe(probe: fn() -> HeapStats) {
     let _ = HEAP_PROBE.set(probe);
 }
 
+/// Changes the process's log filter (an `EnvFilter` directive such as
+/// `info,sse_conn_pool=debug`); `Err` says why a directive was refused.
+pub type LogControl = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+struct LogState {
+    control: LogControl,
+    current: Mutex<String>,
+}
+
+static LOG_CONTROL: std::sync::OnceLock<LogState> = std::sync::OnceLock::new();
+
+/// Installs the process's log control (once; later calls are ignored), for
+/// `GET`/`POST /admin/log-level`. Logging is process-wide, so this is too.
+/// `current` is the filter in force now.
+pub fn set_log_control(current: impl Into<String>, control: LogControl) {
+    let _ = LOG_CONTROL.set(LogState {
+        control,
+        current: Mutex::new(current.into()),
+    });
+}
+
+/// `GET` shows the log filter, `POST ?filter=...` changes it.
+fn log_level(req: &Request<Incoming>) -> Reply {
+    let Some(state) = LOG_CONTROL.get() else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "this process does not let the log level change at runtime\n",
+        );
+    };
+    if req.method() == Method::GET {
+        return text(StatusCode::OK, format!("{}\n", state.current.lock()));
+    }
+    let filter = req.uri().query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "filter")
+            .map(|(_, v)| v.into_owned())
+    });
+    let Some(filter) = filter.filter(|f| !f.trim().is_empty() && f.len() <= 1024) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "give the new filter: POST /admin/log-level?filter=info,sse_conn_pool=debug\n",
+        );
+    };
+    match (state.control)(&filter) {
+        Ok(()) => {
+            let previous = std::mem::replace(&mut *state.current.lock(), filter.clone());
+            tracing::warn!(%previous, now = %filter, "admin action: log filter changed");
+            text(StatusCode::OK, format!("{filter}\n"))
+        }
+        Err(why) => text(
+            StatusCode::BAD_REQUEST,
+            format!("refused filter {filter:?}: {why}\n"),
+        ),
+    }
+}
+
 /// A running gateway. [`shutdown`](Self::shutdown) drains it.
 pub struct GatewayHandle<C: Connector> {
     addr: SocketAddr,
@@ -638,6 +694,12 @@ fn admin<C: Connector>(shared: &Arc<Shared<C>>, req: &Request<Incoming>) -> Repl
             return reply;
         }
     }
+    if path == "/admin/log-level" && matches!(*req.method(), Method::GET | Method::POST) {
+        if req.method() == Method::POST && !actions_allowed(shared) {
+            return actions_forbidden();
+        }
+        return log_level(req);
+    }
     if req.method() == Method::POST {
         return action(shared, path);
     }
@@ -724,12 +786,20 @@ fn admin<C: Connector>(shared: &Arc<Shared<C>>, req: &Request<Incoming>) -> Repl
 
 /// The operator's actions (POST): rotate or reconnect one stream, or
 /// rotate them all (make-before-break: subscribers see no gap).
+fn actions_allowed<C: Connector>(shared: &Shared<C>) -> bool {
+    shared.config.admin_token.is_some() || shared.admin_loopback
+}
+
+fn actions_forbidden() -> Reply {
+    text(
+        StatusCode::FORBIDDEN,
+        "admin actions on a non-loopback admin listener need bridge.admin_token\n",
+    )
+}
+
 fn action<C: Connector>(shared: &Arc<Shared<C>>, path: &str) -> Reply {
-    if shared.config.admin_token.is_none() && !shared.admin_loopback {
-        return text(
-            StatusCode::FORBIDDEN,
-            "admin actions on a non-loopback admin listener need bridge.admin_token\n",
-        );
+    if !actions_allowed(shared) {
+        return actions_forbidden();
     }
     let pool = shared.hub.pool();
     if path == "/admin/rotate" {

@@ -115,19 +115,54 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the runtime")
 }
 
+/// Installs the log subscriber, and hands the bridge a way to change its
+/// filter at runtime (`POST /admin/log-level`, and SIGHUP's reload).
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SSEGATE_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal as _;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    let _ = match config.log.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    use tracing_subscriber::EnvFilter;
+    let (filter, directive) = match std::env::var("SSEGATE_LOG") {
+        Ok(env) if EnvFilter::try_new(&env).is_ok() => (EnvFilter::new(&env), env),
+        _ => match EnvFilter::try_new(&config.log.level) {
+            Ok(filter) => (filter, config.log.level.clone()),
+            Err(_) => (EnvFilter::new("info"), "info".to_string()),
+        },
     };
+    use std::io::IsTerminal as _;
+    let ansi = std::io::stderr().is_terminal();
+    // The two formats give the reload handle two types: one closure each.
+    let control: sse_bridge::LogControl = match config.log.format {
+        LogFormat::Text => {
+            let builder = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(ansi)
+                .with_writer(std::io::stderr)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            if builder.try_init().is_err() {
+                return;
+            }
+            Box::new(move |directive: &str| {
+                let filter = EnvFilter::try_new(directive).map_err(|e| e.to_string())?;
+                handle.reload(filter).map_err(|e| e.to_string())
+            })
+        }
+        LogFormat::Json => {
+            let builder = tracing_subscriber::fmt()
+                .json()
+                .with_env_filter(filter)
+                .with_ansi(false)
+                .with_writer(std::io::stderr)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            if builder.try_init().is_err() {
+                return;
+            }
+            Box::new(move |directive: &str| {
+                let filter = EnvFilter::try_new(directive).map_err(|e| e.to_string())?;
+                handle.reload(filter).map_err(|e| e.to_string())
+            })
+        }
+    };
+    sse_bridge::set_log_control(directive, control);
 }
 
 /// Installs the Prometheus recorder and schedules its upkeep.

@@ -96,6 +96,20 @@ fn wait_for_line(lines: &mpsc::Receiver<String>, prefix: &str) -> String {
     }
 }
 
+/// One HTTP/1.1 request on a fresh connection; the whole answer.
+fn http(addr: &str, method: &str, path: &str) -> String {
+    let mut socket = TcpStream::connect(addr).expect("it listens");
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        socket,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = socket.read_to_string(&mut answer);
+    answer
+}
+
 struct Demo(Child);
 
 impl Drop for Demo {
@@ -176,6 +190,31 @@ fn the_demo_serves_a_stream_and_exits_zero_on_sigterm() {
     ] {
         assert!(metrics.contains(name), "/metrics has {name}: {metrics}");
     }
+
+    // The log filter changes at runtime; a bad one is refused.
+    let current = http(&admin, "GET", "/admin/log-level");
+    assert!(current.starts_with("HTTP/1.1 200"), "{current}");
+    let changed = http(
+        &admin,
+        "POST",
+        "/admin/log-level?filter=info%2Csse_conn_pool%3Ddebug",
+    );
+    assert!(changed.starts_with("HTTP/1.1 200"), "{changed}");
+    assert!(
+        http(&admin, "GET", "/admin/log-level").ends_with("info,sse_conn_pool=debug\n"),
+        "the new filter is in force"
+    );
+    let refused = http(
+        &admin,
+        "POST",
+        "/admin/log-level?filter=%5B%7Bnot%20a%20filter",
+    );
+    assert!(refused.starts_with("HTTP/1.1 400"), "{refused}");
+    assert!(refused.contains("refused filter"), "{refused}");
+    assert!(
+        http(&admin, "GET", "/admin/log-level").ends_with("info,sse_conn_pool=debug\n"),
+        "a refused filter changes nothing"
+    );
 
     // SIGTERM: the client's stream ends with a retry hint; exit status 0.
     let pid = demo.0.id().to_string();
