@@ -99,12 +99,12 @@ fn wait_for_line(lines: &mpsc::Receiver<String>, prefix: &str) -> String {
 /// One HTTP/1.1 request on a fresh connection; the whole answer.
 fn http(addr: &str, method: &str, path: &str) -> String {
     let mut socket = TcpStream::connect(addr).expect("it listens");
-    socket.set_read_timeout(Some(WAIT)).unwrap();
+    socket.set_read_timeout(Some(WAIT)).expect("a read timeout");
     write!(
         socket,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
-    .unwrap();
+    .expect("the request is sent");
     let mut answer = String::new();
     let _ = socket.read_to_string(&mut answer);
     answer
