@@ -737,3 +737,39 @@ async fn cors_lets_listed_origins_read_the_streams() {
     gw.shutdown().await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloaded_limits_apply_to_newcomers_without_dropping_anyone() {
+    let sim = sim(&["AAPL", "MSFT"], 50.0).await;
+    let gw = gateway(pool_config(&sim), bridge_config()).await;
+    let mut first = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+    let mut second = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+    first.events(1).await;
+    second.events(1).await;
+    let reloader = gw.reloader();
+    let mut lower = bridge_config();
+    lower.max_per_ip = 2;
+    lower.heartbeat = Duration::from_secs(5);
+    let (applied, restart) = reloader.reload(&lower, 1).expect("valid");
+    assert_eq!(applied, ["max_per_ip", "upstream.max_streams"]);
+    assert_eq!(restart, ["heartbeat"]);
+    // Nobody is dropped; newcomers meet the new limits.
+    assert_eq!(get(gw.addr(), "/v1/stream/AAPL", &[]).await.status, 429);
+    first.events(2).await;
+    second.events(2).await;
+    drop(second);
+    eventually("a place freed", || gw.streams() == 1).await;
+    // A second topic: the pool's new cap of one stream refuses it.
+    assert_eq!(get(gw.addr(), "/v1/stream/MSFT", &[]).await.status, 503);
+    let mut back = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+    assert_eq!(back.status, 200);
+    back.events(1).await;
+    // An invalid configuration changes nothing.
+    let mut invalid = bridge_config();
+    invalid.max_per_ip = 0;
+    assert!(reloader.reload(&invalid, 50).is_err());
+    assert_eq!(get(gw.addr(), "/v1/stream/AAPL", &[]).await.status, 429);
+    drop((first, back));
+    gw.shutdown().await;
+    sim.shutdown().await;
+}

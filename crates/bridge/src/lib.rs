@@ -74,4 +74,7 @@ mod queue;
 mod server;
 
 pub use config::{AdminToken, BridgeConfig, ConfigError, Policy};
-pub use server::{GatewayHandle, HeapStats, LogControl, set_heap_probe, set_log_control, start};
+pub use server::{
+    GatewayHandle, HeapStats, LogControl, ReloadHook, Reloader, apply_log_filter, set_heap_probe,
+    set_log_control, set_reload_hook, start,
+};

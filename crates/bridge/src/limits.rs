@@ -32,14 +32,15 @@ impl Refusal {
 }
 
 pub(crate) struct Limits {
-    max_total: usize,
-    max_per_ip: usize,
-    per_sec: f64,
-    burst: f64,
     state: Mutex<State>,
 }
 
 struct State {
+    /// The limits (reloadable: read under the lock at each admission).
+    max_total: usize,
+    max_per_ip: usize,
+    per_sec: f64,
+    burst: f64,
     total: usize,
     per_ip: HashMap<IpAddr, usize>,
     /// Streams ever admitted and ever released: `admitted - released ==
@@ -60,11 +61,11 @@ impl Limits {
     pub(crate) fn new(max_total: usize, max_per_ip: usize, per_sec: u32) -> Arc<Self> {
         let burst = f64::from(per_sec) * 2.0;
         Arc::new(Self {
-            max_total,
-            max_per_ip,
-            per_sec: f64::from(per_sec),
-            burst,
             state: Mutex::new(State {
+                max_total,
+                max_per_ip,
+                per_sec: f64::from(per_sec),
+                burst,
                 total: 0,
                 per_ip: HashMap::new(),
                 admitted: 0,
@@ -79,13 +80,13 @@ impl Limits {
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admission, (Refusal, Duration)> {
         let mut state = self.state.lock();
         let now = Instant::now();
-        let refill = now.saturating_duration_since(state.refilled).as_secs_f64() * self.per_sec;
-        state.tokens = (state.tokens + refill).min(self.burst);
+        let refill = now.saturating_duration_since(state.refilled).as_secs_f64() * state.per_sec;
+        state.tokens = (state.tokens + refill).min(state.burst);
         state.refilled = now;
-        if state.total >= self.max_total {
+        if state.total >= state.max_total {
             return Err((Refusal::Total, Duration::from_secs(5)));
         }
-        if state.per_ip.get(&ip).copied().unwrap_or(0) >= self.max_per_ip {
+        if state.per_ip.get(&ip).copied().unwrap_or(0) >= state.max_per_ip {
             return Err((Refusal::PerIp, Duration::from_secs(5)));
         }
         if state.tokens < 1.0 {
@@ -99,6 +100,17 @@ impl Limits {
             limits: self.clone(),
             ip,
         })
+    }
+
+    /// New limits for the next admissions; streams already admitted stay
+    /// (lowering a cap refuses newcomers until enough have left).
+    pub(crate) fn set(&self, max_total: usize, max_per_ip: usize, per_sec: u32) {
+        let mut state = self.state.lock();
+        state.max_total = max_total;
+        state.max_per_ip = max_per_ip;
+        state.per_sec = f64::from(per_sec);
+        state.burst = f64::from(per_sec) * 2.0;
+        state.tokens = state.tokens.min(state.burst);
     }
 
     /// Streams admitted now.

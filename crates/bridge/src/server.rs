@@ -33,7 +33,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::body::{BodyParts, SseBody};
-use crate::config::BridgeConfig;
+use crate::config::{BridgeConfig, ConfigError};
 use crate::hub::{Hub, Start};
 use crate::limits::{Limits, Refusal};
 use crate::metrics;
@@ -82,6 +82,8 @@ pub(crate) struct Shared<C: Connector> {
     /// Whether the admin listener is bound to loopback only (then the
     /// actions need no token).
     pub(crate) admin_loopback: bool,
+    /// `write_timeout` in force (reloadable), milliseconds.
+    pub(crate) write_timeout_ms: AtomicU64,
 }
 
 /// Live heap figures, from a counting global allocator the binary installs.
@@ -122,6 +124,21 @@ pub fn set_log_control(current: impl Into<String>, control: LogControl) {
     });
 }
 
+/// Changes the log filter through the installed control (and records it
+/// as current).
+///
+/// # Errors
+///
+/// No control is installed, or it refused the directive.
+pub fn apply_log_filter(filter: &str) -> Result<(), String> {
+    let state = LOG_CONTROL
+        .get()
+        .ok_or_else(|| "no log control installed".to_string())?;
+    (state.control)(filter)?;
+    *state.current.lock() = filter.to_string();
+    Ok(())
+}
+
 /// `GET` shows the log filter, `POST ?filter=...` changes it.
 fn log_level(req: &Request<Incoming>) -> Reply {
     let Some(state) = LOG_CONTROL.get() else {
@@ -157,6 +174,152 @@ fn log_level(req: &Request<Incoming>) -> Reply {
     }
 }
 
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Applies a new configuration's reloadable settings to a running gateway
+/// (cheap to clone; get one from [`GatewayHandle::reloader`]).
+pub struct Reloader<C: Connector> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C: Connector> Clone for Reloader<C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<C: Connector> Reloader<C> {
+    /// Applies `config`'s limits and thresholds without dropping anyone:
+    /// `max_subscribers`, `max_per_ip`, `new_streams_per_sec`,
+    /// `write_timeout`, and the pool's `max_streams`. Returns the keys that
+    /// changed and were applied, and those that changed but need a restart.
+    ///
+    /// # Errors
+    ///
+    /// `config` is invalid: nothing is applied.
+    pub fn reload(
+        &self,
+        config: &BridgeConfig,
+        max_streams: usize,
+    ) -> Result<(Vec<&'static str>, Vec<&'static str>), ConfigError> {
+        config.validate()?;
+        if max_streams == 0 {
+            return Err(ConfigError {
+                key: "max_streams",
+                reason: "must be at least 1",
+            });
+        }
+        let old = &self.shared.config;
+        let mut applied = Vec::new();
+        let changed = |a: bool, key, list: &mut Vec<&'static str>| {
+            if a {
+                list.push(key);
+            }
+        };
+        changed(
+            old.max_subscribers != config.max_subscribers,
+            "max_subscribers",
+            &mut applied,
+        );
+        changed(
+            old.max_per_ip != config.max_per_ip,
+            "max_per_ip",
+            &mut applied,
+        );
+        changed(
+            old.new_streams_per_sec != config.new_streams_per_sec,
+            "new_streams_per_sec",
+            &mut applied,
+        );
+        let timeout = duration_ms(config.write_timeout);
+        changed(
+            self.shared.write_timeout_ms.load(Ordering::Relaxed) != timeout,
+            "write_timeout",
+            &mut applied,
+        );
+        let pool = self.shared.hub.pool();
+        changed(
+            pool.max_streams() != max_streams,
+            "upstream.max_streams",
+            &mut applied,
+        );
+        self.shared.limits.set(
+            config.max_subscribers,
+            config.max_per_ip,
+            config.new_streams_per_sec,
+        );
+        self.shared
+            .write_timeout_ms
+            .store(timeout, Ordering::Relaxed);
+        pool.set_max_streams(max_streams);
+        let mut restart = Vec::new();
+        changed(old.listen != config.listen, "listen", &mut restart);
+        changed(
+            old.admin_listen != config.admin_listen,
+            "admin_listen",
+            &mut restart,
+        );
+        changed(old.heartbeat != config.heartbeat, "heartbeat", &mut restart);
+        changed(
+            old.queue_events != config.queue_events,
+            "queue_events",
+            &mut restart,
+        );
+        changed(
+            old.queue_bytes != config.queue_bytes,
+            "queue_bytes",
+            &mut restart,
+        );
+        changed(
+            old.replay_events != config.replay_events,
+            "replay_events",
+            &mut restart,
+        );
+        changed(
+            old.replay_bytes != config.replay_bytes,
+            "replay_bytes",
+            &mut restart,
+        );
+        changed(
+            old.replay_age != config.replay_age,
+            "replay_age",
+            &mut restart,
+        );
+        changed(
+            old.policy != config.policy || old.policies != config.policies,
+            "policies",
+            &mut restart,
+        );
+        changed(
+            old.admin_token != config.admin_token,
+            "admin_token",
+            &mut restart,
+        );
+        changed(
+            old.cors_origins != config.cors_origins
+                || old.cors_credentials != config.cors_credentials,
+            "cors",
+            &mut restart,
+        );
+        Ok((applied, restart))
+    }
+}
+
+/// A way to reload the configuration (from its file): the binary installs
+/// one; `POST /admin/reload` calls it. `Ok` describes what changed.
+pub type ReloadHook = Box<dyn Fn() -> Result<String, String> + Send + Sync>;
+
+static RELOAD_HOOK: std::sync::OnceLock<ReloadHook> = std::sync::OnceLock::new();
+
+/// Installs the process's reload hook (once; later calls are ignored).
+pub fn set_reload_hook(hook: ReloadHook) {
+    let _ = RELOAD_HOOK.set(hook);
+}
+
 /// A running gateway. [`shutdown`](Self::shutdown) drains it.
 pub struct GatewayHandle<C: Connector> {
     addr: SocketAddr,
@@ -183,6 +346,7 @@ pub async fn start<C: Connector>(
     let listener = TcpListener::bind(config.listen).await?;
     let admin = TcpListener::bind(config.admin_listen).await?;
     let (addr, admin_addr) = (listener.local_addr()?, admin.local_addr()?);
+    let write_timeout = config.write_timeout;
     let config = Arc::new(config);
     let run = run_token();
     let limits = Limits::new(
@@ -201,6 +365,7 @@ pub async fn start<C: Connector>(
         spread: AtomicU64::new(0),
         connections: AtomicU64::new(0),
         admin_loopback: admin_addr.ip().is_loopback(),
+        write_timeout_ms: AtomicU64::new(duration_ms(write_timeout)),
     });
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -223,6 +388,13 @@ pub async fn start<C: Connector>(
 }
 
 impl<C: Connector> GatewayHandle<C> {
+    /// A handle that applies reloaded settings to this gateway.
+    pub fn reloader(&self) -> Reloader<C> {
+        Reloader {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Where clients connect.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -700,6 +872,24 @@ fn admin<C: Connector>(shared: &Arc<Shared<C>>, req: &Request<Incoming>) -> Repl
         }
         return log_level(req);
     }
+    if req.method() == Method::POST && path == "/admin/reload" {
+        if !actions_allowed(shared) {
+            return actions_forbidden();
+        }
+        return match RELOAD_HOOK.get() {
+            None => text(
+                StatusCode::NOT_FOUND,
+                "this process has no config file to reload\n",
+            ),
+            Some(hook) => match hook() {
+                Ok(what) => text(StatusCode::OK, format!("{what}\n")),
+                Err(why) => text(
+                    StatusCode::BAD_REQUEST,
+                    format!("reload refused, nothing changed: {why}\n"),
+                ),
+            },
+        };
+    }
     if req.method() == Method::POST {
         return action(shared, path);
     }
@@ -976,7 +1166,8 @@ async fn housekeeping<C: Connector>(shared: Arc<Shared<C>>, mut stop: watch::Rec
             () = stopped(&mut stop) => return,
         }
         let now = Instant::now();
-        let stalled = shared.hub.sweep(now, shared.config.write_timeout);
+        let write_timeout = Duration::from_millis(shared.write_timeout_ms.load(Ordering::Relaxed));
+        let stalled = shared.hub.sweep(now, write_timeout);
         if stalled > 0 {
             tracing::warn!(stalled, "disconnected subscribers that stopped reading");
         }

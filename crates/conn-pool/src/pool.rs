@@ -191,6 +191,8 @@ struct Inner<C> {
     pending: std::sync::atomic::AtomicUsize,
     /// The counters of streams already removed.
     retired: Mutex<Retired>,
+    /// The stream cap in force (reloadable; `config.max_streams` at start).
+    max_streams: std::sync::atomic::AtomicUsize,
 }
 
 /// The lifetime counters of streams already removed from the pool.
@@ -274,15 +276,17 @@ impl<C: Connector> Pool<C> {
             UpstreamRequest::get(url)
                 .map_err(|e| PoolError::Config(format!("stream {key:?}: {e}")))?;
         }
+        let cap = config.max_streams;
         Ok(Self {
             inner: Arc::new(Inner {
-                state: Mutex::new(Slots::new(config.max_streams)),
+                state: Mutex::new(Slots::new(cap)),
                 config,
                 connector,
                 runtime: tokio::runtime::Handle::current(),
                 slot_freed: tokio::sync::Notify::new(),
                 pending: std::sync::atomic::AtomicUsize::new(0),
                 retired: Mutex::new(Retired::default()),
+                max_streams: std::sync::atomic::AtomicUsize::new(cap),
             }),
         })
     }
@@ -336,7 +340,7 @@ impl<C: Connector> Pool<C> {
             Join::AtCapacity => {
                 metrics::record_refused("at_capacity");
                 return Err(PoolError::AtCapacity {
-                    limit: config.max_streams,
+                    limit: self.max_streams(),
                     retry_after: config.idle_linger,
                 });
             }
@@ -479,7 +483,18 @@ impl<C: Connector> Pool<C> {
 
     /// The cap on streams ([`PoolConfig::max_streams`]).
     pub fn max_streams(&self) -> usize {
-        self.inner.config.max_streams
+        self.inner
+            .max_streams
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A new cap on streams (reloaded configuration): streams beyond it stay
+    /// until released; new topics are refused until the pool is under it.
+    pub fn set_max_streams(&self, max_streams: usize) {
+        self.inner.state.lock().set_cap(max_streams.max(1));
+        self.inner
+            .max_streams
+            .store(max_streams.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Subscriptions waiting for a slot now.

@@ -170,6 +170,11 @@ impl<T> Slots<T> {
         self.subscribers
     }
 
+    /// A new cap for the next joins (slots beyond it stay until released).
+    pub(crate) fn set_cap(&mut self, cap: usize) {
+        self.cap = cap;
+    }
+
     /// Slots ever created and ever removed.
     pub(crate) fn lifetime(&self) -> (u64, u64) {
         (self.created, self.removed)

@@ -80,11 +80,14 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => Config::load(&file).map(|_| {
             println!("{}: valid", file.display());
         }),
-        Command::Run { config, log_format } => Config::load(&config).and_then(|mut config| {
+        Command::Run {
+            config: file,
+            log_format,
+        } => Config::load(&file).and_then(|mut config| {
             if let Some(format) = log_format {
                 config.log.format = format;
             }
-            runtime()?.block_on(run(config))
+            runtime()?.block_on(run(config, file))
         }),
         Command::Demo {
             listen,
@@ -183,6 +186,40 @@ fn init_metrics() -> Result<PrometheusHandle> {
     Ok(handle)
 }
 
+/// Re-reads the config file and applies what can change while running; an
+/// invalid file changes nothing. The log level applies only if the
+/// environment (`SSEGATE_LOG`) did not set it at start.
+fn reload_from<C: sse_conn_pool::Connector>(
+    path: &std::path::Path,
+    reloader: &sse_bridge::Reloader<C>,
+    started_level: &str,
+) -> std::result::Result<String, String> {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), "reload refused: the file is invalid; nothing changed");
+            return Err(format!("{err:#}"));
+        }
+    };
+    let (mut applied, restart) = reloader
+        .reload(&config.bridge, config.upstream.max_streams)
+        .map_err(|e| e.to_string())?;
+    if std::env::var_os("SSEGATE_LOG").is_none() && config.log.level != started_level {
+        match sse_bridge::apply_log_filter(&config.log.level) {
+            Ok(()) => applied.push("log.level"),
+            Err(err) => tracing::warn!(%err, "reload: log.level not applied"),
+        }
+    }
+    let what = format!(
+        "reloaded {}: applied [{}]; changed but need a restart: [{}]",
+        path.display(),
+        applied.join(", "),
+        restart.join(", ")
+    );
+    tracing::warn!("{what}");
+    Ok(what)
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
     #[cfg(unix)]
@@ -203,9 +240,9 @@ async fn shutdown_signal() {
     }
 }
 
-async fn run(config: Config) -> Result<()> {
+async fn run(config: Config, path: PathBuf) -> Result<()> {
     init_logging(&config);
-    serve(config, shutdown_signal(), |_, _| {}).await
+    serve(config, Some(path), shutdown_signal(), |_, _| {}).await
 }
 
 async fn demo(mut config: Config, rate: f64) -> Result<()> {
@@ -219,7 +256,7 @@ async fn demo(mut config: Config, rate: f64) -> Result<()> {
     config.upstream.url_template = format!("{}/v1/quotes/{{topic}}/stream", sim.url());
     config.validate()?;
     let feed = sim.url();
-    serve(config, shutdown_signal(), move |addr, admin| {
+    serve(config, None, shutdown_signal(), move |addr, admin| {
         println!("ssegate demo: a synthetic market feed at {feed} (AAPL MSFT GOOG AMZN TSLA)");
         println!("  listening on http://{addr}");
         println!("  admin on http://{admin}");
@@ -237,8 +274,12 @@ async fn demo(mut config: Config, rate: f64) -> Result<()> {
 }
 
 /// Runs the gateway until `shutdown`, then drains it.
+/// Runs the gateway until `shutdown`, then drains it. With the config
+/// file's `path`, SIGHUP and `POST /admin/reload` re-read it and apply its
+/// limits, thresholds and log level without dropping anyone.
 async fn serve(
     config: Config,
+    path: Option<PathBuf>,
     shutdown: impl Future<Output = ()>,
     started: impl FnOnce(SocketAddr, SocketAddr),
 ) -> Result<()> {
@@ -254,13 +295,37 @@ async fn serve(
     let (tls, attempts) = config.connector()?;
     let connector = Throttled::new(HttpsConnector::new(&tls)?, attempts);
     let pool = Pool::new(pool_config, connector)?;
+    let log_level = config.log.level.clone();
     let gateway = sse_bridge::start(config.bridge, pool, Some(prometheus))
         .await
         .context("cannot start the gateway")?;
+    let reload = path.map(|path| {
+        let reloader = gateway.reloader();
+        let reload = std::sync::Arc::new(move || reload_from(&path, &reloader, &log_level));
+        let hook = reload.clone();
+        sse_bridge::set_reload_hook(Box::new(move || hook()));
+        reload
+    });
     started(gateway.addr(), gateway.admin_addr());
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
-    shutdown.await;
+    let hangups = async {
+        #[cfg(unix)]
+        if let Some(reload) = &reload
+            && let Ok(mut hangup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            while hangup.recv().await.is_some() {
+                // Reported in the log either way.
+                let _ = reload();
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        () = shutdown => {}
+        () = hangups => {}
+    }
     tracing::info!("shutting down");
     gateway.shutdown().await;
     Ok(())

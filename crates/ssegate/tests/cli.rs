@@ -237,3 +237,92 @@ fn the_demo_serves_a_stream_and_exits_zero_on_sigterm() {
     };
     assert!(status.success(), "exit status {status:?}");
 }
+
+/// A loopback port free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+#[test]
+fn run_reloads_its_file_on_request_and_on_sighup() {
+    let (listen, admin) = (free_port(), free_port());
+    let config = |max_per_ip: u32, heartbeat: &str| {
+        format!(
+            "[upstream]\nurl_template = \"http://127.0.0.1:9/v1/{{topic}}\"\n\
+             [bridge]\nlisten = \"127.0.0.1:{listen}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n\
+             max_per_ip = {max_per_ip}\nheartbeat = \"{heartbeat}\"\n"
+        )
+    };
+    let file = TempFile::new("reload", &config(100, "15s"));
+    let mut child = ssegate()
+        .args(["run", "--config"])
+        .arg(&file.0)
+        .env_remove("SSEGATE_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ssegate runs");
+    let stderr = child.stderr.take().expect("piped");
+    let running = Demo(child);
+    let (tx, log) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let admin = format!("127.0.0.1:{admin}");
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(&admin).is_err()
+        || !http(&admin, "GET", "/healthz").starts_with("HTTP/1.1 200")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the admin listener never answered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // POST /admin/reload: what applied, and what needs a restart.
+    std::fs::write(&file.0, config(5, "5s")).expect("write");
+    let reloaded = http(&admin, "POST", "/admin/reload");
+    assert!(reloaded.starts_with("HTTP/1.1 200"), "{reloaded}");
+    assert!(reloaded.contains("applied [max_per_ip]"), "{reloaded}");
+    assert!(
+        reloaded.contains("need a restart: [heartbeat]"),
+        "{reloaded}"
+    );
+
+    // An invalid file is refused and changes nothing.
+    std::fs::write(&file.0, config(0, "5s")).expect("write");
+    let refused = http(&admin, "POST", "/admin/reload");
+    assert!(refused.starts_with("HTTP/1.1 400"), "{refused}");
+    assert!(refused.contains("bridge.max_per_ip"), "{refused}");
+
+    // SIGHUP reloads too (the log says what changed).
+    std::fs::write(&file.0, config(7, "5s")).expect("write");
+    let pid = running.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill runs")
+            .success()
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = log.recv_timeout(left).expect("the reload is logged");
+        if line.contains("reloaded") {
+            assert!(line.contains("applied [max_per_ip]"), "{line}");
+            break;
+        }
+    }
+    assert!(
+        http(&admin, "GET", "/healthz").starts_with("HTTP/1.1 200"),
+        "still serving after SIGHUP"
+    );
+    drop(running);
+}
