@@ -773,3 +773,59 @@ async fn reloaded_limits_apply_to_newcomers_without_dropping_anyone() {
     gw.shutdown().await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_is_fed_by_snapshots_of_the_gateway() {
+    let sim = sim(&["AAPL", "MSFT"], 50.0).await;
+    let mut bridge = bridge_config();
+    bridge.admin_token = Some(sse_bridge::AdminToken::new("status-page-token-123"));
+    let gw = gateway(pool_config(&sim), bridge).await;
+    let admin = gw.admin_addr();
+    let mut client = get(gw.addr(), "/v1/stream?topic=AAPL&topic=MSFT", &[]).await;
+    client.events(2).await;
+    assert_eq!(get(admin, "/", &[]).await.status, 401);
+    let page = get(admin, "/?token=status-page-token-123", &[]).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
+    let html = page.text().await;
+    assert!(html.contains("new EventSource(\"/admin/events\""));
+    for external in [" src=", "<link", "@import", "href="] {
+        assert!(!html.contains(external), "no external assets: {external}");
+    }
+    assert_eq!(get(admin, "/admin/events", &[]).await.status, 401);
+    let mut events = get(admin, "/admin/events?token=status-page-token-123", &[]).await;
+    assert_eq!(events.status, 200);
+    assert_eq!(events.headers["content-type"], "text/event-stream");
+    let snapshot = events.events(1).await.remove(0);
+    assert_eq!(snapshot.event_type.as_str(), "snapshot");
+    let data: serde_json::Value = serde_json::from_str(snapshot.data.as_str()).expect("JSON");
+    assert_eq!(data["client_streams"], 1);
+    assert_eq!(data["pool"]["streams"], 2);
+    assert_eq!(data["pool"]["max_streams"], 50);
+    assert_eq!(data["ready"], true);
+    let topics: Vec<&str> = data["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .map(|s| s["topic"].as_str().expect("topic"))
+        .collect();
+    assert_eq!(topics, ["AAPL", "MSFT"]);
+    for key in [
+        "phase",
+        "in_phase_secs",
+        "clients",
+        "events",
+        "attempts",
+        "health",
+        "causes",
+    ] {
+        assert!(data["streams"][0].get(key).is_some(), "{key}");
+    }
+    // Snapshots keep coming: the page's rates and sparklines need them.
+    let next = events.events(1).await.remove(0);
+    let later: serde_json::Value = serde_json::from_str(next.data.as_str()).expect("JSON");
+    assert!(later["time_ms"].as_u64() > data["time_ms"].as_u64());
+    drop((client, events));
+    gw.shutdown().await;
+    sim.shutdown().await;
+}

@@ -84,7 +84,16 @@ pub(crate) struct Shared<C: Connector> {
     pub(crate) admin_loopback: bool,
     /// `write_timeout` in force (reloadable), milliseconds.
     pub(crate) write_timeout_ms: AtomicU64,
+    /// Status-page event streams open (at most [`MAX_STATUS_STREAMS`]).
+    pub(crate) status_streams: AtomicU64,
 }
+
+/// Status pages watching at once, per gateway.
+const MAX_STATUS_STREAMS: u64 = 16;
+
+/// The status page: a table of the upstream streams, fed by
+/// `/admin/events`. No external assets.
+const STATUS_PAGE: &str = include_str!("status.html");
 
 /// Live heap figures, from a counting global allocator the binary installs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -366,6 +375,7 @@ pub async fn start<C: Connector>(
         connections: AtomicU64::new(0),
         admin_loopback: admin_addr.ip().is_loopback(),
         write_timeout_ms: AtomicU64::new(duration_ms(write_timeout)),
+        status_streams: AtomicU64::new(0),
     });
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -848,13 +858,25 @@ fn admin<C: Connector>(shared: &Arc<Shared<C>>, req: &Request<Incoming>) -> Repl
     if !matches!(path, "/healthz" | "/readyz")
         && let Some(token) = &shared.config.admin_token
     {
-        let presented = req
+        let header = req
             .headers()
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        if !presented.is_some_and(|p| token.matches(p)) {
+            .map(|v| v.trim().to_string());
+        // A browser's EventSource cannot send headers: the status page and
+        // its event stream also take `?token=`.
+        let query = matches!(path, "/" | "/admin/events")
+            .then(|| {
+                req.uri().query().and_then(|q| {
+                    url::form_urlencoded::parse(q.as_bytes())
+                        .find(|(k, _)| k == "token")
+                        .map(|(_, v)| v.into_owned())
+                })
+            })
+            .flatten();
+        let presented = header.or(query);
+        if !presented.is_some_and(|p| token.matches(&p)) {
             let mut reply = text(
                 StatusCode::UNAUTHORIZED,
                 "this admin endpoint needs `Authorization: Bearer <bridge.admin_token>`\n",
@@ -902,6 +924,15 @@ fn admin<C: Connector>(shared: &Arc<Shared<C>>, req: &Request<Incoming>) -> Repl
     match path {
         // Liveness never depends on upstreams.
         "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/" => {
+            let mut page = text(StatusCode::OK, STATUS_PAGE);
+            page.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            page
+        }
+        "/admin/events" => status_events(shared),
         "/readyz" => {
             if shared.draining.load(Ordering::SeqCst) {
                 return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n");
@@ -969,7 +1000,7 @@ fn admin<C: Connector>(shared: &Arc<Shared<C>>, req: &Request<Incoming>) -> Repl
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: /healthz /readyz /metrics /admin/streams /admin/report?window=1h|24h\n",
+            "not found: / (status page) /healthz /readyz /metrics /admin/streams /admin/events /admin/report?window=1h|24h /admin/log-level\n",
         ),
     }
 }
@@ -1027,6 +1058,89 @@ fn action<C: Connector>(shared: &Arc<Shared<C>>, path: &str) -> Reply {
     let mut reply = json_reply(&json!({"action": verb, "topic": topic}));
     *reply.status_mut() = StatusCode::ACCEPTED;
     reply
+}
+
+/// What the status page shows, as one JSON object.
+fn snapshot_json<C: Connector>(shared: &Shared<C>) -> serde_json::Value {
+    let mut snapshot = streams_json(shared);
+    let pool = shared.hub.pool();
+    let readiness = readiness(shared);
+    let draining = shared.draining.load(Ordering::SeqCst);
+    snapshot["pool"] = json!({
+        "streams": pool.counts().streams,
+        "max_streams": pool.max_streams(),
+    });
+    snapshot["ready"] = json!(readiness.ready && !draining);
+    snapshot["ready_reason"] = json!(if draining {
+        "draining".to_string()
+    } else {
+        readiness.reason.map(|r| r.to_string()).unwrap_or_default()
+    });
+    snapshot["time_ms"] = json!(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, duration_ms)
+    );
+    snapshot
+}
+
+/// `/admin/events`: a snapshot every 2 s as `event: snapshot` (at most
+/// [`MAX_STATUS_STREAMS`] at once; a reader too slow for them skips some).
+fn status_events<C: Connector>(shared: &Arc<Shared<C>>) -> Reply {
+    if shared.status_streams.fetch_add(1, Ordering::SeqCst) >= MAX_STATUS_STREAMS {
+        shared.status_streams.fetch_sub(1, Ordering::SeqCst);
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many status pages open\n",
+        );
+    }
+    struct Watching<C: Connector>(Arc<Shared<C>>);
+    impl<C: Connector> Drop for Watching<C> {
+        fn drop(&mut self) {
+            self.0.status_streams.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let watching = Watching(shared.clone());
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(2);
+    tokio::spawn(async move {
+        let shared = &watching.0;
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !tx.is_closed() && !shared.draining.load(Ordering::SeqCst) {
+            tick.tick().await;
+            // Compact JSON has no line breaks: one data line.
+            let event = format!("event: snapshot\ndata: {}\n\n", snapshot_json(shared));
+            if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
+                tx.try_send(Bytes::from(event))
+            {
+                break;
+            }
+        }
+    });
+    let mut reply = Response::new(ChannelBody { rx }.boxed_unsync());
+    let headers = reply.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    reply
+}
+
+/// A response body fed by a channel; it ends when the sender goes.
+struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+}
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|bytes| Ok(hyper::body::Frame::data(bytes))))
+    }
 }
 
 /// Everything the soak harness compares against its baseline.
