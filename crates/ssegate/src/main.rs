@@ -143,10 +143,7 @@ fn init_logging(config: &Config) {
             if builder.try_init().is_err() {
                 return;
             }
-            Box::new(move |directive: &str| {
-                let filter = EnvFilter::try_new(directive).map_err(|e| e.to_string())?;
-                handle.reload(filter).map_err(|e| e.to_string())
-            })
+            log_control(handle)
         }
         LogFormat::Json => {
             let builder = tracing_subscriber::fmt()
@@ -159,13 +156,21 @@ fn init_logging(config: &Config) {
             if builder.try_init().is_err() {
                 return;
             }
-            Box::new(move |directive: &str| {
-                let filter = EnvFilter::try_new(directive).map_err(|e| e.to_string())?;
-                handle.reload(filter).map_err(|e| e.to_string())
-            })
+            log_control(handle)
         }
     };
     sse_bridge::set_log_control(directive, control);
+}
+
+/// A log control over a reload handle (of either format's subscriber).
+fn log_control<S: Send + Sync + 'static>(
+    handle: tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, S>,
+) -> sse_bridge::LogControl {
+    Box::new(move |directive: &str| {
+        let filter =
+            tracing_subscriber::EnvFilter::try_new(directive).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    })
 }
 
 /// Installs the Prometheus recorder and schedules its upkeep.
