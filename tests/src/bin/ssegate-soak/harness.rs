@@ -516,8 +516,14 @@ pub(crate) fn run(options: &Options) -> Result<Record> {
                 );
                 record.checkpoints.push(cp);
             }
+            // The gateway did not answer: a failed run, judged like any
+            // other (the missing checkpoints and a dead gateway are gates).
             Err(e) => {
-                outcome = Err(e);
+                eprintln!("soak: checkpoint {round} failed: {e:#}");
+                record.load_failures.push(format!(
+                    "checkpoint {round}: the gateway did not answer: {e:#}"
+                ));
+                record.gateway_died = gateway.try_wait().ok().flatten().is_some();
                 break;
             }
         }

@@ -380,7 +380,7 @@ pub(crate) fn judge(plan: &Plan, record: &Record, leak_injected: bool) -> Verdic
         ),
     ));
     gates.push(gate(
-        "load processes finished and reported",
+        "load processes and checkpoints ran to the end",
         if record.load_failures.is_empty() {
             "all".to_string()
         } else {
