@@ -22,6 +22,7 @@ use sse_conn_pool::Connector;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
+use crate::auth::PrincipalGuard;
 use crate::hub::Membership;
 use crate::limits::Admission;
 use crate::metrics;
@@ -47,8 +48,11 @@ pub(crate) struct SseBody<C: Connector> {
     ended: bool,
     /// The subscriber's span: its topics and address, for every log line.
     span: tracing::Span,
+    /// When its token expires (auth on): then the stream ends.
+    expiry: Option<Pin<Box<Sleep>>>,
     _membership: Membership<C>,
     _admission: Admission,
+    _principal: Option<PrincipalGuard>,
 }
 
 pub(crate) struct BodyParts<C: Connector> {
@@ -65,6 +69,8 @@ pub(crate) struct BodyParts<C: Connector> {
     pub(crate) retry_hint: Duration,
     pub(crate) membership: Membership<C>,
     pub(crate) admission: Admission,
+    pub(crate) principal: Option<PrincipalGuard>,
+    pub(crate) expires: Option<Instant>,
 }
 
 impl<C: Connector> SseBody<C> {
@@ -89,8 +95,12 @@ impl<C: Connector> SseBody<C> {
             drain_spread: parts.drain_spread,
             retry_hint: parts.retry_hint,
             ended: false,
+            expiry: parts
+                .expires
+                .map(|at| Box::pin(tokio::time::sleep_until(at))),
             _membership: parts.membership,
             _admission: parts.admission,
+            _principal: parts.principal,
         }
     }
 
@@ -164,11 +174,25 @@ impl<C: Connector> Body for SseBody<C> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
+        // A pending frame goes out even after the end was decided (the
+        // goodbye after `ssegate-expired`).
+        if let Some(frame) = this.pending.take() {
+            return Poll::Ready(Some(Ok(Frame::data(frame))));
+        }
         if this.ended {
             return Poll::Ready(None);
         }
-        if let Some(frame) = this.pending.take() {
-            return Poll::Ready(Some(Ok(Frame::data(frame))));
+        if let Some(expiry) = this.expiry.as_mut()
+            && expiry.as_mut().poll(cx).is_ready()
+        {
+            this.expiry = None;
+            metrics::record_expired();
+            this.span
+                .in_scope(|| tracing::debug!("token expired: ending the stream"));
+            this.pending = Some(this.farewell());
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
+                b"event: ssegate-expired\ndata: {\"reason\":\"token expired\"}\n\n",
+            )))));
         }
         // Draining: end at this stream's moment in the drain window.
         if this.drain_at.is_none()

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::auth::AuthConfig;
+
 /// What to do with a subscriber whose queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -105,6 +107,13 @@ pub struct BridgeConfig {
     /// Whether those pages may send credentials (cookies); not with `*`.
     /// Default false.
     pub cors_credentials: bool,
+    /// Who may subscribe: static tokens, JWT (see [`crate::auth`]). Default
+    /// off: anyone who reaches the listener.
+    pub auth: AuthConfig,
+    /// Serve a demo page at `/` on the stream listener: one `EventSource`
+    /// on the topics in its URL (`/?topic=AAPL&topic=MSFT`), with a live
+    /// table and continuity checks. Default off (`ssegate demo` turns it on).
+    pub demo_page: bool,
 }
 
 /// The admin token: compared in constant time, never printed.
@@ -158,6 +167,8 @@ impl Default for BridgeConfig {
             admin_token: None,
             cors_origins: Vec::new(),
             cors_credentials: false,
+            auth: AuthConfig::default(),
+            demo_page: false,
         }
     }
 }
@@ -168,7 +179,7 @@ pub struct ConfigError {
     /// The key, as in the TOML file.
     pub key: &'static str,
     /// Why.
-    pub reason: &'static str,
+    pub reason: std::borrow::Cow<'static, str>,
 }
 
 impl std::fmt::Display for ConfigError {
@@ -191,7 +202,12 @@ impl BridgeConfig {
     ///
     /// The first key that makes no sense, and why.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |key, reason| Err(ConfigError { key, reason });
+        let err = |key, reason: &'static str| {
+            Err(ConfigError {
+                key,
+                reason: reason.into(),
+            })
+        };
         let positive = [
             ("heartbeat", self.heartbeat),
             ("header_read_timeout", self.header_read_timeout),
@@ -257,6 +273,12 @@ impl BridgeConfig {
         if self.cors_credentials && self.cors_origins.iter().any(|o| o == "*") {
             return err("cors_credentials", "cannot be combined with the origin `*`");
         }
+        // Reads the token files and keys: a file that cannot be used is
+        // refused here, not at the first subscriber.
+        self.auth.load().map_err(|e| ConfigError {
+            key: "auth",
+            reason: e.0.into(),
+        })?;
         Ok(())
     }
 }

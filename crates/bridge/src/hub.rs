@@ -364,6 +364,26 @@ impl<C: Connector> Hub<C> {
         }
     }
 
+    /// Ends the streams of `topic`'s subscribers (of every topic if `None`)
+    /// with the retry hint, as if the gateway were draining, without
+    /// refusing them when they come back. Returns how many.
+    pub(crate) fn disconnect(&self, topic: Option<&str>) -> usize {
+        let queues = match topic {
+            None => self.queues(),
+            Some(name) => {
+                let Some(topic) = self.topics.lock().get(name).cloned() else {
+                    return 0;
+                };
+                let state = topic.state.lock();
+                state.members.values().map(|m| m.queue.clone()).collect()
+            }
+        };
+        for queue in &queues {
+            queue.close(Closed::Operator, false);
+        }
+        queues.len()
+    }
+
     /// Disconnects subscribers whose queued data has not moved for the write
     /// timeout (their connection is killed: see `Queue::kill`).
     pub(crate) fn sweep(&self, now: Instant, timeout: Duration) -> usize {

@@ -63,6 +63,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod auth;
 mod body;
 mod config;
 mod hub;
@@ -73,6 +74,7 @@ pub mod metrics;
 mod queue;
 mod server;
 
+pub use auth::{AuthConfig, AuthConfigError, JwtConfig, Secret};
 pub use config::{AdminToken, BridgeConfig, ConfigError, Policy};
 pub use server::{
     GatewayHandle, HeapStats, LogControl, ReloadHook, Reloader, apply_log_filter, set_heap_probe,

@@ -38,8 +38,16 @@ pub const PROCESS_MAX_FDS: &str = "ssegate_process_max_fds";
 /// Gauge: tokio tasks alive.
 pub const RUNTIME_TASKS: &str = "ssegate_runtime_tasks";
 
+/// Gauge: token holders with a stream open (auth on).
+pub const PRINCIPALS: &str = "ssegate_auth_principals";
+/// Counter: streams ended because their token expired.
+pub const EXPIRED: &str = "ssegate_auth_streams_expired_total";
+
 /// Refusal reasons (the `reason` label of [`REFUSED`]).
-const REFUSALS: [&str; 6] = [
+const REFUSALS: [&str; 9] = [
+    "unauthenticated",
+    "forbidden",
+    "max_per_token",
     "max_subscribers",
     "max_per_ip",
     "rate",
@@ -84,10 +92,20 @@ pub fn describe_metrics() {
         "The open file descriptor limit."
     );
     describe_gauge!(RUNTIME_TASKS, Unit::Count, "Tokio tasks alive.");
+    describe_gauge!(
+        PRINCIPALS,
+        Unit::Count,
+        "Token holders with a stream open (auth on)."
+    );
+    describe_counter!(
+        EXPIRED,
+        Unit::Count,
+        "Client streams ended because their token expired."
+    );
     // Every series exists from the start, at zero: an absent series makes
     // `rate()` empty, and an alert on it silent.
     for name in [
-        OPENED, SENT, SENT_BYTES, FANOUT, REPLAYED, RESETS, HEARTBEATS,
+        OPENED, SENT, SENT_BYTES, FANOUT, REPLAYED, RESETS, HEARTBEATS, EXPIRED,
     ] {
         counter!(name).increment(0);
     }
@@ -97,7 +115,7 @@ pub fn describe_metrics() {
     for policy in [Policy::Disconnect, Policy::DropOldest, Policy::Conflate] {
         counter!(SLOW, "policy" => policy.label()).increment(0);
     }
-    for name in [STREAMS, TOPICS] {
+    for name in [STREAMS, TOPICS, PRINCIPALS] {
         gauge!(name).set(0.0);
     }
     describe_gauge!(TOPICS, Unit::Count, "Topics with at least one subscriber.");
@@ -154,6 +172,14 @@ pub(crate) fn record_reset() {
 
 pub(crate) fn record_heartbeat() {
     counter!(HEARTBEATS).increment(1);
+}
+
+pub(crate) fn record_principals(n: usize) {
+    gauge!(PRINCIPALS).set(n as f64);
+}
+
+pub(crate) fn record_expired() {
+    counter!(EXPIRED).increment(1);
 }
 
 pub(crate) fn record_topics(n: usize) {

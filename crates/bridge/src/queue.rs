@@ -41,8 +41,12 @@ impl Out {
 pub(crate) enum Closed {
     /// Full under the disconnect policy, or no write progress.
     Slow,
-    /// Its upstream stopped for good (a 204 or a 4xx).
+    /// Its upstream stopped for good (a 204 or a 4xx), or the gateway
+    /// shuts down.
     Upstream,
+    /// An operator ended it (`POST /admin/disconnect`): the client comes
+    /// back after the retry hint and resumes.
+    Operator,
 }
 
 pub(crate) struct Queue {

@@ -32,6 +32,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::auth::{Authenticator, Denied, Principals};
 use crate::body::{BodyParts, SseBody};
 use crate::config::{BridgeConfig, ConfigError};
 use crate::hub::{Hub, Start};
@@ -49,6 +50,23 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+/// A built-in page (no external assets: nothing else is fetched).
+fn html(page: &'static str) -> Reply {
+    let mut reply = text(StatusCode::OK, page);
+    let headers = reply.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'",
+        ),
+    );
+    reply
 }
 
 fn refuse(status: StatusCode, retry_after: Duration, body: String) -> Reply {
@@ -86,6 +104,10 @@ pub(crate) struct Shared<C: Connector> {
     pub(crate) write_timeout_ms: AtomicU64,
     /// Status-page event streams open (at most [`MAX_STATUS_STREAMS`]).
     pub(crate) status_streams: AtomicU64,
+    /// The subscriber token verifier (replaced on reload).
+    pub(crate) auth: parking_lot::RwLock<Arc<Authenticator>>,
+    /// Streams per token holder.
+    pub(crate) principals: Arc<Principals>,
 }
 
 /// Status pages watching at once, per gateway.
@@ -94,6 +116,10 @@ const MAX_STATUS_STREAMS: u64 = 16;
 /// The status page: a table of the upstream streams, fed by
 /// `/admin/events`. No external assets.
 const STATUS_PAGE: &str = include_str!("status.html");
+
+/// The demo page (`bridge.demo_page`): an `EventSource` on the topics in
+/// its URL. No external assets.
+const DEMO_PAGE: &str = include_str!("demo.html");
 
 /// Live heap figures, from a counting global allocator the binary installs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,7 +245,7 @@ impl<C: Connector> Reloader<C> {
         if max_streams == 0 {
             return Err(ConfigError {
                 key: "max_streams",
-                reason: "must be at least 1",
+                reason: "must be at least 1".into(),
             });
         }
         let old = &self.shared.config;
@@ -265,6 +291,18 @@ impl<C: Connector> Reloader<C> {
             .write_timeout_ms
             .store(timeout, Ordering::Relaxed);
         pool.set_max_streams(max_streams);
+        // Token files and keys are read again (validate checked them): a
+        // revoked token is refused from now on; streams open keep going
+        // until their token expires.
+        if let Ok(authenticator) = config.auth.load() {
+            if config.auth.enabled() || self.shared.auth.read().enabled() {
+                applied.push("auth");
+            }
+            *self.shared.auth.write() = Arc::new(authenticator);
+            self.shared
+                .principals
+                .set_max(config.auth.max_streams_per_token);
+        }
         let mut restart = Vec::new();
         changed(old.listen != config.listen, "listen", &mut restart);
         changed(
@@ -356,6 +394,11 @@ pub async fn start<C: Connector>(
     let admin = TcpListener::bind(config.admin_listen).await?;
     let (addr, admin_addr) = (listener.local_addr()?, admin.local_addr()?);
     let write_timeout = config.write_timeout;
+    let authenticator = config
+        .auth
+        .load()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let principals = Principals::new(config.auth.max_streams_per_token);
     let config = Arc::new(config);
     let run = run_token();
     let limits = Limits::new(
@@ -376,6 +419,8 @@ pub async fn start<C: Connector>(
         admin_loopback: admin_addr.ip().is_loopback(),
         write_timeout_ms: AtomicU64::new(duration_ms(write_timeout)),
         status_streams: AtomicU64::new(0),
+        auth: parking_lot::RwLock::new(Arc::new(authenticator)),
+        principals,
     });
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -577,6 +622,8 @@ async fn serve<C: Connector>(
                         let origin = req.headers().get(ORIGIN).cloned();
                         let mut reply = if req.method() == Method::OPTIONS {
                             preflight()
+                        } else if shared.config.demo_page && req.uri().path() == "/" {
+                            html(DEMO_PAGE)
                         } else {
                             stream(&shared, req, peer.ip(), kill)
                         };
@@ -731,6 +778,53 @@ fn stream<C: Connector>(
             return text(StatusCode::BAD_REQUEST, format!("{e}\n"));
         }
     }
+    // Authorised before anything is sent: a resume replays only topics the
+    // token may read, like live events.
+    let authenticator = shared.auth.read().clone();
+    let grant = match authenticator.check(req.headers(), req.uri().query(), &topics) {
+        Ok(grant) => grant,
+        Err(Denied::Unauthenticated(why)) => {
+            metrics::record_refused("unauthenticated");
+            let mut reply = text(StatusCode::UNAUTHORIZED, format!("unauthorized: {why}\n"));
+            let challenge = format!(
+                "Bearer realm=\"ssegate\", error=\"invalid_token\", error_description=\"{}\"",
+                why.replace(['"', '\\'], "'")
+            );
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                reply.headers_mut().insert(WWW_AUTHENTICATE, value);
+            }
+            return reply;
+        }
+        Err(Denied::Forbidden(topic)) => {
+            metrics::record_refused("forbidden");
+            return text(
+                StatusCode::FORBIDDEN,
+                format!("forbidden: this token may not read the topic `{topic}`\n"),
+            );
+        }
+    };
+    let (principal, expires) = match &grant {
+        None => (None, None),
+        Some(grant) => {
+            let Some(guard) = shared.principals.admit(grant.principal.clone()) else {
+                metrics::record_refused("max_per_token");
+                return refuse(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    config.retry_hint,
+                    format!(
+                        "this token has {} streams open; at most that many at once\n",
+                        config.auth.max_streams_per_token
+                    ),
+                );
+            };
+            let expires = grant.expires.map(|at| {
+                Instant::now()
+                    + at.duration_since(std::time::SystemTime::now())
+                        .unwrap_or_default()
+            });
+            (Some(guard), expires)
+        }
+    };
     let admission = match shared.limits.admit(ip) {
         Ok(admission) => admission,
         Err((refusal, retry)) => {
@@ -798,6 +892,8 @@ fn stream<C: Connector>(
         retry_hint: config.retry_hint,
         membership,
         admission,
+        principal,
+        expires,
     });
     let mut response = Response::new(body.boxed_unsync());
     let headers = response.headers_mut();
@@ -924,14 +1020,7 @@ fn admin<C: Connector>(shared: &Arc<Shared<C>>, req: &Request<Incoming>) -> Repl
     match path {
         // Liveness never depends on upstreams.
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/" => {
-            let mut page = text(StatusCode::OK, STATUS_PAGE);
-            page.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            );
-            page
-        }
+        "/" => html(STATUS_PAGE),
         "/admin/events" => status_events(shared),
         "/readyz" => {
             if shared.draining.load(Ordering::SeqCst) {
@@ -1029,22 +1118,34 @@ fn action<C: Connector>(shared: &Arc<Shared<C>>, path: &str) -> Reply {
         tracing::info!(rotating, "admin action: rotate every stream");
         return json_reply(&json!({"action": "rotate", "streams": rotating}));
     }
+    if path == "/admin/disconnect" {
+        let subscribers = shared.hub.disconnect(None);
+        tracing::info!(subscribers, "admin action: disconnect every subscriber");
+        return json_reply(&json!({"action": "disconnect", "subscribers": subscribers}));
+    }
     let Some((topic, verb)) = path
         .strip_prefix("/admin/streams/")
         .and_then(|rest| rest.rsplit_once('/'))
     else {
         return text(
             StatusCode::NOT_FOUND,
-            "actions: POST /admin/rotate, /admin/streams/{topic}/rotate, /admin/streams/{topic}/reconnect\n",
+            "actions: POST /admin/rotate, /admin/disconnect, /admin/streams/{topic}/rotate|reconnect|disconnect\n",
         );
     };
     let done = match verb {
         "rotate" => pool.rotate(topic),
         "reconnect" => pool.reconnect(topic),
+        "disconnect" => {
+            let subscribers = shared.hub.disconnect(Some(topic));
+            tracing::info!(topic, subscribers, "admin action: disconnect subscribers");
+            return json_reply(
+                &json!({"action": "disconnect", "topic": topic, "subscribers": subscribers}),
+            );
+        }
         _ => {
             return text(
                 StatusCode::NOT_FOUND,
-                "actions on a stream: rotate, reconnect\n",
+                "actions on a stream: rotate, reconnect, disconnect\n",
             );
         }
     };
@@ -1158,6 +1259,7 @@ fn debug_vars<C: Connector>(shared: &Shared<C>) -> serde_json::Value {
         opened += info.state.opened;
         events += info.state.events;
     }
+    let auth = shared.principals.counts();
     let heap = HEAP_PROBE.get().map(|probe| {
         let heap = probe();
         json!({"bytes": heap.bytes, "blocks": heap.blocks})
@@ -1190,6 +1292,14 @@ fn debug_vars<C: Connector>(shared: &Shared<C>) -> serde_json::Value {
             "rotations": counts.rotations,
         },
         "hub": shared.hub.stats(),
+        // admitted - released == streams; an entry per holder with a stream.
+        "auth": {
+            "enabled": shared.auth.read().enabled(),
+            "principals": auth.0,
+            "streams": auth.1,
+            "admitted": auth.2,
+            "released": auth.3,
+        },
         "upstream": {
             "phases": phases,
             "sockets": pool.connections().open_sockets(),

@@ -6,7 +6,9 @@
 //! request header `<NAME>` (underscores become dashes), so a bearer token
 //! never has to be written into the file:
 //! `SSEGATE_UPSTREAM_HEADER_AUTHORIZATION="Bearer ..."`.
-//! `SSEGATE_ADMIN_TOKEN` sets `bridge.admin_token`.
+//! `SSEGATE_ADMIN_TOKEN` sets `bridge.admin_token`; `SSEGATE_SUBSCRIBER_TOKENS`
+//! sets `bridge.auth.tokens`; `SSEGATE_JWT_HS256_SECRET` sets
+//! `bridge.auth.jwt.hs256_secret`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -192,11 +194,25 @@ impl Config {
         Ok(config)
     }
 
-    /// Applies `SSEGATE_UPSTREAM_HEADER_<NAME>` and `SSEGATE_ADMIN_TOKEN`.
+    /// Applies `SSEGATE_UPSTREAM_HEADER_<NAME>` and the secrets named in
+    /// the module docs.
     pub(crate) fn apply_env(&mut self, vars: impl Iterator<Item = (String, String)>) -> Result<()> {
         for (key, value) in vars {
             if key == "SSEGATE_ADMIN_TOKEN" {
                 self.bridge.admin_token = Some(sse_bridge::AdminToken::new(value));
+                continue;
+            }
+            if key == "SSEGATE_SUBSCRIBER_TOKENS" {
+                self.bridge.auth.tokens = Some(sse_bridge::Secret::new(value));
+                continue;
+            }
+            if key == "SSEGATE_JWT_HS256_SECRET" {
+                let Some(jwt) = self.bridge.auth.jwt.as_mut() else {
+                    bail!(
+                        "SSEGATE_JWT_HS256_SECRET: set, but there is no [bridge.auth.jwt] section"
+                    );
+                };
+                jwt.hs256_secret = Some(sse_bridge::Secret::new(value));
                 continue;
             }
             if let Some(name) = key.strip_prefix("SSEGATE_UPSTREAM_HEADER_") {
@@ -441,6 +457,35 @@ mod tests {
             !format!("{:?}", config.bridge).contains("short"),
             "the token never reaches a debug print"
         );
+    }
+
+    #[test]
+    fn subscriber_secrets_come_from_the_environment() {
+        let mut config = Config::default();
+        config.upstream.url_template = "http://x.test/{topic}".into();
+        let tokens = "alice 0123456789abcdef0123 BTC-*;bob fedcba98765432100000";
+        config
+            .apply_env([("SSEGATE_SUBSCRIBER_TOKENS".to_string(), tokens.to_string())].into_iter())
+            .unwrap();
+        config.validate().expect("two valid tokens");
+        assert!(!format!("{:?}", config.bridge).contains("0123456789abcdef"));
+        let err = config
+            .apply_env([("SSEGATE_JWT_HS256_SECRET".to_string(), "x".repeat(40))].into_iter())
+            .expect_err("no jwt section to put it in");
+        assert!(err.to_string().contains("[bridge.auth.jwt]"), "{err}");
+        let mut config: Config = toml::from_str(
+            "[upstream]\nurl_template = \"http://x.test/{topic}\"\n[bridge.auth.jwt]\nalgorithms = [\"HS256\"]\n",
+        )
+        .unwrap();
+        let err = config.validate().expect_err("HS256 without a secret");
+        assert!(
+            err.to_string().contains("SSEGATE_JWT_HS256_SECRET"),
+            "{err}"
+        );
+        config
+            .apply_env([("SSEGATE_JWT_HS256_SECRET".to_string(), "x".repeat(40))].into_iter())
+            .unwrap();
+        config.validate().expect("HS256 with its secret");
     }
 
     #[test]

@@ -65,6 +65,10 @@ pub(crate) struct Vars {
     pub(crate) events_sent: u64,
     pub(crate) slow_consumer_actions: u64,
     pub(crate) resets: u64,
+    pub(crate) auth_principals: u64,
+    pub(crate) auth_streams: u64,
+    pub(crate) auth_admitted: u64,
+    pub(crate) auth_released: u64,
 }
 
 impl Vars {
@@ -113,6 +117,10 @@ impl Vars {
             events_sent: get("/lifetime/events_sent")?,
             slow_consumer_actions: get("/lifetime/slow_consumer_actions")?,
             resets: get("/lifetime/resets")?,
+            auth_principals: get("/auth/principals")?,
+            auth_streams: get("/auth/streams")?,
+            auth_admitted: get("/auth/admitted")?,
+            auth_released: get("/auth/released")?,
         })
     }
 
@@ -146,6 +154,14 @@ impl Vars {
             format!(
                 "topics: joins {} - leaves {} != members {} or {} empty topics",
                 self.hub_joins, self.hub_leaves, self.hub_members, self.hub_empty_topics
+            ),
+        );
+        check(
+            self.auth_admitted.checked_sub(self.auth_released) == Some(self.auth_streams)
+                && self.auth_principals <= self.auth_streams,
+            format!(
+                "token holders: admitted {} - released {} != active {} or {} holders",
+                self.auth_admitted, self.auth_released, self.auth_streams, self.auth_principals
             ),
         );
         check(
@@ -437,6 +453,9 @@ pub(crate) fn run(options: &Options) -> Result<Record> {
     if options.inject_leak {
         gateway_cmd.env("SSEGATE_SOAK_LEAK", "1");
     }
+    // Subscribers authenticate: the token registry is one more resource
+    // every checkpoint compares.
+    gateway_cmd.env("SSEGATE_SUBSCRIBER_TOKENS", subscriber_tokens());
     let mut gateway = gateway_cmd.spawn().context("starting ssegate")?;
     let gateway_pid = gateway.id();
     let ready = runtime.block_on(async {
@@ -602,6 +621,8 @@ fn spawn_load(
             "15000",
             "--pause-ms",
             &spawn.pause.as_millis().to_string(),
+            "--token",
+            &role_token(spawn.role),
             "--report",
         ])
         .arg(report)
@@ -610,6 +631,23 @@ fn spawn_load(
         .stderr(File::create(err)?)
         .spawn()
         .with_context(|| format!("starting the {} load process", spawn.role))
+}
+
+/// The soak's static subscriber tokens: one holder per load role.
+const ROLES: [&str; 4] = ["churn", "resume", "checker", "slow"];
+
+fn role_token(role: &str) -> String {
+    format!("soak-{role}-0123456789abcdef")
+}
+
+/// `SSEGATE_SUBSCRIBER_TOKENS` for the gateway: every role may read every
+/// topic.
+fn subscriber_tokens() -> String {
+    ROLES
+        .iter()
+        .map(|role| format!("{role} {}", role_token(role)))
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 fn loopback(last: u8) -> IpAddr {
@@ -721,7 +759,7 @@ fn name_seed(name: &str) -> u64 {
 }
 
 /// The resources compared at checkpoints (exactly), and their names.
-fn resources(v: &Vars) -> [(&'static str, u64); 13] {
+fn resources(v: &Vars) -> [(&'static str, u64); 14] {
     [
         ("tasks", v.tasks),
         ("open_fds", v.open_fds),
@@ -736,6 +774,7 @@ fn resources(v: &Vars) -> [(&'static str, u64); 13] {
         ("hub_members", v.hub_members),
         ("queued_events", v.queued_events),
         ("replay_events", v.replay_events),
+        ("auth_principals", v.auth_principals),
     ]
 }
 

@@ -68,7 +68,14 @@ pub(crate) struct LoadArgs {
     /// Where to write the JSON report.
     #[arg(long)]
     pub(crate) report: PathBuf,
+    /// The bearer token every request carries (the soak's gateway requires
+    /// one per role, so its token registry is exercised too).
+    #[arg(long)]
+    pub(crate) token: Option<String>,
 }
+
+/// This process's token (from `--token`), for every request.
+static TOKEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
 /// The JSON report of one load process.
 #[derive(Debug, Default, Serialize, serde::Deserialize, Clone)]
@@ -322,6 +329,9 @@ async fn open(
     if let Some(id) = last_id {
         request = request.header("last-event-id", id);
     }
+    if let Some(token) = TOKEN.get().and_then(Option::as_deref) {
+        request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
     let request = request
         .body(Empty::<Bytes>::new())
         .map_err(|_| "request".to_string())?;
@@ -432,6 +442,7 @@ impl Ctx {
 }
 
 async fn run(args: LoadArgs) -> Result<Report> {
+    let _ = TOKEN.set(args.token.clone());
     let ctx = Arc::new(Ctx {
         checks: Mutex::new(Some(Checks::new(&args.role)?)),
         args,

@@ -194,6 +194,10 @@ drain_spread = {drain_spread}
 drain_deadline = {drain_deadline}
 debug_vars = true
 
+[bridge.auth]
+# The tokens come from SSEGATE_SUBSCRIBER_TOKENS (one per load role).
+max_streams_per_token = 10000
+
 [bridge.policies]
 T00 = "drop-oldest"
 T01 = "drop-oldest"
