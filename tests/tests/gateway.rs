@@ -448,6 +448,46 @@ async fn http2_clients_share_one_connection_for_several_streams() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_client_that_comes_back_within_the_linger_resumes_without_a_gap() {
+    let sim = sim(&["AAPL"], 200.0).await;
+    let mut bridge = bridge_config();
+    bridge.replay_linger = Duration::from_secs(5);
+    let gw = gateway(pool_config(&sim), bridge).await;
+    let mut client = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+    let last = client.events(5).await.pop().expect("events");
+    drop(client);
+    eventually("the client left", || gw.streams() == 0).await;
+    // Away for a while: about 100 quotes go by with nobody subscribed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(gw.registries().0, 1, "the topic lingers");
+    let mut client = get(
+        gw.addr(),
+        "/v1/stream/AAPL",
+        &[("last-event-id", last.id.as_str())],
+    )
+    .await;
+    let events = client.events(150).await;
+    let mut ns = vec![n(&last)];
+    ns.extend(events.iter().map(n));
+    assert!(contiguous(&ns), "replayed from where it left: {ns:?}");
+    drop(client);
+    // Then, alone again and gone for longer than the linger, it is released.
+    let mut bridge = bridge_config();
+    bridge.replay_linger = Duration::from_millis(200);
+    let gw2 = gateway(pool_config(&sim), bridge).await;
+    let client = get(gw2.addr(), "/v1/stream/AAPL", &[]).await;
+    eventually("the topic joined", || gw2.registries().0 == 1).await;
+    drop(client);
+    eventually("the topic released after its linger", || {
+        gw2.registries().0 == 0
+    })
+    .await;
+    gw2.shutdown().await;
+    gw.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resuming_after_every_subscriber_left_is_a_reset_not_a_silent_gap() {
     let sim = sim(&["AAPL"], 200.0).await;
     let gw = gateway(pool_config(&sim), bridge_config()).await;
@@ -670,6 +710,70 @@ async fn admin_actions_rotate_and_reconnect_without_a_gap() {
     let put = request(admin, http::Method::PUT, "/admin/rotate", &[]).await;
     assert_eq!(put.status, 405);
     drop((client, other));
+    gw.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_disconnect_ends_streams_with_a_retry_hint_and_they_resume() {
+    let sim = sim(&["AAPL", "MSFT"], 100.0).await;
+    let gw = gateway(pool_config(&sim), bridge_config()).await;
+    let admin = gw.admin_addr();
+    let mut aapl = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
+    let mut msft = get(gw.addr(), "/v1/stream/MSFT", &[]).await;
+    let last = aapl.events(3).await.pop().expect("events");
+    msft.events(1).await;
+    // One topic's subscribers only.
+    let one = request(
+        admin,
+        http::Method::POST,
+        "/admin/streams/AAPL/disconnect",
+        &[],
+    )
+    .await;
+    assert_eq!(one.status, 200);
+    assert!(one.text().await.contains("\"subscribers\":1"));
+    let items = aapl.drain().await;
+    let events: Vec<&Event> = items
+        .iter()
+        .filter_map(|i| {
+            if let Item::Event(e) = i {
+                Some(e)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert!(
+        matches!(items.last(), Some(Item::Retry(_))),
+        "the stream ends with a retry hint"
+    );
+    msft.events(5).await;
+    // It comes back and resumes where it was (its topic lingered).
+    let from = events.last().map_or(&last, |e| *e);
+    let mut again = get(
+        gw.addr(),
+        "/v1/stream/AAPL",
+        &[("last-event-id", from.id.as_str())],
+    )
+    .await;
+    assert_eq!(
+        n(&again.next_event().await),
+        n(from) + 1,
+        "no gap, no duplicate"
+    );
+    // Everyone.
+    let all = request(admin, http::Method::POST, "/admin/disconnect", &[]).await;
+    assert!(all.text().await.contains("\"subscribers\":2"));
+    assert!(matches!(msft.drain().await.last(), Some(Item::Retry(_))));
+    let none = request(
+        admin,
+        http::Method::POST,
+        "/admin/streams/NOPE/disconnect",
+        &[],
+    )
+    .await;
+    assert!(none.text().await.contains("\"subscribers\":0"));
     gw.shutdown().await;
     sim.shutdown().await;
 }

@@ -69,6 +69,13 @@ pub struct BridgeConfig {
     /// How old a replayable event may be. Default 5 min.
     #[serde(with = "humantime_serde")]
     pub replay_age: Duration,
+    /// How long a topic is kept (its replay buffer, and so its upstream)
+    /// after its last subscriber left, so that a client that comes back
+    /// (a lone browser after a network blip, everyone after
+    /// `/admin/disconnect`) resumes without a gap. 0 releases at once.
+    /// Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub replay_linger: Duration,
     /// Subscribers (streams) at once. Default 10,000.
     pub max_subscribers: usize,
     /// Streams per client IP at once. Default 100.
@@ -155,6 +162,7 @@ impl Default for BridgeConfig {
             replay_events: 10_000,
             replay_bytes: 16 << 20,
             replay_age: Duration::from_secs(300),
+            replay_linger: Duration::from_secs(30),
             max_subscribers: 10_000,
             max_per_ip: 100,
             max_topics_per_connection: 16,
@@ -236,6 +244,9 @@ impl BridgeConfig {
             if value == 0 {
                 return err(key, "must be at least 1");
             }
+        }
+        if self.replay_linger > Duration::from_secs(3600) {
+            return err("replay_linger", "must be at most an hour");
         }
         if self.new_streams_per_sec == 0 {
             return err("new_streams_per_sec", "must be at least 1");

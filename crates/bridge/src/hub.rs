@@ -21,6 +21,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use sse_conn_pool::{Connector, Pool, PoolError, StreamItem, Subscription};
 use sse_parser::{Event, encode_event};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -72,12 +73,18 @@ struct TopicState {
     /// The last sequence number assigned here.
     last: u64,
     members: HashMap<u64, Member>,
+    /// Since when nobody is subscribed: the topic (its replay buffer and
+    /// upstream subscription) lingers `replay_linger` after that, so a
+    /// client that comes back resumes without a gap.
+    empty_since: Option<Instant>,
 }
 
 struct Topic {
     name: Arc<str>,
     state: Mutex<TopicState>,
     pump: Mutex<Option<JoinHandle<()>>>,
+    /// Wakes the pump when the last member left (it times the linger).
+    emptied: Notify,
 }
 
 /// Every topic with a subscriber.
@@ -226,6 +233,7 @@ impl<C: Connector> Hub<C> {
         name: &str,
     ) -> Result<Arc<Topic>, PoolError> {
         if let Some(topic) = topics.get(name) {
+            topic.state.lock().empty_since = None;
             return Ok(topic.clone());
         }
         let subscription = self.pool.subscribe(name)?;
@@ -242,8 +250,10 @@ impl<C: Connector> Hub<C> {
                 floor,
                 last: floor,
                 members: HashMap::new(),
+                empty_since: None,
             }),
             pump: Mutex::new(None),
+            emptied: Notify::new(),
         });
         let span = tracing::info_span!("topic", topic = %name);
         let pump = tokio::spawn(tracing::Instrument::instrument(
@@ -252,6 +262,7 @@ impl<C: Connector> Hub<C> {
                 topic.clone(),
                 subscription,
                 self.config.policy_of(&name),
+                self.config.replay_linger,
             ),
             span,
         ));
@@ -269,22 +280,51 @@ impl<C: Connector> Hub<C> {
             if state.members.remove(&id).is_some() {
                 self.leaves.fetch_add(1, Ordering::Relaxed);
             }
-            state.members.is_empty()
-        };
-        // Only the current incarnation is removed (a new one may exist).
-        if empty
-            && topics
-                .get(&topic.name)
-                .is_some_and(|t| Arc::ptr_eq(t, topic))
-        {
-            topics.remove(&topic.name);
-            if let Some(pump) = topic.pump.lock().take() {
-                // Dropping the pump drops the pool subscription: released.
-                pump.abort();
+            let empty = state.members.is_empty();
+            if empty && !self.config.replay_linger.is_zero() {
+                // The pump times the linger and removes the topic then.
+                state.empty_since = Some(Instant::now());
+                topic.emptied.notify_one();
+                return;
             }
-            tracing::debug!(topic = %topic.name, "last subscriber left: upstream released");
-            metrics::record_topics(topics.len());
+            empty
+        };
+        if empty {
+            self.remove(&mut topics, topic);
         }
+    }
+
+    /// Removes `topic` if it is still the current incarnation (a new one
+    /// may exist), releasing its upstream subscription.
+    fn remove(&self, topics: &mut HashMap<Arc<str>, Arc<Topic>>, topic: &Arc<Topic>) {
+        if !topics
+            .get(&topic.name)
+            .is_some_and(|t| Arc::ptr_eq(t, topic))
+        {
+            return;
+        }
+        topics.remove(&topic.name);
+        if let Some(pump) = topic.pump.lock().take() {
+            // Dropping the pump drops the pool subscription: released.
+            pump.abort();
+        }
+        tracing::debug!(topic = %topic.name, "no subscriber left: upstream released");
+        metrics::record_topics(topics.len());
+    }
+
+    /// After the linger: removes `topic` if it is still empty and has been
+    /// for `linger`. Whether it was removed.
+    fn remove_if_idle(&self, topic: &Arc<Topic>, linger: Duration) -> bool {
+        let mut topics = self.topics.lock();
+        let idle = topic
+            .state
+            .lock()
+            .empty_since
+            .is_some_and(|since| since.elapsed() >= linger);
+        if idle {
+            self.remove(&mut topics, topic);
+        }
+        idle
     }
 
     /// Drops replayable events older than the replay age.
@@ -424,15 +464,43 @@ fn encode(run: &str, topic: &str, seq: u64, event: &Event) -> Option<(Bytes, Byt
     Some((single, multi))
 }
 
+/// Resolves when `topic` has been empty for `linger` (never while it has
+/// members).
+async fn lingered(topic: &Topic, linger: Duration) {
+    loop {
+        let emptied = topic.emptied.notified();
+        let since = topic.state.lock().empty_since;
+        match since {
+            Some(since) => {
+                tokio::time::sleep_until(since + linger).await;
+                return;
+            }
+            None => emptied.await,
+        }
+    }
+}
+
 /// Turns the topic's pool subscription into hub events.
 async fn pump<C: Connector>(
     hub: std::sync::Weak<Hub<C>>,
     topic: Arc<Topic>,
     mut subscription: Subscription,
     policy: Policy,
+    linger: Duration,
 ) {
     loop {
-        let item = match subscription.recv().await {
+        let received = tokio::select! {
+            received = subscription.recv() => received,
+            () = lingered(&topic, linger) => {
+                let Some(hub) = hub.upgrade() else { return };
+                if hub.remove_if_idle(&topic, linger) {
+                    // `remove` aborted this task; end here all the same.
+                    return;
+                }
+                continue;
+            }
+        };
+        let item = match received {
             Ok(item) => item,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                 // The pool's buffer overflowed for this hub: every member

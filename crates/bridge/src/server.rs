@@ -337,6 +337,11 @@ impl<C: Connector> Reloader<C> {
             &mut restart,
         );
         changed(
+            old.replay_linger != config.replay_linger,
+            "replay_linger",
+            &mut restart,
+        );
+        changed(
             old.policy != config.policy || old.policies != config.policies,
             "policies",
             &mut restart,

@@ -98,6 +98,7 @@ fn main() -> ExitCode {
             let mut config = Config::default();
             config.bridge.listen = listen;
             config.bridge.admin_listen = admin;
+            config.bridge.demo_page = true;
             config.log.format = log_format;
             runtime().and_then(|rt| rt.block_on(demo(config, rate)))
         }
@@ -266,6 +267,8 @@ async fn demo(mut config: Config, rate: f64) -> Result<()> {
         println!("  listening on http://{addr}");
         println!("  admin on http://{admin}");
         println!();
+        println!("  in a browser: http://{addr}/?topic=AAPL&topic=MSFT (the live page)");
+        println!("                http://{admin}/ (the status page)");
         println!("  curl -N http://{addr}/v1/stream/AAPL");
         println!("  curl -N 'http://{addr}/v1/stream?topic=AAPL&topic=MSFT'");
         println!("  curl http://{admin}/admin/streams");

@@ -28,6 +28,9 @@ pub fn bridge_config() -> BridgeConfig {
         admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         drain_spread: Duration::from_millis(500),
         drain_deadline: Duration::from_secs(5),
+        // Short, like the pool's idle linger below: registries return to
+        // zero quickly after a test's clients leave.
+        replay_linger: Duration::from_millis(300),
         ..BridgeConfig::default()
     }
 }

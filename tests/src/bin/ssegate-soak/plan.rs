@@ -187,6 +187,7 @@ write_timeout = {write_timeout}
 queue_events = 1024
 queue_bytes = 262144
 replay_age = {replay_age}
+replay_linger = {replay_linger}
 max_subscribers = 10000
 max_per_ip = 2000
 new_streams_per_sec = 5000
@@ -208,6 +209,7 @@ level = "info"
 "#,
             scale = self.time_scale,
             linger = d(300, 250),
+            replay_linger = d(30, 250),
             connect = d(5, 1000),
             first_byte = d(30, 2000),
             idle = d(90, 2000),
@@ -248,7 +250,10 @@ level = "info"
 
     /// The idle linger, as configured.
     pub(crate) fn linger(&self) -> Duration {
-        self.scaled(Duration::from_secs(300), Duration::from_millis(250))
+        // The hub keeps an empty topic for the replay linger, then the pool
+        // keeps its upstream for the idle linger.
+        self.scaled(Duration::from_secs(30), Duration::from_millis(250))
+            + self.scaled(Duration::from_secs(300), Duration::from_millis(250))
     }
 
     /// The 72-hour production counts.
