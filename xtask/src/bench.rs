@@ -308,3 +308,46 @@ fn table(results: &Results, allocations: &[String], quick: bool) -> String {
     }
     out
 }
+
+/// `cargo xtask bench fanout`: builds the release `ssegate` (its production
+/// allocator, no soak feature) and `ssegate-fanout`, then runs it.
+pub(crate) fn fanout(
+    root: &Path,
+    peer: Option<&str>,
+    quick: bool,
+    update_readme: bool,
+) -> Result<()> {
+    run_cmd(cargo(&[
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "ssegate",
+        "--bin",
+        "ssegate",
+        "-p",
+        "ssegate-tests",
+        "--bin",
+        "ssegate-fanout",
+    ]))?;
+    let mut cmd = std::process::Command::new(root.join("target/release/ssegate-fanout"));
+    cmd.arg("run")
+        .arg("--ssegate")
+        .arg(root.join("target/release/ssegate"))
+        .arg("--out")
+        .arg(root.join(if quick {
+            "target/bench/fanout-quick"
+        } else {
+            "target/bench/fanout"
+        }));
+    if let Some(peer) = peer {
+        cmd.args(["--peer", peer]);
+    }
+    if quick {
+        cmd.arg("--quick");
+    }
+    if update_readme {
+        cmd.arg("--update-readme").arg(root.join("README.md"));
+    }
+    run_cmd(cmd)
+}

@@ -34,8 +34,14 @@ enum Cmd {
         #[arg(long)]
         keep_going: bool,
     },
-    /// Run the parser benchmarks against the peer crates and print the ratios.
+    /// Run the parser benchmarks against the peer crates and print the ratios;
+    /// `bench fanout` runs the fan-out benchmark (ssegate, and `--peer nchan`).
     Bench {
+        /// `fanout`: the fan-out benchmark instead of the criterion suites.
+        suite: Option<String>,
+        /// With `fanout`: also measure this peer (`nchan`) in the same run.
+        #[arg(long)]
+        peer: Option<String>,
         /// Small inputs, for a quick look (the ratios are less stable).
         #[arg(long)]
         quick: bool,
@@ -69,9 +75,22 @@ fn try_main() -> Result<()> {
     match cli.command {
         Cmd::Ci { keep_going } => ci(&root, keep_going),
         Cmd::Bench {
+            suite: Some(suite),
+            peer,
+            quick,
+            update_readme,
+            ..
+        } if suite == "fanout" => bench::fanout(&root, peer.as_deref(), quick, update_readme),
+        Cmd::Bench {
+            suite: Some(suite), ..
+        } => {
+            bail!("unknown benchmark suite {suite:?} (known: fanout)")
+        }
+        Cmd::Bench {
             quick,
             update_readme,
             report_only,
+            ..
         } => bench::run(&root, quick, update_readme, report_only),
         Cmd::Soak(args) => soak::soak(&root, &args),
         Cmd::Tidy => {
@@ -240,6 +259,11 @@ fn ci(root: &Path, keep_going: bool) -> Result<()> {
         // The harness must catch a leak before its passing verdict means
         // anything.
         step("soak leak check", move || soak::leak_check(&leak_root)),
+        step("fan-out bench smoke", || {
+            // 100 subscribers against ssegate and nchan: the harness and the
+            // peer still work; the full run is `cargo xtask bench fanout`.
+            bench::fanout(&project_root(), Some("nchan"), true, false)
+        }),
         step("soak --ci", move || {
             soak::soak(
                 &soak_root,

@@ -66,6 +66,7 @@
 pub mod auth;
 mod body;
 mod config;
+mod h1;
 mod hub;
 #[cfg(feature = "leak-injection")]
 pub mod leak;

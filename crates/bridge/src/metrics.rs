@@ -144,9 +144,9 @@ pub(crate) fn record_refused(reason: &'static str) {
     counter!(REFUSED, "reason" => reason).increment(1);
 }
 
-pub(crate) fn record_sent(bytes: usize) {
-    LIFETIME.sent.fetch_add(1, Ordering::Relaxed);
-    counter!(SENT).increment(1);
+pub(crate) fn record_sent(events: u64, bytes: usize) {
+    LIFETIME.sent.fetch_add(events, Ordering::Relaxed);
+    counter!(SENT).increment(events);
     counter!(SENT_BYTES).increment(bytes as u64);
 }
 

@@ -199,6 +199,30 @@ impl Queue {
 
     /// The next item, or registers `waker`. `Err` once closed and drained of
     /// what must still be said.
+    /// Takes up to `max` items at once (under one lock), or registers
+    /// `waker` when there is none. The body writes them as one frame: one
+    /// write for everything pending, not one per event.
+    pub(crate) fn pop_many(&self, waker: &Waker, max: usize) -> Result<Vec<Out>, Closed> {
+        let mut state = self.state.lock();
+        if let Some(closed) = state.closed {
+            return Err(closed);
+        }
+        state.progress = Instant::now();
+        if state.items.is_empty() {
+            state.waker = Some(waker.clone());
+            // A burst's high-water mark is not kept by an idle subscriber.
+            if state.items.capacity() > 64 {
+                state.items.shrink_to(16);
+            }
+            return Ok(Vec::new());
+        }
+        let n = state.items.len().min(max);
+        let taken: Vec<Out> = state.items.drain(..n).collect();
+        state.bytes -= taken.iter().map(Out::bytes).sum::<usize>();
+        Ok(taken)
+    }
+
+    #[cfg(test)]
     pub(crate) fn pop(&self, waker: &Waker) -> Result<Option<Out>, Closed> {
         let mut state = self.state.lock();
         if let Some(closed) = state.closed {

@@ -35,12 +35,13 @@ use tokio::time::Instant;
 use crate::auth::{Authenticator, Denied, Principals};
 use crate::body::{BodyParts, SseBody};
 use crate::config::{BridgeConfig, ConfigError};
+use crate::h1;
 use crate::hub::{Hub, Start};
 use crate::limits::{Limits, Refusal};
 use crate::metrics;
 use crate::queue::{Closed, Queue};
 
-type Reply = Response<UnsyncBoxBody<Bytes, Infallible>>;
+pub(crate) type Reply = Response<UnsyncBoxBody<Bytes, Infallible>>;
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
     let mut response = Response::new(Full::new(body.into()).boxed_unsync());
@@ -395,7 +396,7 @@ pub async fn start<C: Connector>(
     config
         .validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    let listener = TcpListener::bind(config.listen).await?;
+    let listener = listen(config.listen)?;
     let admin = TcpListener::bind(config.admin_listen).await?;
     let (addr, admin_addr) = (listener.local_addr()?, admin.local_addr()?);
     let write_timeout = config.write_timeout;
@@ -513,6 +514,22 @@ impl<C: Connector> GatewayHandle<C> {
     }
 }
 
+/// The streams' listener, with a deep accept queue: after a restart or a
+/// network blip thousands of clients reconnect within a second or two, and
+/// a SYN dropped from a full queue costs its client a second (the first
+/// retransmission), not a few microseconds.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    // The kernel caps it at net.core.somaxconn (4096 by default).
+    socket.listen(4096)
+}
+
 /// A token distinguishing this run's ids from an earlier run's.
 fn run_token() -> String {
     let nanos = std::time::SystemTime::now()
@@ -614,9 +631,52 @@ async fn serve<C: Connector>(
     mut stop: watch::Receiver<bool>,
     role: Role,
 ) {
+    let mut socket = socket;
     let _ = socket.set_nodelay(true);
     shared.connections.fetch_add(1, Ordering::SeqCst);
     let kill = Arc::new(Notify::new());
+    match role {
+        Role::Admin => {
+            Box::pin(serve_hyper(socket, peer, &shared, &mut stop, role, &kill)).await;
+        }
+        Role::Streams => {
+            // Subscriptions over HTTP/1.1 take the fast path (see `h1`);
+            // everything else goes to hyper, from the first byte.
+            match h1::read_head(&mut socket, shared.config.header_read_timeout).await {
+                h1::Head::Stream(req) => {
+                    let origin = req.headers().get(ORIGIN).cloned();
+                    let mut reply = stream(&shared, req, peer.ip(), kill.clone());
+                    cors(&shared.config, origin.as_ref(), &mut reply);
+                    tokio::select! {
+                        _ = h1::respond(&mut socket, reply, &kill) => {}
+                        // Streams have ended by then (the drain); a stalled
+                        // one is dropped.
+                        () = stopped(&mut stop) => {}
+                    }
+                }
+                h1::Head::Other(read) => {
+                    let io = h1::Rewind::new(read, socket);
+                    Box::pin(serve_hyper(io, peer, &shared, &mut stop, role, &kill)).await;
+                }
+                h1::Head::Gone => {}
+            }
+        }
+    }
+    shared.connections.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// One connection through hyper (HTTP/1.1 and HTTP/2): the admin listener,
+/// and whatever the streams' fast path does not take.
+async fn serve_hyper<C: Connector, I>(
+    io: I,
+    peer: SocketAddr,
+    shared: &Arc<Shared<C>>,
+    stop: &mut watch::Receiver<bool>,
+    role: Role,
+    kill: &Arc<Notify>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = {
         let (shared, kill) = (shared.clone(), kill.clone());
         hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -646,21 +706,20 @@ async fn serve<C: Connector>(
         .timer(TokioTimer::new())
         .header_read_timeout(shared.config.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
-    let mut conn = pin!(builder.serve_connection(TokioIo::new(socket), service));
+    let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service));
     tokio::select! {
         _ = conn.as_mut() => {}
         // A stalled slow consumer: drop the socket (nothing else frees it).
         () = kill.notified() => {}
-        () = stopped(&mut stop) => {
+        () = stopped(stop) => {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(1), conn.as_mut()).await;
         }
     }
-    shared.connections.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// Which topics a request asks for, and its resume id, or why it is bad.
-fn parse_request(req: &Request<Incoming>) -> Result<(Vec<String>, Option<String>), String> {
+fn parse_request<B>(req: &Request<B>) -> Result<(Vec<String>, Option<String>), String> {
     let path = req.uri().path();
     let mut topics = Vec::new();
     let mut last_id = req
@@ -729,9 +788,9 @@ fn starts(run: &str, topics: &[String], last_id: Option<&str>) -> Vec<Start> {
         .collect()
 }
 
-fn stream<C: Connector>(
+fn stream<C: Connector, B>(
     shared: &Arc<Shared<C>>,
-    req: Request<Incoming>,
+    req: Request<B>,
     ip: IpAddr,
     kill: Arc<Notify>,
 ) -> Reply {

@@ -309,40 +309,7 @@ pub(crate) async fn get_json(addr: SocketAddr, path: &str) -> Result<serde_json:
         .map_err(|_| anyhow!("{path}: no answer within 5 s"))?
 }
 
-/// CPU seconds (user + system) of `pid`, from `/proc`.
-fn cpu_secs(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the command name (which may contain spaces).
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // SAFETY-free: sysconf is a plain libc query.
-    #[allow(unsafe_code)]
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = if hz > 0 { hz as f64 } else { 100.0 };
-    // utime and stime are fields 14 and 15 (1-based), 11 and 12 after ")".
-    (ticks(11) + ticks(12)) / hz
-}
-
-fn signal(child: &Child, sig: libc::c_int) {
-    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-        #[allow(unsafe_code)]
-        // SAFETY: kill() on our own child's pid; it has not been reaped yet.
-        unsafe {
-            libc::kill(pid, sig);
-        }
-    }
-}
+use ssegate_tests::procfs::{cpu_secs, signal};
 
 /// Waits for `child` to exit, at most `limit`; kills it after that.
 fn wait_bounded(child: &mut Child, limit: Duration) -> Result<Option<i32>, ()> {

@@ -1,0 +1,312 @@
+//! The stream listener's HTTP/1.1 fast path for SSE subscriptions.
+//!
+//! An idle subscriber is what a gateway holds by the thousand, so what it
+//! costs in memory is what the gateway costs. Through hyper's HTTP/1.1
+//! server a stream keeps hyper's connection state: an 8 KiB read buffer
+//! and an 8 KiB write buffer (`INIT_BUFFER_SIZE`, not configurable below
+//! that), the dispatcher and the cached request headers, about 20 KiB of
+//! resident memory per idle subscriber in the fan-out benchmark. Here, a
+//! `GET /v1/stream...` HTTP/1.1 request is parsed with `httparse` (the
+//! parser hyper itself uses), answered through the same [`super::stream`]
+//! logic as any other, and its body written with chunked framing straight
+//! to the socket: what stays per subscriber is its body, its queue and a
+//! small task.
+//!
+//! Everything else (other paths and methods, HTTP/1.0, requests with a
+//! body or an `Upgrade`, HTTP/2's preface, anything `httparse` refuses) is
+//! handed to hyper with the bytes already read put back in front
+//! ([`Rewind`]), so hyper sees the connection from its first byte.
+//!
+//! A stream ends the connection when it ends (`connection: close` is not
+//! needed: the chunked body's last chunk ends the response, then the socket
+//! closes). Bytes a client sends after its request are read and dropped;
+//! its EOF ends the stream at once, like hyper's server would.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf as _, Bytes};
+use http::{HeaderName, HeaderValue, Method, Request, Version};
+use hyper::body::Body as _;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::server::Reply;
+
+/// The most header bytes read before giving the connection to hyper (which
+/// then applies its own limits and answers 431).
+const MAX_HEAD: usize = 64 * 1024;
+/// Headers `httparse` looks at; more goes to hyper.
+const MAX_HEADERS: usize = 64;
+
+/// What the first bytes of a connection are.
+pub(crate) enum Head {
+    /// A subscription this path serves.
+    Stream(Request<()>),
+    /// Anything else: these bytes were read and go back in front.
+    Other(Vec<u8>),
+    /// The client left (or sent nothing) before a complete head.
+    Gone,
+}
+
+/// Reads the request head within `timeout`.
+pub(crate) async fn read_head(socket: &mut TcpStream, timeout: Duration) -> Head {
+    let mut buf = Vec::with_capacity(1024);
+    let read = tokio::time::timeout(timeout, async {
+        loop {
+            if buf.len() == buf.capacity() {
+                buf.reserve(buf.len());
+            }
+            match socket.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut request = httparse::Request::new(&mut headers);
+            match request.parse(&buf) {
+                Ok(httparse::Status::Complete(len)) => return Some(Some(len)),
+                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
+                // Too long, too many headers, or not HTTP/1: hyper decides.
+                _ => return Some(None),
+            }
+        }
+    })
+    .await;
+    match read {
+        // Slow headers: hyper's own timer would cut it too.
+        Err(_) | Ok(None) => Head::Gone,
+        Ok(Some(None)) => Head::Other(buf),
+        Ok(Some(Some(len))) => match subscription(&buf[..len]) {
+            // Pipelined bytes after the head: unusual for a GET that streams
+            // forever; hyper handles them.
+            Some(request) if len == buf.len() => Head::Stream(request),
+            _ => Head::Other(buf),
+        },
+    }
+}
+
+/// The request, if it is a subscription this path serves.
+fn subscription(head: &[u8]) -> Option<Request<()>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    parsed.parse(head).ok()?;
+    if parsed.method? != "GET" || parsed.version? != 1 {
+        return None;
+    }
+    let path = parsed.path?;
+    if !(path == "/v1/stream" || path.starts_with("/v1/stream?") || path.starts_with("/v1/stream/"))
+    {
+        return None;
+    }
+    let mut request = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .version(Version::HTTP_11);
+    for header in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(header.name.as_bytes()).ok()?;
+        // A body, an upgrade or a `connection: close`: hyper's business.
+        if name == http::header::CONTENT_LENGTH
+            || name == http::header::TRANSFER_ENCODING
+            || name == http::header::UPGRADE
+            || name == http::header::CONNECTION
+            || name == http::header::EXPECT
+        {
+            return None;
+        }
+        request = request.header(name, HeaderValue::from_bytes(header.value).ok()?);
+    }
+    request.body(()).ok()
+}
+
+/// Writes `reply` and, for a stream, its body until it ends, the client
+/// leaves, or `kill` fires. Returns when the connection should close.
+pub(crate) async fn respond(
+    socket: &mut TcpStream,
+    reply: Reply,
+    kill: &tokio::sync::Notify,
+) -> io::Result<()> {
+    let (parts, mut body) = reply.into_parts();
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"HTTP/1.1 ");
+    head.extend_from_slice(parts.status.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    head.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    // A refusal has its whole (small) body at hand: length-delimited, and
+    // the connection closes after it.
+    if let Some(length) = body.size_hint().exact() {
+        head.extend_from_slice(
+            format!("content-length: {length}\r\nconnection: close\r\n\r\n").as_bytes(),
+        );
+        let mut all = head;
+        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+        {
+            let Ok(frame) = frame;
+            if let Ok(data) = frame.into_data() {
+                all.extend_from_slice(&data);
+            }
+        }
+        socket.write_all(&all).await?;
+        return socket.shutdown().await;
+    }
+    head.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
+    socket.write_all(&head).await?;
+    drop(head);
+    let (mut reader, mut writer) = socket.split();
+    let mut scratch = [0u8; 64];
+    loop {
+        let frame = tokio::select! {
+            frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)) => frame,
+            // The client leaving (EOF or an error) ends the stream now;
+            // anything it sends is dropped.
+            read = reader.read(&mut scratch) => match read {
+                Ok(n) if n > 0 => continue,
+                _ => return Ok(()),
+            },
+            () = kill.notified() => return Ok(()),
+        };
+        let Some(Ok(frame)) = frame else {
+            // The body ended (drain, slow-consumer disconnect, expiry): the
+            // last chunk, then close.
+            writer.write_all(b"0\r\n\r\n").await?;
+            return writer.shutdown().await;
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        let size = format!("{:x}\r\n", data.len());
+        let mut parts: [&[u8]; 3] = [size.as_bytes(), &data, b"\r\n"];
+        // A stalled client: the write waits, and the sweep's `kill` ends
+        // it (the write timeout).
+        tokio::select! {
+            written = write_all_vectored(&mut writer, &mut parts) => written?,
+            () = kill.notified() => return Ok(()),
+        }
+    }
+}
+
+/// Writes every part, in as few writes as the socket takes.
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    parts: &mut [&[u8]],
+) -> io::Result<()> {
+    let mut index = 0;
+    while index < parts.len() {
+        let slices: Vec<io::IoSlice<'_>> =
+            parts[index..].iter().map(|p| io::IoSlice::new(p)).collect();
+        let mut written = writer.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while index < parts.len() && written >= parts[index].len() {
+            written -= parts[index].len();
+            index += 1;
+        }
+        if index < parts.len() {
+            parts[index] = &parts[index][written..];
+        }
+    }
+    Ok(())
+}
+
+/// A socket with bytes already read put back in front of it.
+pub(crate) struct Rewind {
+    prefix: Bytes,
+    inner: TcpStream,
+}
+
+impl Rewind {
+    pub(crate) fn new(prefix: Vec<u8>, inner: TcpStream) -> Self {
+        Self {
+            prefix: Bytes::from(prefix),
+            inner,
+        }
+    }
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_subscriptions_take_the_fast_path() {
+        let ok =
+            subscription(b"GET /v1/stream/AAPL HTTP/1.1\r\nHost: x\r\nLast-Event-ID: r:5\r\n\r\n")
+                .expect("a subscription");
+        assert_eq!(ok.uri().path(), "/v1/stream/AAPL");
+        assert_eq!(ok.headers()["last-event-id"], "r:5");
+        assert!(subscription(b"GET /v1/stream?topic=A&topic=B HTTP/1.1\r\n\r\n").is_some());
+        for other in [
+            &b"GET /v1/stream/A HTTP/1.0\r\n\r\n"[..],
+            b"POST /v1/stream/A HTTP/1.1\r\ncontent-length: 0\r\n\r\n",
+            b"GET /healthz HTTP/1.1\r\n\r\n",
+            b"GET /v1/streamer HTTP/1.1\r\n\r\n",
+            b"GET /v1/stream/A HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            b"GET /v1/stream/A HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(
+                subscription(other).is_none(),
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
+}

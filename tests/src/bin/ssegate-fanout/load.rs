@@ -1,0 +1,294 @@
+//! The subscriber side of the fan-out benchmark: `ssegate-fanout load`, a
+//! process of its own holding up to tens of thousands of SSE streams over
+//! several 127.0.0.x source addresses. Driven by the orchestrator with one
+//! command per line on stdin, answering one JSON line per command on stdout:
+//!
+//! - `connect <n>`: opens `n` streams; answers when every one has its
+//!   response head (or failed): `{"connected":..,"failed":..,"secs":..}`.
+//! - `latency on|off`: whether to read each event's publish time (`"t":`
+//!   microseconds in its data) into a histogram.
+//! - `reset`: zeroes the counters and the histogram.
+//! - `stats`: `{"events":..,"bytes":..,"open":..,"errors":..,"p50_us":..,..}`.
+//! - `close`: closes every stream; answers when they are gone.
+//!
+//! Counting is cheap on purpose (a `memmem` for `\ndata:` per frame, the
+//! last bytes carried over frame boundaries): the load generator shares the
+//! machine with the server and must not be what limits the measurement.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result};
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{Notify, Semaphore, watch};
+
+/// What a load process is told.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct LoadArgs {
+    /// The server's address.
+    #[arg(long)]
+    pub(crate) server: SocketAddr,
+    /// The stream's path (`/v1/stream/BENCH`, `/sub/BENCH`).
+    #[arg(long)]
+    pub(crate) path: String,
+    /// Source addresses (loopback), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) sources: Vec<IpAddr>,
+}
+
+#[derive(Default)]
+struct Counters {
+    events: AtomicU64,
+    bytes: AtomicU64,
+    open: AtomicU64,
+    errors: AtomicU64,
+    unparsed: AtomicU64,
+    latency_on: AtomicBool,
+}
+
+struct Shared {
+    args: LoadArgs,
+    counters: Counters,
+    latency: Mutex<Histogram<u64>>,
+    /// Bumped to close every stream open (each holds a receiver from
+    /// before it was spawned, so none misses it).
+    close: watch::Sender<u64>,
+}
+
+pub(crate) fn main(args: LoadArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: LoadArgs) -> Result<()> {
+    let shared = Arc::new(Shared {
+        args,
+        counters: Counters::default(),
+        latency: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
+        close: watch::channel(0).0,
+    });
+    let mut streams = tokio::task::JoinSet::new();
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let answer = match words.as_slice() {
+            ["connect", n] => {
+                let n: u64 = n.parse().context("connect <n>")?;
+                connect(&shared, &mut streams, n).await
+            }
+            ["latency", on] => {
+                shared
+                    .counters
+                    .latency_on
+                    .store(*on == "on", Ordering::SeqCst);
+                serde_json::json!({"latency": on})
+            }
+            ["reset"] => {
+                let c = &shared.counters;
+                for counter in [&c.events, &c.bytes, &c.errors, &c.unparsed] {
+                    counter.store(0, Ordering::SeqCst);
+                }
+                shared.latency.lock().reset();
+                serde_json::json!({"reset": true})
+            }
+            ["stats"] => stats(&shared),
+            ["close"] => {
+                shared.close.send_modify(|generation| *generation += 1);
+                while streams.join_next().await.is_some() {}
+                serde_json::json!({"closed": true, "open": shared.counters.open.load(Ordering::SeqCst)})
+            }
+            ["quit"] => break,
+            _ => serde_json::json!({"error": format!("unknown command {line:?}")}),
+        };
+        println!("{answer}");
+    }
+    shared.close.send_modify(|generation| *generation += 1);
+    Ok(())
+}
+
+fn stats(shared: &Shared) -> serde_json::Value {
+    let c = &shared.counters;
+    let h = shared.latency.lock();
+    serde_json::json!({
+        "events": c.events.load(Ordering::SeqCst),
+        "bytes": c.bytes.load(Ordering::SeqCst),
+        "open": c.open.load(Ordering::SeqCst),
+        "errors": c.errors.load(Ordering::SeqCst),
+        "unparsed": c.unparsed.load(Ordering::SeqCst),
+        "samples": h.len(),
+        "p50_us": h.value_at_quantile(0.5),
+        "p99_us": h.value_at_quantile(0.99),
+        "max_us": h.max(),
+    })
+}
+
+/// Opens `n` streams (at most 256 handshakes at once, like a crowd of
+/// browsers arriving, not a SYN flood); answers when each has its head.
+async fn connect(
+    shared: &Arc<Shared>,
+    streams: &mut tokio::task::JoinSet<()>,
+    n: u64,
+) -> serde_json::Value {
+    let started = Instant::now();
+    let gate = Arc::new(Semaphore::new(256));
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let all = Arc::new(Notify::new());
+    for k in 0..n {
+        let closed = shared.close.subscribe();
+        let (shared, gate, done, failed, all) = (
+            shared.clone(),
+            gate.clone(),
+            done.clone(),
+            failed.clone(),
+            all.clone(),
+        );
+        streams.spawn(async move {
+            let permit = gate.acquire_owned().await;
+            let source =
+                shared.args.sources[usize::try_from(k).unwrap_or(0) % shared.args.sources.len()];
+            let opened = open(&shared, source).await;
+            drop(permit);
+            let body = match opened {
+                Ok(opened) => Some(opened),
+                Err(_) => {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                    None
+                }
+            };
+            if done.fetch_add(1, Ordering::SeqCst) + 1 == n {
+                all.notify_one();
+            }
+            if let Some(body) = body {
+                read(&shared, body, closed).await;
+            }
+        });
+    }
+    if n > 0 {
+        all.notified().await;
+    }
+    serde_json::json!({
+        "connected": n - failed.load(Ordering::SeqCst),
+        "failed": failed.load(Ordering::SeqCst),
+        "secs": started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Connects and sends the request over a raw socket (one task per stream,
+/// no HTTP machinery on the read path: the load generator must cost as
+/// little as possible); returns the socket once the head says 200, with
+/// what came after the head.
+async fn open(shared: &Shared, source: IpAddr) -> Result<(TcpStream, Vec<u8>)> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    let mut stream =
+        tokio::time::timeout(Duration::from_secs(30), socket.connect(shared.args.server))
+            .await
+            .context("connect timeout")??;
+    stream.set_nodelay(true)?;
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+        shared.args.path, shared.args.server
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 4096];
+    let end = loop {
+        let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf))
+            .await
+            .context("response timeout")??;
+        anyhow::ensure!(n > 0, "closed before the response head");
+        head.extend_from_slice(&buf[..n]);
+        if let Some(at) = memchr::memmem::find(&head, b"\r\n\r\n") {
+            break at + 4;
+        }
+        anyhow::ensure!(head.len() < 16 * 1024, "response head too long");
+    };
+    anyhow::ensure!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "status: {}",
+        String::from_utf8_lossy(&head[..head.len().min(40)])
+    );
+    Ok((stream, head[end..].to_vec()))
+}
+
+const MARK: &[u8] = b"\ndata:";
+
+/// Counts events (`\ndata:` lines) until the stream ends or `close`. The
+/// body's chunked framing never splits an event's lines (both servers write
+/// whole events per chunk), so the raw bytes are counted.
+async fn read(shared: &Shared, opened: (TcpStream, Vec<u8>), mut closed: watch::Receiver<u64>) {
+    let (mut stream, first) = opened;
+    let c = &shared.counters;
+    c.open.fetch_add(1, Ordering::SeqCst);
+    let finder = memchr::memmem::Finder::new(MARK);
+    // The end of the previous read: a mark split over two reads.
+    let mut carry: Vec<u8> = Vec::with_capacity(MARK.len() * 2);
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut pending = Some(first);
+    loop {
+        let data: &[u8] = if let Some(first) = pending.take() {
+            buf[..first.len().min(16 * 1024)].copy_from_slice(&first[..first.len().min(16 * 1024)]);
+            &buf[..first.len().min(16 * 1024)]
+        } else {
+            let n = tokio::select! {
+                n = stream.read(&mut buf) => n,
+                _ = closed.changed() => break,
+            };
+            match n {
+                Ok(0) | Err(_) => {
+                    c.errors.fetch_add(1, Ordering::SeqCst);
+                    break;
+                }
+                Ok(n) => &buf[..n],
+            }
+        };
+        c.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        let mut n = finder.find_iter(data).count() as u64;
+        if !carry.is_empty() {
+            let take = data.len().min(MARK.len() - 1);
+            carry.extend_from_slice(&data[..take]);
+            n += finder.find_iter(&carry).count() as u64;
+        }
+        carry.clear();
+        let tail = data.len().saturating_sub(MARK.len() - 1);
+        carry.extend_from_slice(&data[tail..]);
+        c.events.fetch_add(n, Ordering::Relaxed);
+        if c.latency_on.load(Ordering::Relaxed) {
+            record_latency(shared, data);
+        }
+    }
+    c.open.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Reads `"t":<unix micros>` from each event in `data`.
+fn record_latency(shared: &Shared, data: &[u8]) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let mut h = shared.latency.lock();
+    for at in memchr::memmem::find_iter(data, b"\"t\":") {
+        let digits = data[at + 4..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .try_fold(0u64, |acc, &b| {
+                acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+            });
+        match digits {
+            Some(t) if t > 0 && t <= now => {
+                let _ = h.record((now - t).max(1));
+            }
+            _ => {
+                shared.counters.unparsed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}

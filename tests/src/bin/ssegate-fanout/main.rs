@@ -1,0 +1,468 @@
+//! `ssegate-fanout`: the fan-out benchmark (`cargo xtask bench fanout`).
+//!
+//! One upstream topic fanned out to 100, 1,000 and 10,000 subscribers held
+//! by a separate load process (`ssegate-fanout load`), for ssegate and, with
+//! `--peer nchan`, for nginx with nchan in the same run, each upstream event
+//! published to nchan over HTTP. For each server and subscriber count:
+//!
+//! - **accept**: the time until every subscriber has its response head;
+//! - **memory per idle subscriber**: the server's proportional set size
+//!   (PSS, summed over nginx's processes) with the subscribers connected and
+//!   idle, minus before, divided by the count;
+//! - **delivered events/s**: bursts of events published back to back; the
+//!   deliveries (events x subscribers) over the time from the first publish
+//!   to the last delivery, with the server's CPU over the bursts;
+//! - **latency**: at a fixed rate (20 events/s), from the publish time in
+//!   each event (microseconds) to its arrival, p50 and p99.
+//!
+//! Then, with 10,000 subscribers: the server's CPU when idle (15 s
+//! heartbeats), and its memory over four cycles of 10,000 connects and
+//! disconnects. Results go to `target/bench/fanout/` (JSON and Markdown);
+//! `--update-readme` writes the table into the README.
+
+mod load;
+mod servers;
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::servers::{Publisher, Server};
+
+#[derive(Parser)]
+#[command(
+    name = "ssegate-fanout",
+    version,
+    about = "The ssegate fan-out benchmark"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Runs the benchmark.
+    Run(RunArgs),
+    /// The subscriber process (started by `run`).
+    Load(load::LoadArgs),
+}
+
+#[derive(clap::Args, Clone)]
+pub(crate) struct RunArgs {
+    /// The ssegate binary (a release build).
+    #[arg(long)]
+    ssegate: PathBuf,
+    /// Also measure this peer in the same run (`nchan`: nginx-light with
+    /// libnginx-mod-nchan).
+    #[arg(long)]
+    peer: Option<String>,
+    /// Only 100 subscribers, short phases (a smoke run).
+    #[arg(long)]
+    quick: bool,
+    /// Where the results go.
+    #[arg(long, default_value = "target/bench/fanout")]
+    out: PathBuf,
+    /// Write the table between the fanout markers of this README.
+    #[arg(long)]
+    update_readme: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Run(args) => run(&args),
+        Cmd::Load(args) => load::main(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ssegate-fanout: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// How long memory may take to be returned after subscribers leave.
+const SETTLE: Duration = Duration::from_secs(3);
+
+/// The figures of one server at one subscriber count.
+#[derive(Debug, Clone, Default, Serialize)]
+struct Step {
+    subscribers: u64,
+    accept_secs: f64,
+    failed: u64,
+    idle_bytes_per_subscriber: f64,
+    delivered_per_sec: f64,
+    burst_cpu_percent: f64,
+    lost: u64,
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+    latency_samples: u64,
+}
+
+/// Everything measured for one server.
+#[derive(Debug, Clone, Default, Serialize)]
+struct Outcome {
+    server: String,
+    steps: Vec<Step>,
+    idle_cpu_percent: Option<f64>,
+    /// PSS (MiB) before the cycles, then after each connect and disconnect.
+    cycles_mib: Vec<(f64, f64)>,
+    baseline_mib: f64,
+}
+
+/// The subscriber process.
+struct Load {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Load {
+    fn spawn(server: std::net::SocketAddr, path: &str) -> Result<Self> {
+        // Eight source addresses: room for ephemeral ports over the cycles.
+        let sources: Vec<String> = (2..10).map(|i| format!("127.0.0.{i}")).collect();
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["load", "--server", &server.to_string(), "--path", path])
+            .arg("--sources")
+            .arg(sources.join(","))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting the load process")?;
+        let stdin = child.stdin.take().context("stdin")?;
+        let stdout = BufReader::new(child.stdout.take().context("stdout")?);
+        Ok(Self {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    fn ask(&mut self, command: &str) -> Result<Value> {
+        writeln!(self.stdin, "{command}")?;
+        self.stdin.flush()?;
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            bail!("the load process ended (command {command:?})");
+        }
+        serde_json::from_str(&line).with_context(|| format!("answer to {command:?}: {line}"))
+    }
+
+    fn events(&mut self) -> Result<u64> {
+        Ok(self.ask("stats")?["events"].as_u64().unwrap_or(0))
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "quit");
+        let _ = self.stdin.flush();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(args: &RunArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.out)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let mut outcomes = Vec::new();
+    let mut servers = vec!["ssegate".to_string()];
+    if let Some(peer) = &args.peer {
+        if peer != "nchan" {
+            bail!("--peer: only nchan is known");
+        }
+        servers.push(peer.clone());
+    }
+    for name in &servers {
+        println!("== {name}");
+        let outcome = runtime.block_on(measure(args, name))?;
+        outcomes.push(outcome);
+    }
+    let table = table(&outcomes, args.quick);
+    println!("\n{table}");
+    std::fs::write(args.out.join("fanout.md"), &table)?;
+    std::fs::write(
+        args.out.join("fanout.json"),
+        serde_json::to_string_pretty(&outcomes)?,
+    )?;
+    if let Some(readme) = &args.update_readme {
+        write_readme(readme, &table)?;
+    }
+    Ok(())
+}
+
+/// Every phase against one server.
+async fn measure(args: &RunArgs, name: &str) -> Result<Outcome> {
+    let dir = args.out.join(name);
+    std::fs::create_dir_all(&dir)?;
+    let server = Server::start(name, &args.ssegate, &dir).await?;
+    let mut publisher = Publisher::connect(&server).await?;
+    let mut load = Load::spawn(server.addr, &server.path)?;
+    let counts: &[u64] = if args.quick {
+        &[100]
+    } else {
+        &[100, 1000, 10_000]
+    };
+    let mut outcome = Outcome {
+        server: name.to_string(),
+        ..Outcome::default()
+    };
+    // The stream exists upstream before anyone measures (ssegate opens it
+    // with the first subscriber and keeps it for its linger).
+    load.ask("connect 1")?;
+    publisher.publish_burst(5).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    load.ask("close")?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for &n in counts {
+        let step = measure_step(args, &server, &mut publisher, &mut load, n).await?;
+        println!(
+            "  {n:>6} subscribers: accept {:.2} s, {:.0} B/idle subscriber, {:.0} events/s delivered (CPU {:.0} %), latency p50 {:.2} ms p99 {:.2} ms",
+            step.accept_secs,
+            step.idle_bytes_per_subscriber,
+            step.delivered_per_sec,
+            step.burst_cpu_percent,
+            step.latency_p50_ms,
+            step.latency_p99_ms
+        );
+        outcome.steps.push(step);
+    }
+    if !args.quick {
+        // Idle CPU with 10,000 subscribers and 15 s heartbeats.
+        load.ask("connect 10000")?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let window = Duration::from_secs(30);
+        let cpu = server.cpu_secs()?;
+        tokio::time::sleep(window).await;
+        let idle = (server.cpu_secs()? - cpu) / window.as_secs_f64() * 100.0;
+        println!("  idle CPU with 10,000 subscribers: {idle:.2} % of a core");
+        outcome.idle_cpu_percent = Some(idle);
+        load.ask("close")?;
+        server.wait_subscribers(0).await?;
+        // Four cycles of 10,000 connects and disconnects. Memory is read
+        // after a settle time (allocators return freed pages with a delay).
+        tokio::time::sleep(SETTLE).await;
+        outcome.baseline_mib = mib(server.pss()?);
+        for cycle in 0..4 {
+            load.ask("connect 10000")?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let connected = mib(server.pss()?);
+            load.ask("close")?;
+            server.wait_subscribers(0).await?;
+            tokio::time::sleep(SETTLE).await;
+            let released = mib(server.pss()?);
+            println!(
+                "  cycle {}: {connected:.1} MiB with 10,000, {released:.1} MiB after",
+                cycle + 1
+            );
+            outcome.cycles_mib.push((connected, released));
+        }
+    }
+    drop(load);
+    server.stop()?;
+    Ok(outcome)
+}
+
+async fn measure_step(
+    args: &RunArgs,
+    server: &Server,
+    publisher: &mut Publisher,
+    load: &mut Load,
+    n: u64,
+) -> Result<Step> {
+    server.wait_subscribers(0).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = server.pss()?;
+    let connected = load.ask(&format!("connect {n}"))?;
+    let accept_secs = connected["secs"].as_f64().unwrap_or(0.0);
+    let failed = connected["failed"].as_u64().unwrap_or(0);
+    server.wait_subscribers(n - failed).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = server.pss()?;
+    let per = (idle.saturating_sub(before)) as f64 / n as f64;
+
+    // Bursts: E events back to back, until every subscriber has them all.
+    let per_burst: u64 = (400_000 / n).clamp(20, 1000);
+    let bursts = if args.quick { 3 } else { 8 };
+    let mut delivered = 0u64;
+    let mut elapsed = Duration::ZERO;
+    let mut lost = 0;
+    let cpu = server.cpu_secs()?;
+    for _ in 0..bursts {
+        load.ask("reset")?;
+        let start = Instant::now();
+        publisher.publish_burst(per_burst).await?;
+        let want = per_burst * (n - failed);
+        let deadline = start + Duration::from_secs(60);
+        let mut got = load.events()?;
+        while got < want && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            got = load.events()?;
+        }
+        elapsed += start.elapsed();
+        delivered += got.min(want);
+        lost += want.saturating_sub(got);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let burst_cpu = (server.cpu_secs()? - cpu) / elapsed.as_secs_f64() * 100.0;
+
+    // Latency at 20 events/s.
+    load.ask("reset")?;
+    load.ask("latency on")?;
+    let seconds = if args.quick { 2 } else { 5 };
+    publisher
+        .publish_paced(20, Duration::from_secs(seconds))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = load.ask("stats")?;
+    load.ask("latency off")?;
+    load.ask("close")?;
+    Ok(Step {
+        subscribers: n,
+        accept_secs,
+        failed,
+        idle_bytes_per_subscriber: per,
+        delivered_per_sec: delivered as f64 / elapsed.as_secs_f64(),
+        burst_cpu_percent: burst_cpu,
+        lost,
+        latency_p50_ms: stats["p50_us"].as_f64().unwrap_or(0.0) / 1000.0,
+        latency_p99_ms: stats["p99_us"].as_f64().unwrap_or(0.0) / 1000.0,
+        latency_samples: stats["samples"].as_u64().unwrap_or(0),
+    })
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// The Markdown table, with ratios ssegate / peer when there is a peer.
+fn table(outcomes: &[Outcome], quick: bool) -> String {
+    let mut out = String::new();
+    let names: Vec<&str> = outcomes.iter().map(|o| o.server.as_str()).collect();
+    out.push_str(&format!(
+        "Fan-out of one topic ({}; {}subscribers in a separate process on the same 2-core machine).\n\n",
+        names.join(" vs "),
+        if quick { "quick run, " } else { "" }
+    ));
+    let by_n = |o: &Outcome, n: u64| o.steps.iter().find(|s| s.subscribers == n).cloned();
+    let ours = &outcomes[0];
+    let peer = outcomes.get(1);
+    out.push_str("| subscribers | measure |");
+    for name in &names {
+        out.push_str(&format!(" {name} |"));
+    }
+    if peer.is_some() {
+        out.push_str(" ratio |");
+    }
+    out.push('\n');
+    out.push_str("|---:|---|");
+    for _ in &names {
+        out.push_str("---:|");
+    }
+    if peer.is_some() {
+        out.push_str("---:|");
+    }
+    out.push('\n');
+    type Measure = fn(&Step) -> f64;
+    let rows: [(&str, Measure); 6] = [
+        ("delivered events/s", |s| s.delivered_per_sec),
+        ("latency p50 at 20 events/s, ms", |s| s.latency_p50_ms),
+        ("latency p99 at 20 events/s, ms", |s| s.latency_p99_ms),
+        ("memory per idle subscriber, KiB", |s| {
+            s.idle_bytes_per_subscriber / 1024.0
+        }),
+        ("time to accept all, s", |s| s.accept_secs),
+        ("server CPU during bursts, % of a core", |s| {
+            s.burst_cpu_percent
+        }),
+    ];
+    for step in &ours.steps {
+        for (label, get) in &rows {
+            out.push_str(&format!("| {} | {label} |", step.subscribers));
+            let mut values = Vec::new();
+            for o in outcomes {
+                match by_n(o, step.subscribers) {
+                    Some(s) => {
+                        let v = get(&s);
+                        values.push(v);
+                        out.push_str(&format!(" {} |", fmt_value(v)));
+                    }
+                    None => out.push_str(" - |"),
+                }
+            }
+            if peer.is_some() {
+                match values.as_slice() {
+                    [a, b] if *b > 0.0 => out.push_str(&format!(" {:.2}x |", a / b)),
+                    _ => out.push_str(" - |"),
+                }
+            }
+            out.push('\n');
+        }
+    }
+    for o in outcomes {
+        if let Some(idle) = o.idle_cpu_percent {
+            out.push_str(&format!(
+                "\n{}: idle CPU with 10,000 subscribers and 15 s heartbeats: {idle:.2} % of a core.",
+                o.server
+            ));
+        }
+        if !o.cycles_mib.is_empty() {
+            let first = o.cycles_mib[0].0;
+            let last = o.cycles_mib[o.cycles_mib.len() - 1];
+            out.push_str(&format!(
+                "\n{}: memory (PSS) over 4 cycles of 10,000 connects and disconnects: {:.1} MiB before; connected {}; after each disconnect {}; growth from the first to the last cycle {:+.1} %, and {:.1} MiB kept after the last.",
+                o.server,
+                o.baseline_mib,
+                o.cycles_mib.iter().map(|c| format!("{:.1}", c.0)).collect::<Vec<_>>().join(", "),
+                o.cycles_mib.iter().map(|c| format!("{:.1}", c.1)).collect::<Vec<_>>().join(", "),
+                (last.0 - first) / first * 100.0,
+                last.1 - o.baseline_mib,
+            ));
+        }
+    }
+    out.push('\n');
+    out
+}
+
+fn fmt_value(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+const START: &str = "<!-- fanout-table:start -->";
+const END: &str = "<!-- fanout-table:end -->";
+
+fn write_readme(path: &std::path::Path, table: &str) -> Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    let (Some(a), Some(b)) = (text.find(START), text.find(END)) else {
+        bail!("{} has no {START} ... {END} markers", path.display());
+    };
+    let updated = format!("{}{START}\n{table}{}", &text[..a], &text[b..]);
+    std::fs::write(path, updated)?;
+    println!("updated {}", path.display());
+    Ok(())
+}
