@@ -778,6 +778,74 @@ async fn an_operator_disconnect_ends_streams_with_a_retry_hint_and_they_resume()
     sim.shutdown().await;
 }
 
+/// Reads from a raw socket until `want` appears (bounded).
+async fn read_until(socket: &mut tokio::net::TcpStream, want: &str) -> String {
+    use tokio::io::AsyncReadExt as _;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(want) {
+        let n = tokio::time::timeout(WAIT, socket.read(&mut buf))
+            .await
+            .expect("data in time")
+            .expect("readable");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http1_fast_path_and_hyper_serve_the_same_streams() {
+    use tokio::io::AsyncWriteExt as _;
+    let sim = sim(&["AAPL"], 100.0).await;
+    let gw = gateway(pool_config(&sim), bridge_config()).await;
+    // A browser-like request, its head split over three writes: the fast
+    // path waits for the whole head, then streams with chunked framing.
+    let mut fast = tokio::net::TcpStream::connect(gw.addr())
+        .await
+        .expect("connect");
+    for part in [
+        "GET /v1/stream/AAPL HT",
+        "TP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n",
+        "Accept: text/event-stream\r\n\r\n",
+    ] {
+        fast.write_all(part.as_bytes()).await.expect("sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seen = read_until(&mut fast, "\"s\":\"AAPL\"").await;
+    assert!(seen.starts_with("HTTP/1.1 200 OK\r\n"), "{seen}");
+    assert!(seen.contains("transfer-encoding: chunked\r\n"), "{seen}");
+    assert!(
+        seen.contains("content-type: text/event-stream\r\n"),
+        "{seen}"
+    );
+    // HTTP/1.0 (no chunked framing) is hyper's: the bytes the fast path read
+    // are put back in front, and the stream works the same.
+    let mut old = tokio::net::TcpStream::connect(gw.addr())
+        .await
+        .expect("connect");
+    old.write_all(b"GET /v1/stream/AAPL HTTP/1.0\r\n\r\n")
+        .await
+        .expect("sent");
+    let seen = read_until(&mut old, "\"s\":\"AAPL\"").await;
+    assert!(seen.starts_with("HTTP/1.0 200 OK\r\n"), "{seen}");
+    // A refusal on the fast path: complete, length-delimited, then closed.
+    let mut bad = tokio::net::TcpStream::connect(gw.addr())
+        .await
+        .expect("connect");
+    bad.write_all(b"GET /v1/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("sent");
+    let seen = read_until(&mut bad, "add ?topic=NAME\n").await;
+    assert!(seen.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{seen}");
+    assert!(seen.contains("content-length: 26\r\n"), "{seen}");
+    // The client leaving releases its stream at once.
+    drop((fast, old));
+    eventually("both streams released", || gw.streams() == 0).await;
+    gw.shutdown().await;
+    sim.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_lets_listed_origins_read_the_streams() {
     let sim = sim(&["AAPL"], 50.0).await;

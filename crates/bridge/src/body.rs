@@ -33,13 +33,13 @@ use crate::queue::{Out, Queue};
 const MAX_BATCH: usize = 256;
 
 /// When a heartbeat is due after `now`: `every` later, rounded up to a
-/// grid of a sixteenth of `every` (at most 250 ms). Thousands of idle
-/// streams then wake together a few times a second instead of each on its
+/// grid of a sixteenth of `every` (at most a second). Thousands of idle
+/// streams then wake together about once a second instead of each on its
 /// own: far fewer thread wake-ups for the same heartbeats.
 fn heartbeat_at(now: Instant, every: Duration) -> Instant {
     static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let base = *BASE.get_or_init(Instant::now);
-    let grid = (every / 16).clamp(Duration::from_millis(1), Duration::from_millis(250));
+    let grid = (every / 16).clamp(Duration::from_millis(1), Duration::from_secs(1));
     let due = (now + every).saturating_duration_since(base);
     let slots = due.as_nanos().div_ceil(grid.as_nanos());
     base + grid * u32::try_from(slots).unwrap_or(u32::MAX)
@@ -57,6 +57,13 @@ pub(crate) struct SseBody<C: Connector> {
     /// Resolves when the gateway drains (with the drain's start); then this
     /// stream ends at `drain_at`.
     drain: Pin<Box<dyn Future<Output = Option<Instant>> + Send>>,
+    /// Whether `drain` was polled once (its waker is then registered: a
+    /// task's waker does not change, so it need not be polled again until
+    /// the drain starts; every poll would lock the channel's waiter list,
+    /// shared by every stream).
+    drain_armed: bool,
+    /// Tells, without a lock, whether the drain has started.
+    drain_seen: watch::Receiver<Option<Instant>>,
     drain_at: Option<Pin<Box<Sleep>>>,
     /// This stream's place in the drain window, as a fraction.
     drain_offset: f64,
@@ -106,6 +113,8 @@ impl<C: Connector> SseBody<C> {
                 Instant::now(),
                 parts.heartbeat,
             ))),
+            drain_armed: false,
+            drain_seen: parts.drain.clone(),
             drain: Box::pin(async move {
                 let mut rx = parts.drain;
                 rx.wait_for(Option::is_some).await.ok().and_then(|v| *v)
@@ -241,8 +250,13 @@ impl<C: Connector> Body for SseBody<C> {
             )))));
         }
         // Draining: end at this stream's moment in the drain window.
+        let drain_started = !this.drain_armed || this.drain_seen.has_changed().unwrap_or(true);
         if this.drain_at.is_none()
-            && let Poll::Ready(start) = this.drain.as_mut().poll(cx)
+            && drain_started
+            && let Poll::Ready(start) = {
+                this.drain_armed = true;
+                this.drain.as_mut().poll(cx)
+            }
         {
             let start = start.unwrap_or_else(Instant::now);
             let at = start + this.drain_spread.mul_f64(this.drain_offset);

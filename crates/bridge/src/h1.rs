@@ -106,11 +106,18 @@ fn subscription(head: &[u8]) -> Option<Request<()>> {
         .version(Version::HTTP_11);
     for header in parsed.headers.iter() {
         let name = HeaderName::from_bytes(header.name.as_bytes()).ok()?;
-        // A body, an upgrade or a `connection: close`: hyper's business.
-        if name == http::header::CONTENT_LENGTH
+        // A body, an expectation or an upgrade: hyper's business. Any other
+        // `connection` (browsers send `keep-alive`) is fine: a stream ends
+        // its connection anyway.
+        let upgrade = name == http::header::CONNECTION
+            && header
+                .value
+                .windows(7)
+                .any(|w| w.eq_ignore_ascii_case(b"upgrade"));
+        if upgrade
+            || name == http::header::CONTENT_LENGTH
             || name == http::header::TRANSFER_ENCODING
             || name == http::header::UPGRADE
-            || name == http::header::CONNECTION
             || name == http::header::EXPECT
         {
             return None;
@@ -293,12 +300,18 @@ mod tests {
         assert_eq!(ok.uri().path(), "/v1/stream/AAPL");
         assert_eq!(ok.headers()["last-event-id"], "r:5");
         assert!(subscription(b"GET /v1/stream?topic=A&topic=B HTTP/1.1\r\n\r\n").is_some());
+        // What browsers send.
+        assert!(
+            subscription(b"GET /v1/stream/A HTTP/1.1\r\nConnection: keep-alive\r\nAccept: text/event-stream\r\n\r\n")
+                .is_some()
+        );
         for other in [
             &b"GET /v1/stream/A HTTP/1.0\r\n\r\n"[..],
             b"POST /v1/stream/A HTTP/1.1\r\ncontent-length: 0\r\n\r\n",
             b"GET /healthz HTTP/1.1\r\n\r\n",
             b"GET /v1/streamer HTTP/1.1\r\n\r\n",
             b"GET /v1/stream/A HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            b"GET /v1/stream/A HTTP/1.1\r\nConnection: Upgrade\r\n\r\n",
             b"GET /v1/stream/A HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"GET / HTTP/1.1\r\n\r\n",
         ] {

@@ -647,12 +647,12 @@ async fn serve<C: Connector>(
                     let origin = req.headers().get(ORIGIN).cloned();
                     let mut reply = stream(&shared, req, peer.ip(), kill.clone());
                     cors(&shared.config, origin.as_ref(), &mut reply);
-                    tokio::select! {
-                        _ = h1::respond(&mut socket, reply, &kill) => {}
-                        // Streams have ended by then (the drain); a stalled
-                        // one is dropped.
-                        () = stopped(&mut stop) => {}
-                    }
+                    // Not raced with `stop`: a stream ends in the drain,
+                    // before the listeners stop; one still open at the
+                    // deadline is aborted with its task. (A select here
+                    // would poll the stop channel, shared by every stream,
+                    // at each of this stream's events.)
+                    let _ = h1::respond(&mut socket, reply, &kill).await;
                 }
                 h1::Head::Other(read) => {
                     let io = h1::Rewind::new(read, socket);

@@ -54,7 +54,9 @@ struct Counters {
 struct Shared {
     args: LoadArgs,
     counters: Counters,
-    latency: Mutex<Histogram<u64>>,
+    /// Sharded by stream, so that a thousand streams recording the same
+    /// event do not queue on one lock (the load generator must stay cheap).
+    latency: Vec<Mutex<Histogram<u64>>>,
     /// Bumped to close every stream open (each holds a receiver from
     /// before it was spawned, so none misses it).
     close: watch::Sender<u64>,
@@ -72,7 +74,9 @@ async fn run(args: LoadArgs) -> Result<()> {
     let shared = Arc::new(Shared {
         args,
         counters: Counters::default(),
-        latency: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
+        latency: (0..SHARDS)
+            .map(|_| Histogram::new_with_bounds(1, 60_000_000, 3).map(Mutex::new))
+            .collect::<Result<_, _>>()?,
         close: watch::channel(0).0,
     });
     let mut streams = tokio::task::JoinSet::new();
@@ -96,7 +100,9 @@ async fn run(args: LoadArgs) -> Result<()> {
                 for counter in [&c.events, &c.bytes, &c.errors, &c.unparsed] {
                     counter.store(0, Ordering::SeqCst);
                 }
-                shared.latency.lock().reset();
+                for shard in &shared.latency {
+                    shard.lock().reset();
+                }
                 serde_json::json!({"reset": true})
             }
             ["stats"] => stats(&shared),
@@ -116,7 +122,10 @@ async fn run(args: LoadArgs) -> Result<()> {
 
 fn stats(shared: &Shared) -> serde_json::Value {
     let c = &shared.counters;
-    let h = shared.latency.lock();
+    let mut h = shared.latency[0].lock().clone();
+    for shard in &shared.latency[1..] {
+        let _ = h.add(&*shard.lock());
+    }
     serde_json::json!({
         "events": c.events.load(Ordering::SeqCst),
         "bytes": c.bytes.load(Ordering::SeqCst),
@@ -168,7 +177,7 @@ async fn connect(
                 all.notify_one();
             }
             if let Some(body) = body {
-                read(&shared, body, closed).await;
+                read(&shared, usize::try_from(k).unwrap_or(0), body, closed).await;
             }
         });
     }
@@ -222,10 +231,18 @@ async fn open(shared: &Shared, source: IpAddr) -> Result<(TcpStream, Vec<u8>)> {
 
 const MARK: &[u8] = b"\ndata:";
 
+/// Latency histogram shards.
+const SHARDS: usize = 16;
+
 /// Counts events (`\ndata:` lines) until the stream ends or `close`. The
 /// body's chunked framing never splits an event's lines (both servers write
 /// whole events per chunk), so the raw bytes are counted.
-async fn read(shared: &Shared, opened: (TcpStream, Vec<u8>), mut closed: watch::Receiver<u64>) {
+async fn read(
+    shared: &Shared,
+    shard: usize,
+    opened: (TcpStream, Vec<u8>),
+    mut closed: watch::Receiver<u64>,
+) {
     let (mut stream, first) = opened;
     let c = &shared.counters;
     c.open.fetch_add(1, Ordering::SeqCst);
@@ -263,18 +280,18 @@ async fn read(shared: &Shared, opened: (TcpStream, Vec<u8>), mut closed: watch::
         carry.extend_from_slice(&data[tail..]);
         c.events.fetch_add(n, Ordering::Relaxed);
         if c.latency_on.load(Ordering::Relaxed) {
-            record_latency(shared, data);
+            record_latency(shared, shard, data);
         }
     }
     c.open.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// Reads `"t":<unix micros>` from each event in `data`.
-fn record_latency(shared: &Shared, data: &[u8]) {
+fn record_latency(shared: &Shared, shard: usize, data: &[u8]) {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-    let mut h = shared.latency.lock();
+    let mut h = shared.latency[shard % SHARDS].lock();
     for at in memchr::memmem::find_iter(data, b"\"t\":") {
         let digits = data[at + 4..]
             .iter()

@@ -66,6 +66,12 @@ pub(crate) struct RunArgs {
     /// Only 100 subscribers, short phases (a smoke run).
     #[arg(long)]
     quick: bool,
+    /// Only these subscriber counts (comma-separated), e.g. `1000`.
+    #[arg(long, value_delimiter = ',')]
+    counts: Vec<u64>,
+    /// Skip the idle-CPU and connect/disconnect-cycle phases.
+    #[arg(long)]
+    no_long: bool,
     /// Where the results go.
     #[arg(long, default_value = "target/bench/fanout")]
     out: PathBuf,
@@ -217,7 +223,9 @@ async fn measure(args: &RunArgs, name: &str) -> Result<Outcome> {
     let server = Server::start(name, &args.ssegate, &dir).await?;
     let mut publisher = Publisher::connect(&server).await?;
     let mut load = Load::spawn(server.addr, &server.path)?;
-    let counts: &[u64] = if args.quick {
+    let counts: &[u64] = if !args.counts.is_empty() {
+        &args.counts
+    } else if args.quick {
         &[100]
     } else {
         &[100, 1000, 10_000]
@@ -246,7 +254,7 @@ async fn measure(args: &RunArgs, name: &str) -> Result<Outcome> {
         );
         outcome.steps.push(step);
     }
-    if !args.quick {
+    if !args.quick && !args.no_long {
         // Idle CPU with 10,000 subscribers and 15 s heartbeats.
         load.ask("connect 10000")?;
         tokio::time::sleep(Duration::from_secs(2)).await;
