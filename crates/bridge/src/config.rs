@@ -62,6 +62,12 @@ pub struct BridgeConfig {
     pub queue_events: usize,
     /// Bytes a subscriber's queue holds. Default 1 MiB.
     pub queue_bytes: usize,
+    /// The kernel's send buffer of each client socket (`SO_SNDBUF`; Linux
+    /// doubles it). It bounds what a client that stopped reading holds in
+    /// kernel memory: with the system's autotuning that reaches megabytes
+    /// per socket, and the client is cut only once it is full (see
+    /// `write_timeout`). 0 leaves the system's default. Default 64 KiB.
+    pub send_buffer: usize,
     /// Events kept per topic for `Last-Event-ID` replay. Default 10,000.
     pub replay_events: usize,
     /// Bytes kept per topic for replay. Default 16 MiB.
@@ -159,6 +165,7 @@ impl Default for BridgeConfig {
             write_timeout: Duration::from_secs(60),
             queue_events: 1024,
             queue_bytes: 1 << 20,
+            send_buffer: 64 << 10,
             replay_events: 10_000,
             replay_bytes: 16 << 20,
             replay_age: Duration::from_secs(300),

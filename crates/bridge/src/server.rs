@@ -640,6 +640,10 @@ async fn serve<C: Connector>(
             Box::pin(serve_hyper(socket, peer, &shared, &mut stop, role, &kill)).await;
         }
         Role::Streams => {
+            if shared.config.send_buffer > 0 {
+                let _ =
+                    socket2::SockRef::from(&socket).set_send_buffer_size(shared.config.send_buffer);
+            }
             // Subscriptions over HTTP/1.1 take the fast path (see `h1`);
             // everything else goes to hyper, from the first byte.
             match h1::read_head(&mut socket, shared.config.header_read_timeout).await {
