@@ -84,6 +84,11 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
+/// GETs `path` with `Authorization: Bearer <token>`.
+async fn get_as(addr: std::net::SocketAddr, path: &str, token: &str) -> common::Client {
+    get(addr, path, &[("authorization", &bearer(token))]).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_tokens_are_checked_and_scoped_to_their_topics() {
     let sim = sim(&["AAPL", "BTC-USD"], 100.0).await;
@@ -127,7 +132,7 @@ async fn static_tokens_are_checked_and_scoped_to_their_topics() {
     let mut ok = get(addr, "/v1/stream/BTC-USD", &[("authorization", &alice)]).await;
     assert_eq!(ok.status, 200);
     assert_eq!(common::quote_symbol(&ok.next_event().await), "BTC-USD");
-    let mut bob = get(addr, "/v1/stream/AAPL", &[("authorization", &bearer(BOB))]).await;
+    let mut bob = get_as(addr, "/v1/stream/AAPL", BOB).await;
     assert_eq!(bob.status, 200);
     assert_eq!(common::quote_symbol(&bob.next_event().await), "AAPL");
     gw.shutdown().await;
@@ -141,20 +146,10 @@ async fn jwts_of_each_algorithm_are_verified_with_their_claims() {
 
     for alg in [Algorithm::HS256, Algorithm::RS256, Algorithm::ES256] {
         let token = jwt(alg, &claims(&["AAPL", "ETH-*"]));
-        let mut ok = get(
-            addr,
-            "/v1/stream/AAPL",
-            &[("authorization", &bearer(&token))],
-        )
-        .await;
+        let mut ok = get_as(addr, "/v1/stream/AAPL", &token).await;
         assert_eq!(ok.status, 200, "{alg:?}");
         assert_eq!(common::quote_symbol(&ok.next_event().await), "AAPL");
-        let no = get(
-            addr,
-            "/v1/stream/BTC-USD",
-            &[("authorization", &bearer(&token))],
-        )
-        .await;
+        let no = get_as(addr, "/v1/stream/BTC-USD", &token).await;
         assert_eq!(
             no.status, 403,
             "{alg:?}: BTC-USD is not in the token's topics"
@@ -185,12 +180,7 @@ async fn jwts_of_each_algorithm_are_verified_with_their_claims() {
     ];
     for (claims, why) in refused {
         let token = jwt(Algorithm::ES256, &claims);
-        let reply = get(
-            addr,
-            "/v1/stream/AAPL",
-            &[("authorization", &bearer(&token))],
-        )
-        .await;
+        let reply = get_as(addr, "/v1/stream/AAPL", &token).await;
         assert_eq!(reply.status, 401, "{why}");
         assert_eq!(reply.text().await, format!("unauthorized: {why}\n"));
     }
@@ -200,24 +190,14 @@ async fn jwts_of_each_algorithm_are_verified_with_their_claims() {
         Algorithm::HS256,
         &json!({"sub": "x", "aud": "ssegate", "exp": now() + 600}),
     );
-    let reply = get(
-        addr,
-        "/v1/stream/AAPL",
-        &[("authorization", &bearer(&bare))],
-    )
-    .await;
+    let reply = get_as(addr, "/v1/stream/AAPL", &bare).await;
     assert_eq!(reply.status, 403);
 
     // A signature from another key, and `alg: none`, are refused.
     let mut forged = jwt(Algorithm::HS256, &claims(&["*"]));
     forged.truncate(forged.rfind('.').expect("three parts") + 1);
     forged.push_str("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
-    let reply = get(
-        addr,
-        "/v1/stream/AAPL",
-        &[("authorization", &bearer(&forged))],
-    )
-    .await;
+    let reply = get_as(addr, "/v1/stream/AAPL", &forged).await;
     assert_eq!(reply.status, 401);
     assert_eq!(reply.text().await, "unauthorized: bad signature\n");
     let b64 = |v: &serde_json::Value| {
@@ -229,12 +209,7 @@ async fn jwts_of_each_algorithm_are_verified_with_their_claims() {
         b64(&json!({"alg": "none", "typ": "JWT"})),
         b64(&claims(&["*"]))
     );
-    let reply = get(
-        addr,
-        "/v1/stream/AAPL",
-        &[("authorization", &bearer(&unsigned))],
-    )
-    .await;
+    let reply = get_as(addr, "/v1/stream/AAPL", &unsigned).await;
     assert_eq!(reply.status, 401, "alg none is never accepted");
     gw.shutdown().await;
 }
@@ -247,24 +222,14 @@ async fn an_algorithm_outside_the_allow_list_is_refused() {
     let gw = gateway(pool_config(&sim), bridge).await;
     // Signed with the right HS256 secret, but HS256 is not on the list.
     let token = jwt(Algorithm::HS256, &claims(&["*"]));
-    let reply = get(
-        gw.addr(),
-        "/v1/stream/AAPL",
-        &[("authorization", &bearer(&token))],
-    )
-    .await;
+    let reply = get_as(gw.addr(), "/v1/stream/AAPL", &token).await;
     assert_eq!(reply.status, 401);
     assert_eq!(
         reply.text().await,
         "unauthorized: algorithm HS256 is not accepted\n"
     );
     let token = jwt(Algorithm::ES256, &claims(&["*"]));
-    let reply = get(
-        gw.addr(),
-        "/v1/stream/AAPL",
-        &[("authorization", &bearer(&token))],
-    )
-    .await;
+    let reply = get_as(gw.addr(), "/v1/stream/AAPL", &token).await;
     assert_eq!(reply.status, 200);
     gw.shutdown().await;
 }
@@ -356,12 +321,7 @@ async fn a_stream_ends_when_its_token_expires() {
         Algorithm::HS256,
         &json!({"sub": "dave", "aud": "ssegate", "exp": now() + 3, "topics": ["AAPL"]}),
     );
-    let mut client = get(
-        gw.addr(),
-        "/v1/stream/AAPL",
-        &[("authorization", &bearer(&token))],
-    )
-    .await;
+    let mut client = get_as(gw.addr(), "/v1/stream/AAPL", &token).await;
     assert_eq!(client.status, 200);
     let items = tokio::time::timeout(WAIT, client.drain())
         .await
@@ -382,12 +342,7 @@ async fn a_stream_ends_when_its_token_expires() {
     assert!(events > 10, "events flowed until then ({events})");
     eventually("the holder is released", || gw.streams() == 0).await;
     // The same token is now refused.
-    let reply = get(
-        gw.addr(),
-        "/v1/stream/AAPL",
-        &[("authorization", &bearer(&token))],
-    )
-    .await;
+    let reply = get_as(gw.addr(), "/v1/stream/AAPL", &token).await;
     assert_eq!(reply.status, 401);
     gw.shutdown().await;
 }
@@ -405,12 +360,7 @@ async fn each_token_holder_has_a_bounded_number_of_streams_and_is_forgotten_afte
     assert_eq!(third.status, 429);
     assert!(third.headers.contains_key("retry-after"));
     // Another holder is not affected.
-    let alice = get(
-        addr,
-        "/v1/stream/BTC-USD",
-        &[("authorization", &bearer(ALICE))],
-    )
-    .await;
+    let alice = get_as(addr, "/v1/stream/BTC-USD", ALICE).await;
     assert_eq!(alice.status, 200);
 
     let vars = |body: String| -> serde_json::Value { serde_json::from_str(&body).expect("JSON") };
@@ -450,31 +400,16 @@ async fn a_reload_revokes_a_token_for_newcomers_and_keeps_open_streams() {
         ..AuthConfig::default()
     };
     let gw = gateway(pool_config(&sim), bridge.clone()).await;
-    let mut open = get(
-        gw.addr(),
-        "/v1/stream/AAPL",
-        &[("authorization", &bearer(ALICE))],
-    )
-    .await;
+    let mut open = get_as(gw.addr(), "/v1/stream/AAPL", ALICE).await;
     assert_eq!(open.status, 200);
     open.next_event().await;
 
     std::fs::write(&file, format!("bob {BOB}\n")).expect("written");
     let (applied, _) = gw.reloader().reload(&bridge, 50).expect("a valid reload");
     assert!(applied.contains(&"auth"), "{applied:?}");
-    let refused = get(
-        gw.addr(),
-        "/v1/stream/AAPL",
-        &[("authorization", &bearer(ALICE))],
-    )
-    .await;
+    let refused = get_as(gw.addr(), "/v1/stream/AAPL", ALICE).await;
     assert_eq!(refused.status, 401);
-    let ok = get(
-        gw.addr(),
-        "/v1/stream/AAPL",
-        &[("authorization", &bearer(BOB))],
-    )
-    .await;
+    let ok = get_as(gw.addr(), "/v1/stream/AAPL", BOB).await;
     assert_eq!(ok.status, 200);
     // The open stream goes on.
     open.events(5).await;
@@ -483,12 +418,7 @@ async fn a_reload_revokes_a_token_for_newcomers_and_keeps_open_streams() {
     std::fs::write(&file, "bob short\n").expect("written");
     let e = gw.reloader().reload(&bridge, 50).expect_err("refused");
     assert!(e.to_string().contains("shorter than 16"), "{e}");
-    let still = get(
-        gw.addr(),
-        "/v1/stream/AAPL",
-        &[("authorization", &bearer(BOB))],
-    )
-    .await;
+    let still = get_as(gw.addr(), "/v1/stream/AAPL", BOB).await;
     assert_eq!(still.status, 200);
     gw.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
