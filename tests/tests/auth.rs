@@ -248,6 +248,18 @@ async fn browsers_may_send_the_token_in_a_cookie_or_the_query() {
     let mut by_query = get(addr, &path, &[]).await;
     assert_eq!(by_query.status, 200);
     by_query.next_event().await;
+    // Another scheme in `Authorization` (a proxy's Basic) does not hide
+    // the cookie. (The holder may have two streams: one goes first.)
+    drop(by_cookie);
+    eventually("a stream released", || gw.streams() == 1).await;
+    let mut both = get(
+        addr,
+        "/v1/stream/AAPL",
+        &[("authorization", "Basic cHJveHk6cHc="), ("cookie", &cookie)],
+    )
+    .await;
+    assert_eq!(both.status, 200);
+    both.next_event().await;
     // Another cookie's name carries nothing.
     let other = format!("session={token}");
     let reply = get(addr, "/v1/stream/AAPL", &[("cookie", &other)]).await;

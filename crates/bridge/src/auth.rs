@@ -432,11 +432,14 @@ impl Authenticator {
 
     /// The token, from the header, the cookie or the query parameter.
     fn presented(&self, headers: &HeaderMap, query: Option<&str>) -> Option<String> {
-        if let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-            let (scheme, token) = value.trim().split_once(' ')?;
-            return scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| token.trim().to_string());
+        // Another scheme (`Basic` for a proxy, say) is not ours: look on.
+        if let Some((scheme, token)) = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().split_once(' '))
+            && scheme.eq_ignore_ascii_case("bearer")
+        {
+            return Some(token.trim().to_string());
         }
         if let Some(name) = &self.cookie {
             let found = headers

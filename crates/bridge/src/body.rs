@@ -158,10 +158,11 @@ impl<C: Connector> SseBody<C> {
 
     /// Everything taken from the queue as one frame (one write): a lone
     /// item as it is, without a copy.
-    fn render_batch(&mut self, batch: Vec<Out>) -> Bytes {
+    fn render_batch(&mut self, mut batch: Vec<Out>) -> Bytes {
         let (mut events, mut bytes) = (0, 0);
-        let frame = if batch.len() == 1 {
-            let out = batch.into_iter().next().expect("one item");
+        let frame = if batch.len() == 1
+            && let Some(out) = batch.pop()
+        {
             self.render(out, &mut events, &mut bytes)
         } else {
             let mut frame = BytesMut::new();
