@@ -27,8 +27,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run every check CI runs: fmt, clippy, tests, fuzz corpus replay, docs,
-    /// cargo-deny, tidy, a smoke run of the benchmarks, the leak-injection
-    /// check and `soak --ci`.
+    /// cargo-deny, tidy, the alert rules, a smoke run of the benchmarks, the
+    /// leak-injection check, a quick fan-out run and `soak --ci`.
     Ci {
         /// Keep going after a failed step (the default stops at the first).
         #[arg(long)]
