@@ -192,8 +192,11 @@ pub(crate) async fn respond(
         if data.is_empty() {
             continue;
         }
-        let size = format!("{:x}\r\n", data.len());
-        let mut parts: [&[u8]; 3] = [size.as_bytes(), &data, b"\r\n"];
+        // Per event and subscriber: the chunk header is formatted on the
+        // stack, not in a new String.
+        let mut size = [0u8; 18];
+        let size = chunk_size(&mut size, data.len());
+        let mut parts: [&[u8]; 3] = [size, &data, b"\r\n"];
         // A stalled client: the write waits, and the sweep's `kill` ends
         // it (the write timeout).
         tokio::select! {
@@ -203,16 +206,39 @@ pub(crate) async fn respond(
     }
 }
 
-/// Writes every part, in as few writes as the socket takes.
+/// `len` in hex followed by CRLF, written into `buf`: a chunk's header.
+fn chunk_size(buf: &mut [u8; 18], len: usize) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut at = buf.len() - 2;
+    buf[at..].copy_from_slice(b"\r\n");
+    let mut n = len;
+    loop {
+        at -= 1;
+        buf[at] = HEX[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[at..]
+}
+
+/// Writes the three parts of a chunk, in as few writes as the socket
+/// takes (no allocation: this runs per event and subscriber).
 async fn write_all_vectored<W: AsyncWrite + Unpin>(
     writer: &mut W,
-    parts: &mut [&[u8]],
+    parts: &mut [&[u8]; 3],
 ) -> io::Result<()> {
     let mut index = 0;
     while index < parts.len() {
-        let slices: Vec<io::IoSlice<'_>> =
-            parts[index..].iter().map(|p| io::IoSlice::new(p)).collect();
-        let mut written = writer.write_vectored(&slices).await?;
+        let slices = [
+            io::IoSlice::new(parts[index]),
+            io::IoSlice::new(parts.get(index + 1).copied().unwrap_or_default()),
+            io::IoSlice::new(parts.get(index + 2).copied().unwrap_or_default()),
+        ];
+        let mut written = writer
+            .write_vectored(&slices[..parts.len() - index])
+            .await?;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -291,6 +317,18 @@ impl AsyncWrite for Rewind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunk_headers_are_the_length_in_hex() {
+        let mut buf = [0u8; 18];
+        assert_eq!(chunk_size(&mut buf, 0), b"0\r\n");
+        assert_eq!(chunk_size(&mut buf, 26), b"1a\r\n");
+        assert_eq!(chunk_size(&mut buf, 4096), b"1000\r\n");
+        assert_eq!(
+            chunk_size(&mut buf, usize::MAX),
+            b"ffffffffffffffff\r\n".as_slice()
+        );
+    }
 
     #[test]
     fn only_plain_subscriptions_take_the_fast_path() {
