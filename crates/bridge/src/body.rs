@@ -26,7 +26,7 @@ use crate::auth::PrincipalGuard;
 use crate::hub::Membership;
 use crate::limits::Admission;
 use crate::metrics;
-use crate::queue::{Out, Queue};
+use crate::queue::{Out, Queue, Taken};
 
 /// Items written as one frame at most (a bound on the frame's size with
 /// the queue's byte bound).
@@ -74,6 +74,7 @@ pub(crate) struct SseBody<C: Connector> {
     span: tracing::Span,
     /// When its token expires (auth on): then the stream ends.
     expiry: Option<Pin<Box<Sleep>>>,
+    counters: metrics::StreamCounters,
     _membership: Membership<C>,
     _admission: Admission,
     _principal: Option<PrincipalGuard>,
@@ -127,6 +128,7 @@ impl<C: Connector> SseBody<C> {
             expiry: parts
                 .expires
                 .map(|at| Box::pin(tokio::time::sleep_until(at))),
+            counters: metrics::StreamCounters::new(),
             _membership: parts.membership,
             _admission: parts.admission,
             _principal: parts.principal,
@@ -158,26 +160,38 @@ impl<C: Connector> SseBody<C> {
 
     /// Everything taken from the queue as one frame (one write): a lone
     /// item as it is, without a copy.
-    fn render_batch(&mut self, mut batch: Vec<Out>) -> Bytes {
+    fn render_batch(&mut self, taken: Taken) -> Bytes {
         let (mut events, mut bytes) = (0, 0);
-        let frame = if batch.len() == 1
-            && let Some(out) = batch.pop()
-        {
-            self.render(out, &mut events, &mut bytes)
-        } else {
-            let mut frame = BytesMut::new();
-            for out in batch {
+        let frame = match taken {
+            Taken::Nothing => Bytes::new(),
+            Taken::One(out) => {
                 let part = self.render(out, &mut events, &mut bytes);
-                frame.extend_from_slice(&part);
-                // A multi-topic stream's id line follows each event.
-                if let Some(id) = self.pending.take() {
-                    frame.extend_from_slice(&id);
+                match self.pending.take() {
+                    // A multi-topic stream's id line goes in the same write.
+                    Some(id) => {
+                        let mut frame = BytesMut::with_capacity(part.len() + id.len());
+                        frame.extend_from_slice(&part);
+                        frame.extend_from_slice(&id);
+                        frame.freeze()
+                    }
+                    None => part,
                 }
             }
-            frame.freeze()
+            Taken::Many(batch) => {
+                let mut frame = BytesMut::new();
+                for out in batch {
+                    let part = self.render(out, &mut events, &mut bytes);
+                    frame.extend_from_slice(&part);
+                    // A multi-topic stream's id line follows each event.
+                    if let Some(id) = self.pending.take() {
+                        frame.extend_from_slice(&id);
+                    }
+                }
+                frame.freeze()
+            }
         };
         if events > 0 {
-            metrics::record_sent(events, bytes);
+            self.counters.sent(events, bytes);
         }
         frame
     }
@@ -270,9 +284,9 @@ impl<C: Connector> Body for SseBody<C> {
             return Poll::Ready(Some(Ok(Frame::data(bye))));
         }
         match this.queue.pop_many(cx.waker(), MAX_BATCH) {
-            Ok(batch) if batch.is_empty() => {}
-            Ok(batch) => {
-                let frame = this.render_batch(batch);
+            Ok(Taken::Nothing) => {}
+            Ok(taken) => {
+                let frame = this.render_batch(taken);
                 let next = heartbeat_at(Instant::now(), this.heartbeat_every);
                 this.heartbeat.as_mut().reset(next);
                 return Poll::Ready(Some(Ok(Frame::data(frame))));
@@ -285,7 +299,7 @@ impl<C: Connector> Body for SseBody<C> {
         if this.heartbeat.as_mut().poll(cx).is_ready() {
             let next = heartbeat_at(Instant::now(), this.heartbeat_every);
             this.heartbeat.as_mut().reset(next);
-            metrics::record_heartbeat();
+            this.counters.heartbeat();
             return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b":\n")))));
         }
         Poll::Pending

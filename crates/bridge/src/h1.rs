@@ -169,8 +169,17 @@ pub(crate) async fn respond(
     drop(head);
     let (mut reader, mut writer) = socket.split();
     let mut scratch = [0u8; 64];
+    // One registration for the whole stream, not one per event: a new
+    // `Notified` takes the Notify's lock when first polled and again when
+    // dropped.
+    let killed = kill.notified();
+    tokio::pin!(killed);
     loop {
+        // Biased: the body first, so that an event ready to go is written
+        // without polling the rest; they are polled (and their wakers
+        // registered) whenever the body has nothing.
         let frame = tokio::select! {
+            biased;
             frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)) => frame,
             // The client leaving (EOF or an error) ends the stream now;
             // anything it sends is dropped.
@@ -178,7 +187,7 @@ pub(crate) async fn respond(
                 Ok(n) if n > 0 => continue,
                 _ => return Ok(()),
             },
-            () = kill.notified() => return Ok(()),
+            () = &mut killed => return Ok(()),
         };
         let Some(Ok(frame)) = frame else {
             // The body ended (drain, slow-consumer disconnect, expiry): the
@@ -200,8 +209,9 @@ pub(crate) async fn respond(
         // A stalled client: the write waits, and the sweep's `kill` ends
         // it (the write timeout).
         tokio::select! {
+            biased;
             written = write_all_vectored(&mut writer, &mut parts) => written?,
-            () = kill.notified() => return Ok(()),
+            () = &mut killed => return Ok(()),
         }
     }
 }

@@ -144,10 +144,33 @@ pub(crate) fn record_refused(reason: &'static str) {
     counter!(REFUSED, "reason" => reason).increment(1);
 }
 
-pub(crate) fn record_sent(events: u64, bytes: usize) {
-    LIFETIME.sent.fetch_add(events, Ordering::Relaxed);
-    counter!(SENT).increment(events);
-    counter!(SENT_BYTES).increment(bytes as u64);
+/// A stream's handles on the counters it updates per write. `counter!`
+/// looks its key up in the recorder's registry on every call; a stream
+/// writes once per event, so it looks them up once, when it opens.
+pub(crate) struct StreamCounters {
+    sent: metrics::Counter,
+    sent_bytes: metrics::Counter,
+    heartbeats: metrics::Counter,
+}
+
+impl StreamCounters {
+    pub(crate) fn new() -> Self {
+        Self {
+            sent: counter!(SENT),
+            sent_bytes: counter!(SENT_BYTES),
+            heartbeats: counter!(HEARTBEATS),
+        }
+    }
+
+    pub(crate) fn sent(&self, events: u64, bytes: usize) {
+        LIFETIME.sent.fetch_add(events, Ordering::Relaxed);
+        self.sent.increment(events);
+        self.sent_bytes.increment(bytes as u64);
+    }
+
+    pub(crate) fn heartbeat(&self) {
+        self.heartbeats.increment(1);
+    }
 }
 
 pub(crate) fn record_event(subscribers: usize) {
@@ -168,10 +191,6 @@ pub(crate) fn record_replay(n: u64) {
 pub(crate) fn record_reset() {
     LIFETIME.resets.fetch_add(1, Ordering::Relaxed);
     counter!(RESETS).increment(1);
-}
-
-pub(crate) fn record_heartbeat() {
-    counter!(HEARTBEATS).increment(1);
 }
 
 pub(crate) fn record_principals(n: usize) {

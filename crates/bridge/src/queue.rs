@@ -36,6 +36,16 @@ impl Out {
     }
 }
 
+/// What [`Queue::pop_many`] took.
+#[derive(Debug)]
+pub(crate) enum Taken {
+    /// The queue was empty: the waker is registered.
+    Nothing,
+    One(Out),
+    /// Two or more items, oldest first.
+    Many(Vec<Out>),
+}
+
 /// Why a queue was closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Closed {
@@ -197,29 +207,35 @@ impl Queue {
         true
     }
 
-    /// The next item, or registers `waker`. `Err` once closed and drained of
-    /// what must still be said.
     /// Takes up to `max` items at once (under one lock), or registers
-    /// `waker` when there is none. The body writes them as one frame: one
-    /// write for everything pending, not one per event.
-    pub(crate) fn pop_many(&self, waker: &Waker, max: usize) -> Result<Vec<Out>, Closed> {
+    /// `waker` when there is none; `Err` once closed. The body writes what
+    /// it takes as one frame: one write for everything pending, not one per
+    /// event. A lone item (the usual case below a burst) comes without an
+    /// allocation: this runs per subscriber per event.
+    pub(crate) fn pop_many(&self, waker: &Waker, max: usize) -> Result<Taken, Closed> {
         let mut state = self.state.lock();
         if let Some(closed) = state.closed {
             return Err(closed);
         }
         state.progress = Instant::now();
-        if state.items.is_empty() {
+        let n = state.items.len();
+        if n == 0 {
             state.waker = Some(waker.clone());
             // A burst's high-water mark is not kept by an idle subscriber.
             if state.items.capacity() > 64 {
                 state.items.shrink_to(16);
             }
-            return Ok(Vec::new());
+            return Ok(Taken::Nothing);
         }
-        let n = state.items.len().min(max);
-        let taken: Vec<Out> = state.items.drain(..n).collect();
+        if n == 1
+            && let Some(out) = state.items.pop_front()
+        {
+            state.bytes -= out.bytes();
+            return Ok(Taken::One(out));
+        }
+        let taken: Vec<Out> = state.items.drain(..n.min(max)).collect();
         state.bytes -= taken.iter().map(Out::bytes).sum::<usize>();
-        Ok(taken)
+        Ok(Taken::Many(taken))
     }
 
     #[cfg(test)]
@@ -362,6 +378,41 @@ mod tests {
             missed: 1,
         });
         assert_eq!(queue.depth(), (0, 0), "nothing queued after close");
+    }
+
+    #[tokio::test]
+    async fn pop_many_takes_one_alone_and_a_backlog_in_bounded_batches() {
+        let queue = Queue::new(1000, 1 << 20, Arc::new(Notify::new()));
+        assert!(matches!(
+            queue.pop_many(Waker::noop(), 4),
+            Ok(Taken::Nothing)
+        ));
+        assert!(queue.push(0, event(1, 10), Policy::DropOldest));
+        assert!(
+            matches!(queue.pop_many(Waker::noop(), 4), Ok(Taken::One(Out::Event { event, .. })) if event.seq == 1)
+        );
+        assert_eq!(queue.depth(), (0, 0));
+        for seq in 2..=11 {
+            assert!(queue.push(0, event(seq, 10), Policy::DropOldest));
+        }
+        let mut seen = Vec::new();
+        while let Ok(Taken::Many(batch)) = queue.pop_many(Waker::noop(), 4) {
+            assert!(batch.len() <= 4, "a batch is bounded: {}", batch.len());
+            seen.extend(batch.into_iter().filter_map(|o| match o {
+                Out::Event { event, .. } => Some(event.seq),
+                _ => None,
+            }));
+            if seen.len() == 8 {
+                break;
+            }
+        }
+        assert_eq!(seen, (2..=9).collect::<Vec<u64>>(), "in order, none lost");
+        assert_eq!(queue.depth(), (2, 20), "bytes follow what is taken");
+        queue.close(Closed::Operator, false);
+        assert!(matches!(
+            queue.pop_many(Waker::noop(), 4),
+            Err(Closed::Operator)
+        ));
     }
 
     #[tokio::test]
