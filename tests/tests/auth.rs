@@ -458,3 +458,205 @@ fn unusable_auth_settings_are_refused_with_the_key() {
     bridge.auth.cookie = Some("a b".into());
     assert!(bridge.validate().is_err());
 }
+
+/// A token signed with the private key in `fixture` under `alg`, with
+/// `kid` in its header when given.
+fn jwt_with_kid(alg: Algorithm, private: &str, kid: Option<&str>) -> String {
+    let pem = std::fs::read(fixture(private)).expect("the fixture");
+    let key = match alg {
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem).expect("an RSA key"),
+        _ => EncodingKey::from_ec_pem(&pem).expect("an EC key"),
+    };
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_string);
+    jsonwebtoken::encode(&header, &claims(&["*"]), &key).expect("a token")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwk_set_picks_keys_by_kid_and_a_reload_rotates_them() {
+    let sim = sim(&["AAPL"], 100.0).await;
+    let dir = std::env::temp_dir().join(format!("ssegate-jwks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let jwks = dir.join("jwks.json");
+    std::fs::copy(fixture("jwks.json"), &jwks).expect("copied");
+    let mut bridge = BridgeConfig {
+        debug_vars: true,
+        ..bridge_config()
+    };
+    bridge.auth = AuthConfig {
+        jwt: Some(JwtConfig {
+            algorithms: vec!["ES256".into(), "RS256".into()],
+            jwks_file: Some(jwks.clone()),
+            audience: vec!["ssegate".into()],
+            ..JwtConfig::default()
+        }),
+        ..AuthConfig::default()
+    };
+    let gw = gateway(pool_config(&sim), bridge.clone()).await;
+    let addr = gw.addr();
+    let status = |token: String| async move {
+        let client = get_as(addr, "/v1/stream/AAPL", &token).await;
+        let status = client.status.as_u16();
+        (
+            status,
+            if status == 200 {
+                String::new()
+            } else {
+                client.text().await
+            },
+        )
+    };
+
+    let old = jwt_with_kid(Algorithm::ES256, "es256-private.pem", Some("ec-2026-10"));
+    let new = jwt_with_kid(
+        Algorithm::ES256,
+        "es256-next-private.pem",
+        Some("ec-2026-11"),
+    );
+    assert_eq!(status(old.clone()).await.0, 200, "the current key");
+    assert_eq!(
+        status(new.clone()).await.0,
+        200,
+        "the next key, during the rotation"
+    );
+    let rsa = jwt_with_kid(Algorithm::RS256, "rs256-private.pem", Some("rsa-1"));
+    assert_eq!(
+        status(rsa).await.0,
+        200,
+        "another algorithm in the same set"
+    );
+    let no_kid = jwt_with_kid(Algorithm::ES256, "es256-next-private.pem", None);
+    assert_eq!(
+        status(no_kid).await.0,
+        200,
+        "without a kid each key is tried"
+    );
+
+    // A kid names the key: another key's signature under it is not taken.
+    let forged = jwt_with_kid(
+        Algorithm::ES256,
+        "es256-next-private.pem",
+        Some("ec-2026-10"),
+    );
+    let (code, body) = status(forged).await;
+    assert_eq!(code, 401);
+    assert!(body.contains("bad signature"), "{body}");
+    let unknown = jwt_with_kid(Algorithm::ES256, "es256-private.pem", Some("ec-1999"));
+    let (code, body) = status(unknown).await;
+    assert_eq!(code, 401);
+    assert!(body.contains("unknown key id `ec-1999`"), "{body}");
+
+    let kids = |vars: String| -> Vec<String> {
+        let vars: serde_json::Value = serde_json::from_str(&vars).expect("JSON");
+        vars["auth"]["jwt_keys"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|k| {
+                format!(
+                    "{} {}",
+                    k["alg"].as_str().unwrap_or("?"),
+                    k["kid"].as_str().unwrap_or("-")
+                )
+            })
+            .collect()
+    };
+    let admin = gw.admin_addr();
+    let before = kids(
+        request(admin, http::Method::GET, "/debug/vars", &[])
+            .await
+            .text()
+            .await,
+    );
+    assert_eq!(
+        before,
+        ["ES256 ec-2026-10", "ES256 ec-2026-11", "RS256 rsa-1"]
+    );
+
+    // The old key leaves the set: its tokens are refused from the reload on.
+    let mut open = get_as(addr, "/v1/stream/AAPL", &old).await;
+    assert_eq!(open.status, 200);
+    std::fs::copy(fixture("jwks-rotated.json"), &jwks).expect("copied");
+    let (applied, _) = gw.reloader().reload(&bridge, 50).expect("a valid reload");
+    assert!(applied.contains(&"auth"), "{applied:?}");
+    let (code, body) = status(old).await;
+    assert_eq!(code, 401);
+    assert!(body.contains("unknown key id `ec-2026-10`"), "{body}");
+    assert_eq!(status(new).await.0, 200);
+    let after = kids(
+        request(admin, http::Method::GET, "/debug/vars", &[])
+            .await
+            .text()
+            .await,
+    );
+    assert_eq!(after, ["ES256 ec-2026-11", "RS256 rsa-1"]);
+    // A stream opened under the old key goes on until its token expires.
+    open.events(3).await;
+    drop(open);
+    gw.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn unusable_jwk_sets_are_refused_with_the_reason() {
+    let dir = std::env::temp_dir().join(format!("ssegate-jwks-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let refused = |name: &str, text: String, algorithms: &[&str]| -> String {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("written");
+        let mut bridge = bridge_config();
+        bridge.auth.jwt = Some(JwtConfig {
+            algorithms: algorithms.iter().map(|a| a.to_string()).collect(),
+            jwks_file: Some(path),
+            ..JwtConfig::default()
+        });
+        bridge.validate().expect_err("refused").to_string()
+    };
+    let set: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("jwks.json")).expect("read"))
+            .expect("JSON");
+    let ec = set["keys"][0].clone();
+    let rsa = set["keys"][2].clone();
+
+    let e = refused("garbage", "{not json".into(), &["ES256"]);
+    assert!(e.contains("jwks_file") && e.contains("not JSON"), "{e}");
+    let e = refused("notaset", json!([ec]).to_string(), &["ES256"]);
+    assert!(e.contains("not a JWK set"), "{e}");
+    let e = refused("twice", json!({"keys": [ec, ec]}).to_string(), &["ES256"]);
+    assert!(e.contains("key `ec-2026-10` appears twice"), "{e}");
+    let many: Vec<serde_json::Value> = (0..33)
+        .map(|i| {
+            let mut k = ec.clone();
+            k["kid"] = json!(format!("k{i}"));
+            k
+        })
+        .collect();
+    let e = refused("many", json!({ "keys": many }).to_string(), &["ES256"]);
+    assert!(e.contains("33 keys; at most 32"), "{e}");
+    // Only an RSA key, but only ES256 allowed: nothing usable.
+    let e = refused("none", json!({"keys": [rsa]}).to_string(), &["ES256"]);
+    assert!(e.contains("no key in it is usable"), "{e}");
+    // A symmetric key shorter than SHA-256's output.
+    let short = json!({"keys": [{"kty": "oct", "kid": "s", "k": "c2hvcnQ"}]});
+    let e = refused("short", short.to_string(), &["HS256"]);
+    assert!(e.contains("at least 32 bytes"), "{e}");
+    // Keys of other kinds or uses are skipped, not fatal, when one is usable.
+    let mixed = json!({"keys": [
+        {"kty": "EC", "crv": "P-384", "kid": "p384", "x": "AA", "y": "AA"},
+        {"kty": "RSA", "kid": "enc", "use": "enc", "n": rsa["n"], "e": rsa["e"]},
+        {"kty": "weird", "kid": "w"},
+        ec,
+    ]});
+    let path = dir.join("mixed");
+    std::fs::write(&path, mixed.to_string()).expect("written");
+    let mut bridge = bridge_config();
+    bridge.auth.jwt = Some(JwtConfig {
+        algorithms: vec!["ES256".into()],
+        jwks_file: Some(path),
+        ..JwtConfig::default()
+    });
+    bridge
+        .validate()
+        .expect("the EC P-256 key is used, the rest skipped");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -16,6 +16,11 @@
 //!   `leeway` on each. The topics a token may read come from a claim
 //!   (`topics` by default): an array of patterns, or one space-separated
 //!   string. A token without it may read nothing. The holder is its `sub`.
+//! - **Key rotation**: `jwks_file`, a JSON Web Key Set (RFC 7517), holds
+//!   several keys (at most 32). A token's `kid` picks its key; a token
+//!   without one is tried against each key of its algorithm. Publish the
+//!   next key in the set, reload, sign with it, and drop the old key at a
+//!   later reload: no valid token is refused on the way.
 //!
 //! A pattern is a topic name where `*` stands for any run of characters
 //! (`BTC-*`, `*`). A request is authorised only if every topic it names
@@ -89,6 +94,11 @@ pub struct JwtConfig {
     pub rs256_public_key_file: Option<PathBuf>,
     /// The ES256 (P-256) public key (PEM).
     pub es256_public_key_file: Option<PathBuf>,
+    /// A JSON Web Key Set (RFC 7517) file: several keys, each picked by the
+    /// token's `kid`, so that a signing key can be rotated without a moment
+    /// when valid tokens are refused. Keys of other types or uses, and of
+    /// algorithms not in `algorithms`, are skipped. Re-read on reload.
+    pub jwks_file: Option<PathBuf>,
     /// Accepted audiences; when set, `aud` is required and must be one.
     pub audience: Vec<String>,
     /// The required issuer, if any.
@@ -108,6 +118,7 @@ impl Default for JwtConfig {
             hs256_secret_file: None,
             rs256_public_key_file: None,
             es256_public_key_file: None,
+            jwks_file: None,
             audience: Vec::new(),
             issuer: None,
             topics_claim: "topics".into(),
@@ -255,6 +266,10 @@ fn parse_tokens(
     Ok(())
 }
 
+/// Keys a JWK set may hold: bounds the signature checks a token without a
+/// `kid` can cost.
+const MAX_JWKS_KEYS: usize = 32;
+
 impl JwtConfig {
     fn load(&self) -> Result<Jwt, AuthConfigError> {
         let err = |msg: String| Err(AuthConfigError(format!("jwt.{msg}")));
@@ -264,65 +279,47 @@ impl JwtConfig {
         if self.topics_claim.is_empty() {
             return err("topics_claim: must not be empty".into());
         }
-        let mut keys = HashMap::new();
+        let mut allowed = Vec::new();
         for name in &self.algorithms {
-            let (alg, key) = match name.as_str() {
-                "HS256" => {
-                    let secret = match (&self.hs256_secret, &self.hs256_secret_file) {
-                        (Some(s), None) => s.0.clone(),
-                        (None, Some(path)) => read(path, "jwt.hs256_secret_file")?
-                            .trim_end_matches(['\r', '\n'])
-                            .to_string(),
-                        (Some(_), Some(_)) => {
-                            return err(
-                                "hs256_secret_file: give the secret or a file, not both".into()
-                            );
-                        }
-                        (None, None) => {
-                            return err("algorithms: HS256 needs hs256_secret (SSEGATE_JWT_HS256_SECRET) or hs256_secret_file".into());
-                        }
-                    };
-                    // RFC 7518 3.2: the key is at least the hash's size.
-                    if secret.len() < 32 {
-                        return err("hs256_secret: must be at least 32 bytes".into());
-                    }
-                    (
-                        Algorithm::HS256,
-                        DecodingKey::from_secret(secret.as_bytes()),
-                    )
-                }
-                "RS256" => {
-                    let Some(path) = &self.rs256_public_key_file else {
-                        return err("algorithms: RS256 needs rs256_public_key_file".into());
-                    };
-                    let pem = read(path, "jwt.rs256_public_key_file")?;
-                    let key = DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
-                        AuthConfigError(format!(
-                            "jwt.rs256_public_key_file: {}: {e}",
-                            path.display()
-                        ))
-                    })?;
-                    (Algorithm::RS256, key)
-                }
-                "ES256" => {
-                    let Some(path) = &self.es256_public_key_file else {
-                        return err("algorithms: ES256 needs es256_public_key_file".into());
-                    };
-                    let pem = read(path, "jwt.es256_public_key_file")?;
-                    let key = DecodingKey::from_ec_pem(pem.as_bytes()).map_err(|e| {
-                        AuthConfigError(format!(
-                            "jwt.es256_public_key_file: {}: {e}",
-                            path.display()
-                        ))
-                    })?;
-                    (Algorithm::ES256, key)
-                }
+            allowed.push(match name.as_str() {
+                "HS256" => Algorithm::HS256,
+                "RS256" => Algorithm::RS256,
+                "ES256" => Algorithm::ES256,
                 other => {
                     return err(format!(
                         "algorithms: `{other}` is not accepted (HS256, RS256 or ES256; never none)"
                     ));
                 }
-            };
+            });
+        }
+        let mut keys = Vec::new();
+        for &alg in &allowed {
+            if let Some(key) = self.single_key(alg)? {
+                keys.push(JwtKey {
+                    kid: None,
+                    alg,
+                    key,
+                });
+            }
+        }
+        if let Some(path) = &self.jwks_file {
+            keys.extend(load_jwks(path, &allowed)?);
+        }
+        for &alg in &allowed {
+            if !keys.iter().any(|k| k.alg == alg) {
+                return err(format!(
+                    "algorithms: {alg:?} needs a key: {}, or a {alg:?} key in jwks_file",
+                    match alg {
+                        Algorithm::HS256 =>
+                            "hs256_secret (SSEGATE_JWT_HS256_SECRET), hs256_secret_file",
+                        Algorithm::RS256 => "rs256_public_key_file",
+                        _ => "es256_public_key_file",
+                    }
+                ));
+            }
+        }
+        let mut validations = HashMap::new();
+        for &alg in &allowed {
             let mut validation = Validation::new(alg);
             validation.leeway = self.leeway.as_secs();
             validation.validate_nbf = true;
@@ -338,13 +335,164 @@ impl JwtConfig {
                 required.push("iss");
             }
             validation.set_required_spec_claims(&required);
-            keys.insert(alg, (key, validation));
+            validations.insert(alg, validation);
         }
         Ok(Jwt {
             keys,
+            validations,
             topics_claim: self.topics_claim.clone(),
             leeway: self.leeway,
         })
+    }
+
+    /// The key for `alg` given by its own setting, if any.
+    fn single_key(&self, alg: Algorithm) -> Result<Option<DecodingKey>, AuthConfigError> {
+        let err = |msg: String| Err(AuthConfigError(format!("jwt.{msg}")));
+        let pem =
+            |path: &PathBuf,
+             key: &str,
+             parse: fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>| {
+                let text = read(path, &format!("jwt.{key}"))?;
+                parse(text.as_bytes())
+                    .map(Some)
+                    .map_err(|e| AuthConfigError(format!("jwt.{key}: {}: {e}", path.display())))
+            };
+        match alg {
+            Algorithm::HS256 => {
+                let secret = match (&self.hs256_secret, &self.hs256_secret_file) {
+                    (Some(s), None) => s.0.clone(),
+                    (None, Some(path)) => read(path, "jwt.hs256_secret_file")?
+                        .trim_end_matches(['\r', '\n'])
+                        .to_string(),
+                    (Some(_), Some(_)) => {
+                        return err("hs256_secret_file: give the secret or a file, not both".into());
+                    }
+                    (None, None) => return Ok(None),
+                };
+                // RFC 7518 3.2: the key is at least the hash's size.
+                if secret.len() < 32 {
+                    return err("hs256_secret: must be at least 32 bytes".into());
+                }
+                Ok(Some(DecodingKey::from_secret(secret.as_bytes())))
+            }
+            Algorithm::RS256 => match &self.rs256_public_key_file {
+                Some(path) => pem(path, "rs256_public_key_file", DecodingKey::from_rsa_pem),
+                None => Ok(None),
+            },
+            _ => match &self.es256_public_key_file {
+                Some(path) => pem(path, "es256_public_key_file", DecodingKey::from_ec_pem),
+                None => Ok(None),
+            },
+        }
+    }
+}
+
+/// The keys of the JWK set at `path` usable for `allowed`. A key of another
+/// type, curve or use, or one whose `alg` is not allowed, is skipped (with a
+/// warning): a set published for several purposes is normal. A malformed
+/// set, an unusable key of an allowed kind, a repeated `kid` or a set with
+/// nothing usable is an error.
+fn load_jwks(path: &Path, allowed: &[Algorithm]) -> Result<Vec<JwtKey>, AuthConfigError> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+    let at = |msg: String| AuthConfigError(format!("jwt.jwks_file: {}: {msg}", path.display()));
+    let text = read(path, "jwt.jwks_file")?;
+    let set: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| at(format!("not JSON: {e}")))?;
+    let Some(entries) = set.get("keys").and_then(serde_json::Value::as_array) else {
+        return Err(at("not a JWK set: expected {\"keys\": [...]}".into()));
+    };
+    if entries.len() > MAX_JWKS_KEYS {
+        return Err(at(format!(
+            "{} keys; at most {MAX_JWKS_KEYS} are accepted",
+            entries.len()
+        )));
+    }
+    let mut keys: Vec<JwtKey> = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let label = entry
+            .get("kid")
+            .and_then(serde_json::Value::as_str)
+            .map_or_else(|| format!("key {i}"), |kid| format!("key `{kid}`"));
+        let skip = |why: &str| {
+            tracing::warn!(file = %path.display(), "jwks_file: {label} skipped: {why}");
+        };
+        let jwk: Jwk = match serde_json::from_value(entry.clone()) {
+            Ok(jwk) => jwk,
+            Err(e) => {
+                skip(&format!("not a key this gateway can use ({e})"));
+                continue;
+            }
+        };
+        if jwk
+            .common
+            .public_key_use
+            .as_ref()
+            .is_some_and(|u| *u != PublicKeyUse::Signature)
+        {
+            skip("its `use` is not `sig`");
+            continue;
+        }
+        let alg = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => Algorithm::RS256,
+            AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
+                Algorithm::ES256
+            }
+            AlgorithmParameters::OctetKey(_) => Algorithm::HS256,
+            _ => {
+                skip("only RSA, EC P-256 and symmetric keys are used");
+                continue;
+            }
+        };
+        if let Some(declared) = &jwk.common.key_algorithm
+            && !matches!(
+                (declared, alg),
+                (KeyAlgorithm::RS256, Algorithm::RS256)
+                    | (KeyAlgorithm::ES256, Algorithm::ES256)
+                    | (KeyAlgorithm::HS256, Algorithm::HS256)
+            )
+        {
+            skip(&format!(
+                "its `alg` is {declared:?}; only {alg:?} fits this key"
+            ));
+            continue;
+        }
+        if !allowed.contains(&alg) {
+            skip(&format!("{alg:?} is not in jwt.algorithms"));
+            continue;
+        }
+        if let AlgorithmParameters::OctetKey(p) = &jwk.algorithm
+            && p.value.trim_end_matches('=').len() * 6 / 8 < 32
+        {
+            return Err(at(format!(
+                "{label}: an HS256 key must be at least 32 bytes"
+            )));
+        }
+        let key = DecodingKey::from_jwk(&jwk).map_err(|e| at(format!("{label}: {e}")))?;
+        let kid = jwk.common.key_id.clone();
+        if kid.is_some() && keys.iter().any(|k| k.kid == kid) {
+            return Err(at(format!("{label} appears twice")));
+        }
+        keys.push(JwtKey { kid, alg, key });
+    }
+    if keys.is_empty() {
+        return Err(at(format!(
+            "no key in it is usable for {allowed:?} (see the warnings)"
+        )));
+    }
+    Ok(keys)
+}
+
+/// Why a token whose signature held is refused, in a client's words.
+fn claim_error(e: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind;
+    match e.kind() {
+        ErrorKind::ExpiredSignature => "token expired".into(),
+        ErrorKind::ImmatureSignature => "token not valid yet (nbf)".into(),
+        ErrorKind::InvalidAudience => "wrong audience".into(),
+        ErrorKind::InvalidIssuer => "wrong issuer".into(),
+        ErrorKind::InvalidSignature => "bad signature".into(),
+        ErrorKind::MissingRequiredClaim(c) => format!("missing claim `{c}`"),
+        _ => format!("invalid token: {e}"),
     }
 }
 
@@ -370,8 +518,17 @@ struct StaticToken {
     topics: Topics,
 }
 
+/// A verification key: from its own setting (`kid` none: any token of its
+/// algorithm) or from the JWK set (then picked by the token's `kid`).
+struct JwtKey {
+    kid: Option<String>,
+    alg: Algorithm,
+    key: DecodingKey,
+}
+
 struct Jwt {
-    keys: HashMap<Algorithm, (DecodingKey, Validation)>,
+    keys: Vec<JwtKey>,
+    validations: HashMap<Algorithm, Validation>,
     topics_claim: String,
     leeway: Duration,
 }
@@ -407,6 +564,14 @@ pub(crate) enum Denied {
 impl Authenticator {
     pub(crate) fn enabled(&self) -> bool {
         self.enabled
+    }
+
+    /// The JWT verification keys in use (for `/debug/vars`): an operator
+    /// rotating a key sees which ids a reload took.
+    pub(crate) fn jwt_keys(&self) -> serde_json::Value {
+        let keys = self.jwt.iter().flat_map(|jwt| &jwt.keys);
+        keys.map(|k| serde_json::json!({"alg": format!("{:?}", k.alg), "kid": k.kid}))
+            .collect()
     }
 
     /// Verifies the request's token and checks every topic against it.
@@ -486,27 +651,42 @@ impl Authenticator {
         }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| Denied::Unauthenticated(format!("malformed token: {e}")))?;
-        let Some((key, validation)) = jwt.keys.get(&header.alg) else {
+        let Some(validation) = jwt.validations.get(&header.alg) else {
             return Err(Denied::Unauthenticated(format!(
                 "algorithm {:?} is not accepted",
                 header.alg
             )));
         };
-        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
-            token, key, validation,
-        )
-        .map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind;
-            Denied::Unauthenticated(match e.kind() {
-                ErrorKind::ExpiredSignature => "token expired".into(),
-                ErrorKind::ImmatureSignature => "token not valid yet (nbf)".into(),
-                ErrorKind::InvalidAudience => "wrong audience".into(),
-                ErrorKind::InvalidIssuer => "wrong issuer".into(),
-                ErrorKind::InvalidSignature => "bad signature".into(),
-                ErrorKind::MissingRequiredClaim(c) => format!("missing claim `{c}`"),
-                _ => format!("invalid token: {e}"),
-            })
-        })?;
+        // The keys that may have signed it: its algorithm's, and of those
+        // the one its `kid` names (a key of its own setting has no id and
+        // fits any). Without a `kid`, each is tried: at most the set's bound.
+        let candidates = jwt.keys.iter().filter(|k| {
+            k.alg == header.alg && (k.kid.is_none() || header.kid.is_none() || k.kid == header.kid)
+        });
+        let mut data = None;
+        let mut tried = false;
+        for candidate in candidates {
+            tried = true;
+            match jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+                token,
+                &candidate.key,
+                validation,
+            ) {
+                Ok(verified) => {
+                    data = Some(verified);
+                    break;
+                }
+                Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature => {}
+                // The signature held (it is checked first): the claims did not.
+                Err(e) => return Err(Denied::Unauthenticated(claim_error(&e))),
+            }
+        }
+        let Some(data) = data else {
+            return Err(Denied::Unauthenticated(match (&header.kid, tried) {
+                (Some(kid), false) => format!("unknown key id `{kid}`"),
+                _ => "bad signature".into(),
+            }));
+        };
         let claims = data.claims;
         let topics = match claims.get(&jwt.topics_claim) {
             Some(serde_json::Value::Array(items)) => Topics::Patterns(

@@ -1372,6 +1372,7 @@ fn debug_vars<C: Connector>(shared: &Shared<C>) -> serde_json::Value {
         // admitted - released == streams; an entry per holder with a stream.
         "auth": {
             "enabled": shared.auth.read().enabled(),
+            "jwt_keys": shared.auth.read().jwt_keys(),
             "principals": auth.0,
             "streams": auth.1,
             "admitted": auth.2,
