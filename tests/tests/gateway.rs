@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{WAIT, bridge_config, eventually, gateway, get, pool_config, request, sim};
+use common::{WAIT, bridge_config, eventually, gateway, get, pool_config, post_form, request, sim};
 use sse_parser::{Event, Item};
 
 /// The upstream sequence number carried in a quote's data.
@@ -951,21 +951,45 @@ async fn the_status_page_is_fed_by_snapshots_of_the_gateway() {
     let sim = sim(&["AAPL", "MSFT"], 50.0).await;
     let mut bridge = bridge_config();
     bridge.admin_token = Some(sse_bridge::AdminToken::new("status-page-token-123"));
+    bridge.debug_vars = true;
     let gw = gateway(pool_config(&sim), bridge).await;
     let admin = gw.admin_addr();
     let mut client = get(gw.addr(), "/v1/stream?topic=AAPL&topic=MSFT", &[]).await;
     client.events(2).await;
-    assert_eq!(get(admin, "/", &[]).await.status, 401);
-    let page = get(admin, "/?token=status-page-token-123", &[]).await;
+    // Without a session: the login form. A token in the URL is not taken
+    // (it would land in history and logs).
+    let login = get(admin, "/", &[]).await;
+    assert_eq!(login.status, 401);
+    assert!(login.text().await.contains("action=\"/admin/login\""));
+    let in_url = get(admin, "/?token=status-page-token-123", &[]).await;
+    assert_eq!(in_url.status, 401);
+    let wrong = post_form(admin, "/admin/login", "token=guess", &[]).await;
+    assert_eq!(wrong.status, 401);
+    assert!(!wrong.headers.contains_key("set-cookie"));
+    let signed_in = post_form(admin, "/admin/login", "token=status-page-token-123", &[]).await;
+    assert_eq!(signed_in.status, 303);
+    let set_cookie = signed_in.headers["set-cookie"].to_str().expect("ASCII");
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"));
+    let session = set_cookie
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_string();
+    let cookie = [("cookie", session.as_str())];
+
+    let page = get(admin, "/", &cookie).await;
     assert_eq!(page.status, 200);
     assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
     let html = page.text().await;
-    assert!(html.contains("new EventSource(\"/admin/events\""));
+    assert!(html.contains("new EventSource(\"/admin/events\")"));
     for external in [" src=", "<link", "@import", "href="] {
         assert!(!html.contains(external), "no external assets: {external}");
     }
     assert_eq!(get(admin, "/admin/events", &[]).await.status, 401);
-    let mut events = get(admin, "/admin/events?token=status-page-token-123", &[]).await;
+    // A session reads; it never acts (an action needs the header).
+    let act = request(admin, http::Method::POST, "/admin/rotate", &cookie).await;
+    assert_eq!(act.status, 401, "no action on a cookie alone");
+    let mut events = get(admin, "/admin/events", &cookie).await;
     assert_eq!(events.status, 200);
     assert_eq!(events.headers["content-type"], "text/event-stream");
     let snapshot = events.events(1).await.remove(0);
@@ -997,6 +1021,19 @@ async fn the_status_page_is_fed_by_snapshots_of_the_gateway() {
     let next = events.events(1).await.remove(0);
     let later: serde_json::Value = serde_json::from_str(next.data.as_str()).expect("JSON");
     assert!(later["time_ms"].as_u64() > data["time_ms"].as_u64());
+    let vars: serde_json::Value =
+        serde_json::from_str(&get(admin, "/debug/vars", &cookie).await.text().await).expect("JSON");
+    assert_eq!(vars["auth"]["admin_sessions"], 1);
+    // Signing out ends the session.
+    let out = request(admin, http::Method::POST, "/admin/logout", &cookie).await;
+    assert_eq!(out.status, 303);
+    assert!(
+        out.headers["set-cookie"]
+            .to_str()
+            .expect("ASCII")
+            .contains("Max-Age=0")
+    );
+    assert_eq!(get(admin, "/", &cookie).await.status, 401);
     drop((client, events));
     gw.shutdown().await;
     sim.shutdown().await;

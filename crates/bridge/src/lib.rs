@@ -74,6 +74,7 @@ mod limits;
 pub mod metrics;
 mod queue;
 mod server;
+mod session;
 
 pub use auth::{AuthConfig, AuthConfigError, JwtConfig, Secret};
 pub use config::{AdminToken, BridgeConfig, ConfigError, Policy};

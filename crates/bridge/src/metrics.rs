@@ -38,6 +38,9 @@ pub const PROCESS_MAX_FDS: &str = "ssegate_process_max_fds";
 /// Gauge: tokio tasks alive.
 pub const RUNTIME_TASKS: &str = "ssegate_runtime_tasks";
 
+/// Gauge: admin browser sessions (status-page logins) live.
+pub const ADMIN_SESSIONS: &str = "ssegate_admin_sessions";
+
 /// Gauge: token holders with a stream open (auth on).
 pub const PRINCIPALS: &str = "ssegate_auth_principals";
 /// Counter: streams ended because their token expired.
@@ -86,6 +89,11 @@ pub fn describe_metrics() {
     describe_counter!(HEARTBEATS, Unit::Count, "Heartbeat comments written.");
     describe_gauge!(PROCESS_RSS, Unit::Bytes, "Resident memory of the process.");
     describe_gauge!(PROCESS_FDS, Unit::Count, "Open file descriptors.");
+    describe_gauge!(
+        ADMIN_SESSIONS,
+        Unit::Count,
+        "Admin browser sessions (status-page logins) live; at most 64."
+    );
     describe_gauge!(
         PROCESS_MAX_FDS,
         Unit::Count,
@@ -191,6 +199,10 @@ pub(crate) fn record_replay(n: u64) {
 pub(crate) fn record_reset() {
     LIFETIME.resets.fetch_add(1, Ordering::Relaxed);
     counter!(RESETS).increment(1);
+}
+
+pub(crate) fn record_admin_sessions(n: usize) {
+    gauge!(ADMIN_SESSIONS).set(n as f64);
 }
 
 pub(crate) fn record_principals(n: usize) {

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, ALLOW, AUTHORIZATION, CACHE_CONTROL,
-    CONTENT_TYPE, HeaderValue, ORIGIN, RETRY_AFTER, VARY, WWW_AUTHENTICATE,
+    CONTENT_TYPE, COOKIE, HeaderValue, ORIGIN, RETRY_AFTER, VARY, WWW_AUTHENTICATE,
 };
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -109,6 +109,8 @@ pub(crate) struct Shared<C: Connector> {
     pub(crate) auth: parking_lot::RwLock<Arc<Authenticator>>,
     /// Streams per token holder.
     pub(crate) principals: Arc<Principals>,
+    /// Status-page logins (admin token set).
+    pub(crate) sessions: crate::session::Sessions,
 }
 
 /// Status pages watching at once, per gateway.
@@ -121,6 +123,9 @@ const STATUS_PAGE: &str = include_str!("status.html");
 /// The demo page (`bridge.demo_page`): an `EventSource` on the topics in
 /// its URL. No external assets.
 const DEMO_PAGE: &str = include_str!("demo.html");
+
+/// The status page's login form (admin token set, no session yet).
+const LOGIN_PAGE: &str = include_str!("login.html");
 
 /// Live heap figures, from a counting global allocator the binary installs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -427,6 +432,7 @@ pub async fn start<C: Connector>(
         status_streams: AtomicU64::new(0),
         auth: parking_lot::RwLock::new(Arc::new(authenticator)),
         principals,
+        sessions: crate::session::Sessions::default(),
     });
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -699,7 +705,11 @@ async fn serve_hyper<C: Connector, I>(
                         cors(&shared.config, origin.as_ref(), &mut reply);
                         reply
                     }
-                    Role::Admin => admin(&shared, &req),
+                    Role::Admin => match (req.method(), req.uri().path()) {
+                        (&Method::POST, "/admin/login") => admin_login(&shared, req).await,
+                        (&Method::POST, "/admin/logout") => admin_logout(&shared, &req),
+                        _ => admin(&shared, &req),
+                    },
                 })
             }
         })
@@ -1016,6 +1026,83 @@ fn cors(config: &BridgeConfig, origin: Option<&HeaderValue>, reply: &mut Reply) 
     }
 }
 
+/// `POST /admin/login` (the status page's form): the admin token, as the
+/// form field `token`, opens a browser session (see `session.rs`).
+async fn admin_login<C: Connector>(shared: &Arc<Shared<C>>, req: Request<Incoming>) -> Reply {
+    use crate::session::{Login, MAX_FORM, set_cookie, token_from_form};
+    let Some(token) = shared.config.admin_token.clone() else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "no bridge.admin_token is set: the status page needs no login\n",
+        );
+    };
+    let body = http_body_util::Limited::new(req.into_body(), MAX_FORM).collect();
+    let form = match tokio::time::timeout(shared.config.header_read_timeout, body).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) => {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the login form is at most {MAX_FORM} bytes\n"),
+            );
+        }
+        Err(_) => {
+            return text(
+                StatusCode::REQUEST_TIMEOUT,
+                "the login form came too slowly\n",
+            );
+        }
+    };
+    let presented = token_from_form(&form);
+    let login = shared
+        .sessions
+        .login(presented.as_deref(), |p| token.matches(p));
+    metrics::record_admin_sessions(shared.sessions.len());
+    match login {
+        Login::Session(id) => {
+            tracing::info!("admin: a browser session was opened");
+            let mut reply = text(StatusCode::SEE_OTHER, "");
+            let headers = reply.headers_mut();
+            headers.insert(http::header::LOCATION, HeaderValue::from_static("/"));
+            if let Ok(cookie) = HeaderValue::from_str(&set_cookie(Some(&id))) {
+                headers.insert(http::header::SET_COOKIE, cookie);
+            }
+            reply
+        }
+        Login::Wrong => {
+            tracing::warn!("admin: a login with a wrong token");
+            let mut reply = html(LOGIN_PAGE);
+            *reply.status_mut() = StatusCode::UNAUTHORIZED;
+            reply
+        }
+        Login::Throttled => refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            Duration::from_secs(60),
+            "too many wrong tokens: try again in a minute (or use the Authorization header)\n"
+                .into(),
+        ),
+    }
+}
+
+/// `POST /admin/logout`: ends the presented session and clears its cookie.
+fn admin_logout<C: Connector>(shared: &Arc<Shared<C>>, req: &Request<Incoming>) -> Reply {
+    let cookies = req
+        .headers()
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    if let Some(id) = crate::session::from_cookies(cookies) {
+        shared.sessions.logout(id);
+    }
+    metrics::record_admin_sessions(shared.sessions.len());
+    let mut reply = text(StatusCode::SEE_OTHER, "");
+    let headers = reply.headers_mut();
+    headers.insert(http::header::LOCATION, HeaderValue::from_static("/"));
+    if let Ok(cookie) = HeaderValue::from_str(&crate::session::set_cookie(None)) {
+        headers.insert(http::header::SET_COOKIE, cookie);
+    }
+    reply
+}
+
 fn admin<C: Connector>(shared: &Arc<Shared<C>>, req: &Request<Incoming>) -> Reply {
     let path = req.uri().path();
     // The probes stay open: orchestrators rarely carry credentials.
@@ -1027,20 +1114,25 @@ fn admin<C: Connector>(shared: &Arc<Shared<C>>, req: &Request<Incoming>) -> Repl
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|v| v.trim().to_string());
-        // A browser's EventSource cannot send headers: the status page and
-        // its event stream also take `?token=`.
-        let query = matches!(path, "/" | "/admin/events")
-            .then(|| {
-                req.uri().query().and_then(|q| {
-                    url::form_urlencoded::parse(q.as_bytes())
-                        .find(|(k, _)| k == "token")
-                        .map(|(_, v)| v.into_owned())
-                })
-            })
-            .flatten();
-        let presented = header.or(query);
-        if !presented.is_some_and(|p| token.matches(&p)) {
+            .map(str::trim);
+        // A browser's login (the status page: EventSource cannot send
+        // headers) authorises reading only: an action always needs the
+        // header, so no other page can make a logged-in browser act.
+        let reading = matches!(*req.method(), Method::GET | Method::HEAD);
+        let session = reading
+            && crate::session::from_cookies(
+                req.headers()
+                    .get_all(COOKIE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok()),
+            )
+            .is_some_and(|id| shared.sessions.valid(id));
+        if !session && !header.is_some_and(|p| token.matches(p)) {
+            if path == "/" && reading {
+                let mut reply = html(LOGIN_PAGE);
+                *reply.status_mut() = StatusCode::UNAUTHORIZED;
+                return reply;
+            }
             let mut reply = text(
                 StatusCode::UNAUTHORIZED,
                 "this admin endpoint needs `Authorization: Bearer <bridge.admin_token>`\n",
@@ -1105,6 +1197,7 @@ fn admin<C: Connector>(shared: &Arc<Shared<C>>, req: &Request<Incoming>) -> Repl
         "/metrics" => match &shared.prometheus {
             Some(handle) => {
                 // The process gauges as of this scrape.
+                metrics::record_admin_sessions(shared.sessions.len());
                 metrics::record_process(
                     rss_bytes(),
                     open_fds(),
@@ -1373,6 +1466,8 @@ fn debug_vars<C: Connector>(shared: &Shared<C>) -> serde_json::Value {
         "auth": {
             "enabled": shared.auth.read().enabled(),
             "jwt_keys": shared.auth.read().jwt_keys(),
+            // Status-page logins: at most 64 (see session.rs).
+            "admin_sessions": shared.sessions.len(),
             "principals": auth.0,
             "streams": auth.1,
             "admitted": auth.2,

@@ -7,7 +7,9 @@
 //!   with `Last-Event-ID` and has neither gap nor duplicate; the status page,
 //!   in the same browser, lists the demo's topics.
 //! - With JWT auth and the token in a cookie: a page without the cookie is
-//!   refused, the same page with it receives its topics.
+//!   refused, the same page with it receives its topics. With an admin
+//!   token, the status page shows its login form; after signing in, its
+//!   table fills (the session cookie carries the stream; no token in a URL).
 //!
 //! The outcome is read from the page (`window.ssegate`, kept by the demo
 //! page; the status page's table) with `Runtime.evaluate`. Every wait is
@@ -409,6 +411,9 @@ fn jwt(topics: &[&str]) -> String {
     .expect("a token")
 }
 
+/// The admin token of the JWT test's gateway.
+const ADMIN_TOKEN: &str = "browser-admin-token-0123";
+
 fn write_config(dir: &Path, sim: &str) -> PathBuf {
     let path = dir.join("ssegate.toml");
     let text = format!(
@@ -418,6 +423,7 @@ url_template = "{sim}/v1/quotes/{{topic}}/stream"
 listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 demo_page = true
+admin_token = "{admin_token}"
 [bridge.auth]
 cookie = "ssegate_token"
 [bridge.auth.jwt]
@@ -425,7 +431,8 @@ algorithms = ["ES256"]
 es256_public_key_file = "{key}"
 audience = ["ssegate"]
 "#,
-        key = fixture("es256-public.pem").display()
+        key = fixture("es256-public.pem").display(),
+        admin_token = ADMIN_TOKEN,
     );
     std::fs::write(&path, text).expect("the config is written");
     path
@@ -487,13 +494,47 @@ async fn a_page_with_a_jwt_cookie_subscribes_and_one_without_is_refused() {
             "the refusal of a topic outside the token",
         )
         .await;
-    let metrics = http(&gateway.admin, "GET", "/metrics", &[]);
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let metrics = http(
+        &gateway.admin,
+        "GET",
+        "/metrics",
+        &[("authorization", &bearer)],
+    );
     assert!(
         counter(
             &metrics,
             "ssegate_bridge_streams_refused_total{reason=\"forbidden\"}"
         ) >= 1.0,
         "{metrics}"
+    );
+
+    // The status page with an admin token: its login form, then the table
+    // (its EventSource carries the session cookie; no token in any URL).
+    let mut status = browser.open(&format!("http://{}/", gateway.admin)).await;
+    status
+        .wait_for(
+            "document.querySelector('form[action=\"/admin/login\"]') !== null",
+            "the login form",
+        )
+        .await;
+    status
+        .eval(&format!(
+            "document.getElementById('token').value = '{ADMIN_TOKEN}'; \
+             document.querySelector('form').submit(); true"
+        ))
+        .await;
+    status
+        .wait_for(
+            "['AAPL','MSFT'].every((t) => \
+             document.querySelector(`#rows tr[data-topic=\"${t}\"]`) !== null)",
+            "the status page's table after signing in",
+        )
+        .await;
+    let url = status.eval("location.href").await;
+    assert!(
+        !url.as_str().unwrap_or("").contains("token"),
+        "no token in the URL: {url}"
     );
     drop(browser);
     drop(gateway);

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use sse_bridge::{BridgeConfig, GatewayHandle};
@@ -99,7 +99,7 @@ async fn get_on(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Client {
-    request_on(socket, addr, http::Method::GET, path, headers).await
+    request_on(socket, addr, http::Method::GET, path, headers, Bytes::new()).await
 }
 
 /// Sends `method path` to `addr` with `headers` (an empty body).
@@ -113,7 +113,31 @@ pub async fn request(
         .await
         .expect("connect in time")
         .expect("the gateway listens");
-    request_on(socket, addr, method, path, headers).await
+    request_on(socket, addr, method, path, headers, Bytes::new()).await
+}
+
+/// POSTs `form` (`application/x-www-form-urlencoded`) to `path`.
+pub async fn post_form(
+    addr: SocketAddr,
+    path: &str,
+    form: &str,
+    headers: &[(&str, &str)],
+) -> Client {
+    let socket = timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("the gateway listens");
+    let mut all = vec![("content-type", "application/x-www-form-urlencoded")];
+    all.extend_from_slice(headers);
+    request_on(
+        socket,
+        addr,
+        http::Method::POST,
+        path,
+        &all,
+        Bytes::from(form.to_string()),
+    )
+    .await
 }
 
 async fn request_on(
@@ -122,6 +146,7 @@ async fn request_on(
     method: http::Method,
     path: &str,
     headers: &[(&str, &str)],
+    body: Bytes,
 ) -> Client {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(socket))
         .await
@@ -136,7 +161,7 @@ async fn request_on(
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let request = request.body(Empty::<Bytes>::new()).expect("a request");
+    let request = request.body(Full::new(body)).expect("a request");
     let response = timeout(WAIT, sender.send_request(request))
         .await
         .expect("a response in time")
