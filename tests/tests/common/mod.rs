@@ -72,12 +72,16 @@ pub struct Client {
     _driver: tokio::task::JoinHandle<()>,
 }
 
-/// GETs `path` from `addr` with `headers`.
-pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Client {
-    let socket = timeout(WAIT, TcpStream::connect(addr))
+async fn connect(addr: SocketAddr) -> TcpStream {
+    timeout(WAIT, TcpStream::connect(addr))
         .await
         .expect("connect in time")
-        .expect("the gateway listens");
+        .expect("the gateway listens")
+}
+
+/// GETs `path` from `addr` with `headers`.
+pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Client {
+    let socket = connect(addr).await;
     get_on(socket, addr, path, headers).await
 }
 
@@ -109,10 +113,7 @@ pub async fn request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Client {
-    let socket = timeout(WAIT, TcpStream::connect(addr))
-        .await
-        .expect("connect in time")
-        .expect("the gateway listens");
+    let socket = connect(addr).await;
     request_on(socket, addr, method, path, headers, Bytes::new()).await
 }
 
@@ -123,10 +124,7 @@ pub async fn post_form(
     form: &str,
     headers: &[(&str, &str)],
 ) -> Client {
-    let socket = timeout(WAIT, TcpStream::connect(addr))
-        .await
-        .expect("connect in time")
-        .expect("the gateway listens");
+    let socket = connect(addr).await;
     let mut all = vec![("content-type", "application/x-www-form-urlencoded")];
     all.extend_from_slice(headers);
     request_on(
