@@ -482,6 +482,22 @@ fn load_jwks(path: &Path, allowed: &[Algorithm]) -> Result<Vec<JwtKey>, AuthConf
     Ok(keys)
 }
 
+/// Whether `e` is about the claims (so the signature held).
+fn is_claim_error(e: &jsonwebtoken::errors::Error) -> bool {
+    use jsonwebtoken::errors::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::ExpiredSignature
+            | ErrorKind::ImmatureSignature
+            | ErrorKind::InvalidAudience
+            | ErrorKind::InvalidIssuer
+            | ErrorKind::InvalidSubject
+            | ErrorKind::MissingRequiredClaim(_)
+            | ErrorKind::Json(_)
+            | ErrorKind::Utf8(_)
+    )
+}
+
 /// Why a token whose signature held is refused, in a client's words.
 fn claim_error(e: &jsonwebtoken::errors::Error) -> String {
     use jsonwebtoken::errors::ErrorKind;
@@ -676,9 +692,14 @@ impl Authenticator {
                     data = Some(verified);
                     break;
                 }
-                Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature => {}
-                // The signature held (it is checked first): the claims did not.
-                Err(e) => return Err(Denied::Unauthenticated(claim_error(&e))),
+                // The signature held (it is checked first): the claims did
+                // not, and no other key changes that.
+                Err(e) if is_claim_error(&e) => {
+                    return Err(Denied::Unauthenticated(claim_error(&e)));
+                }
+                // Not this key (a bad signature, or a key that cannot check
+                // it): the next one may.
+                Err(_) => {}
             }
         }
         let Some(data) = data else {
