@@ -966,6 +966,7 @@ async fn the_status_page_is_fed_by_snapshots_of_the_gateway() {
     let wrong = post_form(admin, "/admin/login", "token=guess", &[]).await;
     assert_eq!(wrong.status, 401);
     assert!(!wrong.headers.contains_key("set-cookie"));
+    assert!(wrong.text().await.contains("not the admin token"));
     let signed_in = post_form(admin, "/admin/login", "token=status-page-token-123", &[]).await;
     assert_eq!(signed_in.status, 303);
     let set_cookie = signed_in.headers["set-cookie"].to_str().expect("ASCII");

@@ -54,7 +54,7 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
 }
 
 /// A built-in page (no external assets: nothing else is fetched).
-fn html(page: &'static str) -> Reply {
+fn html(page: impl Into<Bytes>) -> Reply {
     let mut reply = text(StatusCode::OK, page);
     let headers = reply.headers_mut();
     headers.insert(
@@ -1070,7 +1070,10 @@ async fn admin_login<C: Connector>(shared: &Arc<Shared<C>>, req: Request<Incomin
         }
         Login::Wrong => {
             tracing::warn!("admin: a login with a wrong token");
-            let mut reply = html(LOGIN_PAGE);
+            let mut reply = html(LOGIN_PAGE.replace(
+                "<!--message-->",
+                "<p class=\"error\">That is not the admin token.</p>",
+            ));
             *reply.status_mut() = StatusCode::UNAUTHORIZED;
             reply
         }
@@ -1259,7 +1262,7 @@ fn admin<C: Connector>(shared: &Arc<Shared<C>>, req: &Request<Incoming>) -> Repl
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: / (status page) /healthz /readyz /metrics /admin/streams /admin/events /admin/report?window=1h|24h /admin/log-level\n",
+            "not found: / (status page; POST /admin/login, /admin/logout) /healthz /readyz /metrics /admin/streams /admin/events /admin/report?window=1h|24h /admin/log-level\n",
         ),
     }
 }
