@@ -401,7 +401,7 @@ pub async fn start<C: Connector>(
     config
         .validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    let listener = listen(config.listen)?;
+    let listener = listen(config.listen, config.send_buffer)?;
     let admin = TcpListener::bind(config.admin_listen).await?;
     let (addr, admin_addr) = (listener.local_addr()?, admin.local_addr()?);
     let write_timeout = config.write_timeout;
@@ -524,13 +524,21 @@ impl<C: Connector> GatewayHandle<C> {
 /// network blip thousands of clients reconnect within a second or two, and
 /// a SYN dropped from a full queue costs its client a second (the first
 /// retransmission), not a few microseconds.
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+///
+/// `TCP_NODELAY` and `SO_SNDBUF` (`bridge.send_buffer`) are set here too: on
+/// Linux every accepted socket inherits them, two system calls fewer per
+/// connection when thousands arrive at once (elsewhere `serve` sets them).
+fn listen(addr: SocketAddr, send_buffer: usize) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
         tokio::net::TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    if send_buffer > 0 {
+        socket.set_send_buffer_size(u32::try_from(send_buffer).unwrap_or(u32::MAX))?;
+    }
     socket.bind(addr)?;
     // The kernel caps it at net.core.somaxconn (4096 by default).
     socket.listen(4096)
@@ -638,7 +646,11 @@ async fn serve<C: Connector>(
     role: Role,
 ) {
     let mut socket = socket;
-    let _ = socket.set_nodelay(true);
+    // A stream socket inherits these from its listener on Linux (`listen`).
+    let inherited = matches!(role, Role::Streams) && cfg!(target_os = "linux");
+    if !inherited {
+        let _ = socket.set_nodelay(true);
+    }
     shared.connections.fetch_add(1, Ordering::SeqCst);
     let kill = Arc::new(Notify::new());
     match role {
@@ -646,7 +658,7 @@ async fn serve<C: Connector>(
             Box::pin(serve_hyper(socket, peer, &shared, &mut stop, role, &kill)).await;
         }
         Role::Streams => {
-            if shared.config.send_buffer > 0 {
+            if !inherited && shared.config.send_buffer > 0 {
                 let _ =
                     socket2::SockRef::from(&socket).set_send_buffer_size(shared.config.send_buffer);
             }
@@ -1658,6 +1670,32 @@ fn open_fds() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `serve` leaves TCP_NODELAY and SO_SNDBUF to the listener on Linux:
+    /// an accepted stream socket must have both (a stalled client is only
+    /// cut if its send buffer is bounded).
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn accepted_stream_sockets_inherit_nodelay_and_the_send_buffer() {
+        let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0)), 64 << 10).expect("a listener");
+        let addr = listener.local_addr().expect("bound");
+        let _client = TcpStream::connect(addr).await.expect("connects");
+        let (accepted, _) = listener.accept().await.expect("accepted");
+        assert!(
+            accepted.nodelay().expect("readable"),
+            "TCP_NODELAY inherited"
+        );
+        let size = socket2::SockRef::from(&accepted)
+            .send_buffer_size()
+            .expect("readable");
+        // The kernel doubles what it is given (up to net.core.wmem_max);
+        // without it the socket would start at tcp_wmem's 16 KiB and be
+        // autotuned to megabytes.
+        assert!(
+            (64 << 10..=128 << 10).contains(&size),
+            "SO_SNDBUF inherited: {size}"
+        );
+    }
 
     #[test]
     fn resume_ids_are_parsed_per_topic() {
