@@ -27,7 +27,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf as _, Bytes};
+use bytes::{Buf, Bytes};
 use http::{HeaderName, HeaderValue, Method, Request, Version};
 use hyper::body::Body as _;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
@@ -66,9 +66,14 @@ pub(crate) async fn read_head(socket: &mut TcpStream, timeout: Duration) -> Head
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut request = httparse::Request::new(&mut headers);
             match request.parse(&buf) {
-                Ok(httparse::Status::Complete(len)) => return Some(Some(len)),
+                // Pipelined bytes after the head (unusual for a GET that
+                // streams forever) are hyper's to handle.
+                Ok(httparse::Status::Complete(len)) if len == buf.len() => {
+                    return Some(subscription_of(&request));
+                }
                 Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
-                // Too long, too many headers, or not HTTP/1: hyper decides.
+                // Too long, too many headers, not HTTP/1, or pipelined:
+                // hyper decides.
                 _ => return Some(None),
             }
         }
@@ -77,21 +82,22 @@ pub(crate) async fn read_head(socket: &mut TcpStream, timeout: Duration) -> Head
     match read {
         // Slow headers: hyper's own timer would cut it too.
         Err(_) | Ok(None) => Head::Gone,
+        Ok(Some(Some(request))) => Head::Stream(request),
         Ok(Some(None)) => Head::Other(buf),
-        Ok(Some(Some(len))) => match subscription(&buf[..len]) {
-            // Pipelined bytes after the head: unusual for a GET that streams
-            // forever; hyper handles them.
-            Some(request) if len == buf.len() => Head::Stream(request),
-            _ => Head::Other(buf),
-        },
     }
 }
 
-/// The request, if it is a subscription this path serves.
+/// The request, if `head` is a subscription this path serves.
+#[cfg(test)]
 fn subscription(head: &[u8]) -> Option<Request<()>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     parsed.parse(head).ok()?;
+    subscription_of(&parsed)
+}
+
+/// The parsed request, if it is a subscription this path serves.
+fn subscription_of(parsed: &httparse::Request<'_, '_>) -> Option<Request<()>> {
     if parsed.method? != "GET" || parsed.version? != 1 {
         return None;
     }
@@ -202,15 +208,16 @@ pub(crate) async fn respond(
             continue;
         }
         // Per event and subscriber: the chunk header is formatted on the
-        // stack, not in a new String.
+        // stack, and the three parts go out in one `writev` (tokio's
+        // `write_all_buf` writes a chained `Buf` vectored), no allocation.
         let mut size = [0u8; 18];
-        let size = chunk_size(&mut size, data.len());
-        let mut parts: [&[u8]; 3] = [size, &data, b"\r\n"];
+        let header = chunk_size(&mut size, data.len());
+        let mut chunk = Buf::chain(Buf::chain(header, &data[..]), &b"\r\n"[..]);
         // A stalled client: the write waits, and the sweep's `kill` ends
         // it (the write timeout).
         tokio::select! {
             biased;
-            written = write_all_vectored(&mut writer, &mut parts) => written?,
+            written = writer.write_all_buf(&mut chunk) => written?,
             () = &mut killed => return Ok(()),
         }
     }
@@ -231,36 +238,6 @@ fn chunk_size(buf: &mut [u8; 18], len: usize) -> &[u8] {
         }
     }
     &buf[at..]
-}
-
-/// Writes the three parts of a chunk, in as few writes as the socket
-/// takes (no allocation: this runs per event and subscriber).
-async fn write_all_vectored<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    parts: &mut [&[u8]; 3],
-) -> io::Result<()> {
-    let mut index = 0;
-    while index < parts.len() {
-        let slices = [
-            io::IoSlice::new(parts[index]),
-            io::IoSlice::new(parts.get(index + 1).copied().unwrap_or_default()),
-            io::IoSlice::new(parts.get(index + 2).copied().unwrap_or_default()),
-        ];
-        let mut written = writer
-            .write_vectored(&slices[..parts.len() - index])
-            .await?;
-        if written == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        while index < parts.len() && written >= parts[index].len() {
-            written -= parts[index].len();
-            index += 1;
-        }
-        if index < parts.len() {
-            parts[index] = &parts[index][written..];
-        }
-    }
-    Ok(())
 }
 
 /// A socket with bytes already read put back in front of it.
