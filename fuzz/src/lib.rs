@@ -191,7 +191,6 @@ pub fn check_state_machine(data: &[u8]) {
             }),
             (2, Some(conn)) => Some(Input::Data {
                 conn,
-                bytes: 1,
                 mid_event: arg & 1 == 1,
             }),
             (3, Some(conn)) => {

@@ -4,6 +4,13 @@
 //! then the gateway (`sse-bridge` over `sse-conn-pool`, in-process, or the
 //! `ssegate` binary), then clients; real sockets on 127.0.0.1 only, bounded in
 //! count and time. `ssegate parse` is tested in `crates/ssegate/tests/parse.rs`.
+//!
+//! The library holds what the harnesses and the workspace's tests share:
+//! `procfs` (what the harnesses read of their children) and `client` (an
+//! HTTP/1.1 client that reads SSE, over any connection: sockets here,
+//! in-memory pipes in the bridge's paused-time tests).
+
+pub mod client;
 
 pub mod procfs {
     //! What the harnesses (`ssegate-soak`, `ssegate-fanout`) read about

@@ -6,10 +6,16 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{WAIT, bridge_config, eventually, gateway, get, pool_config, post_form, request, sim};
+use common::{
+    WAIT, bridge_config, eventually, gateway, get, pool_config, post_form, reload, request, sim,
+};
 use sse_parser::{Event, Item};
 
 /// The upstream sequence number carried in a quote's data.
+/// The header every admin action carries (a page of another site cannot
+/// send it).
+const ACT: (&str, &str) = ("x-ssegate-action", "1");
+
 fn n(event: &Event) -> u64 {
     let value: serde_json::Value = serde_json::from_str(&event.data).expect("JSON data");
     value["n"].as_u64().expect("a sequence number")
@@ -77,7 +83,9 @@ async fn single_topic_resume_by_header_and_by_query_has_no_gap_and_no_duplicate(
         let seen = client.events(10).await;
         let last = seen.last().expect("events").clone();
         drop(client);
-        tokio::time::sleep(Duration::from_millis(200)).await; // it misses ~40 events
+        // While it is away, the keeper sees 40 more quotes go by: the
+        // resume must replay them.
+        while n(&keeper.next_event().await) < n(&last) + 40 {}
         let mut client = if by_query {
             let path = format!("/v1/stream/AAPL?lastEventId={}", last.id.as_str());
             get(gw.addr(), &path, &[]).await
@@ -127,7 +135,15 @@ async fn multi_topic_streams_name_their_topics_and_resume_per_topic() {
         "{last_id}"
     );
     drop(client);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // While it is away, the keeper sees 20 more quotes of each topic go by.
+    let mut missed: HashMap<String, u64> = HashMap::new();
+    while missed.len() < 2 || missed.values().any(|m| *m < 20) {
+        let event = keeper.next_event().await;
+        let topic = symbol(&event);
+        if n(&event) > last_n[&topic] {
+            *missed.entry(topic).or_default() += 1;
+        }
+    }
     let mut client = get(gw.addr(), path, &[("last-event-id", &last_id)]).await;
     for event in client.events(60).await {
         let topic = symbol(&event);
@@ -292,12 +308,13 @@ async fn f11_shutdown_under_load_drains_with_retry_hints_and_refuses_newcomers()
     let ready = get(admin, "/readyz", &[]).await;
     assert_eq!(ready.status, 200);
     let shutdown = tokio::spawn(gw.shutdown());
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(
-        get(admin, "/readyz", &[]).await.status,
-        503,
-        "not ready at once"
-    );
+    // Not ready as soon as the drain starts (the streams end over the drain
+    // window, after).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while get(admin, "/readyz", &[]).await.status != 503 {
+        assert!(tokio::time::Instant::now() < deadline, "never unready");
+        tokio::task::yield_now().await;
+    }
     let newcomer = get(addr, "/v1/stream/AAPL", &[]).await;
     assert_eq!(newcomer.status, 503);
     assert!(newcomer.headers.contains_key("retry-after"));
@@ -457,8 +474,20 @@ async fn a_lone_client_that_comes_back_within_the_linger_resumes_without_a_gap()
     let last = client.events(5).await.pop().expect("events");
     drop(client);
     eventually("the client left", || gw.streams() == 0).await;
-    // Away for a while: about 100 quotes go by with nobody subscribed.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Away for a while: 100 quotes go by with nobody subscribed (the pool
+    // counts what the upstream sent).
+    let upstream_events = || {
+        gw.pool()
+            .snapshot()
+            .iter()
+            .map(|s| s.state.events)
+            .sum::<u64>()
+    };
+    let before = upstream_events();
+    eventually("100 quotes with nobody subscribed", || {
+        upstream_events() >= before + 100
+    })
+    .await;
     assert_eq!(gw.registries().0, 1, "the topic lingers");
     let mut client = get(
         gw.addr(),
@@ -658,7 +687,7 @@ async fn the_admin_token_guards_everything_but_the_probes() {
         .await;
         assert_eq!(right.status, 200, "{path}");
     }
-    let action = request(admin, http::Method::POST, "/admin/rotate", &[]).await;
+    let action = request(admin, http::Method::POST, "/admin/rotate", &[ACT]).await;
     assert_eq!(action.status, 401, "actions need the token too");
     gw.shutdown().await;
     sim.shutdown().await;
@@ -676,7 +705,13 @@ async fn admin_actions_rotate_and_reconnect_without_a_gap() {
     let opened = || gw.pool().counts().connections_opened;
     let before = opened();
     // Loopback admin listener, no token: the actions are allowed.
-    let rotated = request(admin, http::Method::POST, "/admin/streams/AAPL/rotate", &[]).await;
+    let rotated = request(
+        admin,
+        http::Method::POST,
+        "/admin/streams/AAPL/rotate",
+        &[ACT],
+    )
+    .await;
     assert_eq!(rotated.status, 202);
     assert!(rotated.text().await.contains("\"rotate\""));
     eventually("the rotation opened a connection", || opened() > before).await;
@@ -684,11 +719,11 @@ async fn admin_actions_rotate_and_reconnect_without_a_gap() {
         admin,
         http::Method::POST,
         "/admin/streams/MSFT/reconnect",
-        &[],
+        &[ACT],
     )
     .await;
     assert_eq!(reconnect.status, 202);
-    let all = request(admin, http::Method::POST, "/admin/rotate", &[]).await;
+    let all = request(admin, http::Method::POST, "/admin/rotate", &[ACT]).await;
     assert_eq!(all.status, 200);
     assert!(all.text().await.contains("\"streams\":2"));
     // Through all of it, AAPL's subscriber saw every event once.
@@ -697,13 +732,19 @@ async fn admin_actions_rotate_and_reconnect_without_a_gap() {
         assert_eq!(next, last + 1, "no gap and no duplicate across rotations");
         last = next;
     }
-    let unknown = request(admin, http::Method::POST, "/admin/streams/NOPE/rotate", &[]).await;
+    let unknown = request(
+        admin,
+        http::Method::POST,
+        "/admin/streams/NOPE/rotate",
+        &[ACT],
+    )
+    .await;
     assert_eq!(unknown.status, 404);
     let bad = request(
         admin,
         http::Method::POST,
         "/admin/streams/AAPL/explode",
-        &[],
+        &[ACT],
     )
     .await;
     assert_eq!(bad.status, 404);
@@ -728,7 +769,7 @@ async fn an_operator_disconnect_ends_streams_with_a_retry_hint_and_they_resume()
         admin,
         http::Method::POST,
         "/admin/streams/AAPL/disconnect",
-        &[],
+        &[ACT],
     )
     .await;
     assert_eq!(one.status, 200);
@@ -763,14 +804,14 @@ async fn an_operator_disconnect_ends_streams_with_a_retry_hint_and_they_resume()
         "no gap, no duplicate"
     );
     // Everyone.
-    let all = request(admin, http::Method::POST, "/admin/disconnect", &[]).await;
+    let all = request(admin, http::Method::POST, "/admin/disconnect", &[ACT]).await;
     assert!(all.text().await.contains("\"subscribers\":2"));
     assert!(matches!(msft.drain().await.last(), Some(Item::Retry(_))));
     let none = request(
         admin,
         http::Method::POST,
         "/admin/streams/NOPE/disconnect",
-        &[],
+        &[ACT],
     )
     .await;
     assert!(none.text().await.contains("\"subscribers\":0"));
@@ -810,6 +851,9 @@ async fn the_http1_fast_path_and_hyper_serve_the_same_streams() {
         "Accept: text/event-stream\r\n\r\n",
     ] {
         fast.write_all(part.as_bytes()).await.expect("sent");
+        // Wall clock: a real socket; the pause lets each part arrive as a
+        // segment of its own (the in-memory version of this test is the
+        // bridge's, on paused time).
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let seen = read_until(&mut fast, "\"s\":\"AAPL\"").await;
@@ -918,11 +962,10 @@ async fn reloaded_limits_apply_to_newcomers_without_dropping_anyone() {
     let mut second = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
     first.events(1).await;
     second.events(1).await;
-    let reloader = gw.reloader();
     let mut lower = bridge_config();
     lower.max_per_ip = 2;
     lower.heartbeat = Duration::from_secs(5);
-    let (applied, restart) = reloader.reload(&lower, 1).expect("valid");
+    let (applied, restart) = reload(&gw, &lower, 1).expect("valid");
     assert_eq!(applied, ["max_per_ip", "upstream.max_streams"]);
     assert_eq!(restart, ["heartbeat"]);
     // Nobody is dropped; newcomers meet the new limits.
@@ -939,7 +982,7 @@ async fn reloaded_limits_apply_to_newcomers_without_dropping_anyone() {
     // An invalid configuration changes nothing.
     let mut invalid = bridge_config();
     invalid.max_per_ip = 0;
-    assert!(reloader.reload(&invalid, 50).is_err());
+    assert!(reload(&gw, &invalid, 50).is_err());
     assert_eq!(get(gw.addr(), "/v1/stream/AAPL", &[]).await.status, 429);
     drop((first, back));
     gw.shutdown().await;
@@ -988,7 +1031,8 @@ async fn the_status_page_is_fed_by_snapshots_of_the_gateway() {
     }
     assert_eq!(get(admin, "/admin/events", &[]).await.status, 401);
     // A session reads; it never acts (an action needs the header).
-    let act = request(admin, http::Method::POST, "/admin/rotate", &cookie).await;
+    let with_header = [cookie[0], ACT];
+    let act = request(admin, http::Method::POST, "/admin/rotate", &with_header).await;
     assert_eq!(act.status, 401, "no action on a cookie alone");
     let mut events = get(admin, "/admin/events", &cookie).await;
     assert_eq!(events.status, 200);

@@ -97,7 +97,7 @@ async fn gateway(upstream: SocketAddr, policy: Policy) -> sse_bridge::GatewayHan
     bridge.write_timeout = Duration::from_secs(30);
     bridge.policy = policy;
     let pool = Pool::new(pool, TcpConnector).expect("valid");
-    sse_bridge::start(bridge, pool, None).await.expect("starts")
+    common::start(bridge, pool, sse_bridge::Hooks::default()).await
 }
 
 /// The fast client reads `count` events, all in order.
@@ -215,9 +215,8 @@ async fn a_client_that_never_reads_again_is_cut_at_the_write_timeout() {
     bridge.queue_events = 32;
     bridge.queue_bytes = 512 * 1024;
     bridge.write_timeout = Duration::from_secs(1);
-    let gw = sse_bridge::start(bridge, Pool::new(pool, TcpConnector).expect("valid"), None)
-        .await
-        .expect("starts");
+    let pool = Pool::new(pool, TcpConnector).expect("valid");
+    let gw = common::start(bridge, pool, sse_bridge::Hooks::default()).await;
     let slow = get_small_buffer(gw.addr(), "/v1/stream/AAPL").await;
     let mut fast = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
     fast_reads_everything(&mut fast, 500).await;

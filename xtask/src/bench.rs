@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::{cargo, run as run_cmd};
+use crate::cmd::{cargo, run as run_cmd};
 
 /// Our crate's name in the benchmark ids.
 const OURS: &str = "sse-parser";
@@ -311,12 +311,19 @@ fn table(results: &Results, allocations: &[String], quick: bool) -> String {
 
 /// `cargo xtask bench fanout`: builds the release `ssegate` (its production
 /// allocator, no soak feature) and `ssegate-fanout`, then runs it.
-pub(crate) fn fanout(
-    root: &Path,
-    peer: Option<&str>,
-    quick: bool,
-    update_readme: bool,
-) -> Result<()> {
+/// What `bench fanout` compares.
+pub(crate) struct Fanout<'a> {
+    /// A peer measured in the same run (`nchan`).
+    pub(crate) peer: Option<&'a str>,
+    /// Another ssegate binary measured in the same run (before and after).
+    pub(crate) baseline: Option<&'a Path>,
+    /// 100 subscribers only.
+    pub(crate) quick: bool,
+    /// Write the table into the README.
+    pub(crate) update_readme: bool,
+}
+
+pub(crate) fn fanout(root: &Path, run: &Fanout<'_>) -> Result<()> {
     run_cmd(cargo(&[
         "build",
         "--release",
@@ -335,18 +342,21 @@ pub(crate) fn fanout(
         .arg("--ssegate")
         .arg(root.join("target/release/ssegate"))
         .arg("--out")
-        .arg(root.join(if quick {
+        .arg(root.join(if run.quick {
             "target/bench/fanout-quick"
         } else {
             "target/bench/fanout"
         }));
-    if let Some(peer) = peer {
+    if let Some(peer) = run.peer {
         cmd.args(["--peer", peer]);
     }
-    if quick {
+    if let Some(baseline) = run.baseline {
+        cmd.arg("--baseline").arg(baseline);
+    }
+    if run.quick {
         cmd.arg("--quick");
     }
-    if update_readme {
+    if run.update_readme {
         cmd.arg("--update-readme").arg(root.join("README.md"));
     }
     run_cmd(cmd)

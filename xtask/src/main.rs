@@ -7,15 +7,18 @@
 //! - `tidy`: the repository's rules (layering, lints, docs), also part of `ci`.
 
 mod bench;
+mod cmd;
 mod soak;
 mod tidy;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
+
+use crate::cmd::{cargo, project_root, run};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "ssegate repository automation")]
@@ -42,6 +45,10 @@ enum Cmd {
         /// With `fanout`: also measure this peer (`nchan`) in the same run.
         #[arg(long)]
         peer: Option<String>,
+        /// With `fanout`: also measure this other ssegate binary (a build
+        /// of an earlier commit) in the same run: before and after.
+        #[arg(long)]
+        baseline: Option<std::path::PathBuf>,
         /// Small inputs, for a quick look (the ratios are less stable).
         #[arg(long)]
         quick: bool,
@@ -77,10 +84,19 @@ fn try_main() -> Result<()> {
         Cmd::Bench {
             suite: Some(suite),
             peer,
+            baseline,
             quick,
             update_readme,
             ..
-        } if suite == "fanout" => bench::fanout(&root, peer.as_deref(), quick, update_readme),
+        } if suite == "fanout" => bench::fanout(
+            &root,
+            &bench::Fanout {
+                peer: peer.as_deref(),
+                baseline: baseline.as_deref(),
+                quick,
+                update_readme,
+            },
+        ),
         Cmd::Bench {
             suite: Some(suite), ..
         } => {
@@ -99,43 +115,6 @@ fn try_main() -> Result<()> {
             Ok(())
         }
     }
-}
-
-fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace root")
-        .to_path_buf()
-}
-
-/// A command line to run, shown as it is run.
-fn cargo(args: &[&str]) -> Command {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(args);
-    cmd
-}
-
-fn run(mut cmd: Command) -> Result<()> {
-    let args: Vec<String> = cmd
-        .get_args()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    let program = cmd.get_program().to_string_lossy().into_owned();
-    // `cargo` for cargo (whatever CARGO points at), the program otherwise.
-    let program = if program.ends_with("cargo") {
-        "cargo".to_string()
-    } else {
-        program
-    };
-    let shown = format!("{program} {}", args.join(" "));
-    println!("\n$ {shown}");
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot start {shown}"))?;
-    if !status.success() {
-        bail!("{shown} failed: {status}");
-    }
-    Ok(())
 }
 
 struct Step {
@@ -273,7 +252,15 @@ fn ci(root: &Path, keep_going: bool) -> Result<()> {
             // peer still work; the full run is `cargo xtask bench fanout`.
             // Last, because it builds the gateway without the soak feature:
             // the two soak steps above then share one build.
-            bench::fanout(&project_root(), Some("nchan"), true, false)
+            bench::fanout(
+                &project_root(),
+                &bench::Fanout {
+                    peer: Some("nchan"),
+                    baseline: None,
+                    quick: true,
+                    update_readme: false,
+                },
+            )
         }),
     ];
 

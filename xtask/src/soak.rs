@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, run};
+use crate::cmd::{cargo, run};
 
 /// How to run the soak (passed through to `ssegate-soak run`).
 #[derive(Debug, Clone, Default, clap::Args)]

@@ -1,7 +1,8 @@
-//! The bridge's settings, every one finite and defaulted (reliability.md's
+//! The bridge's settings, every one finite and defaulted (docs/RELIABILITY.md's
 //! defaults table), deserializable from the `[bridge]` table of ssegate's
 //! TOML config. Durations are written like `"15s"` or `"5m"`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -9,32 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::auth::AuthConfig;
-
-/// What to do with a subscriber whose queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Policy {
-    /// End its stream with a final `retry:` hint (default): it reconnects and
-    /// resumes from the replay buffer.
-    #[default]
-    Disconnect,
-    /// Drop its oldest queued events and tell it with an `ssegate-gap` event.
-    DropOldest,
-    /// Keep only the newest queued event per topic (market data wants the
-    /// latest quote, not every stale one).
-    Conflate,
-}
-
-impl Policy {
-    /// A metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Disconnect => "disconnect",
-            Self::DropOldest => "drop_oldest",
-            Self::Conflate => "conflate",
-        }
-    }
-}
+use crate::policy::Policy;
 
 /// The bridge's settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -51,9 +27,33 @@ pub struct BridgeConfig {
     /// The `retry:` hint sent first on every stream. Default 3 s.
     #[serde(with = "humantime_serde")]
     pub retry_hint: Duration,
-    /// A client must send its request headers within this. Default 10 s.
+    /// A client must send its request headers within this (its first
+    /// request's, on every connection). Default 10 s.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// A connection served through hyper (HTTP/2, the admin listener, and
+    /// HTTP/1.1 other than the streams' fast path) with no request in
+    /// progress for this long is closed (HTTP/2 with a GOAWAY). Default 60 s.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// HTTP/2: streams at once on one connection (every subscriber limit
+    /// counts streams, not connections). Default 100.
+    pub h2_max_concurrent_streams: u32,
+    /// HTTP/2: streams a client may have reset before the server accepted
+    /// them, at once; more close the connection (the "rapid reset" attack).
+    /// Default 20.
+    pub h2_max_pending_resets: usize,
+    /// Client connections at once; a connection over it is closed as soon
+    /// as it is accepted. 0 (default): the process's open-file limit minus
+    /// `fd_reserve`, so that running out of descriptors never takes the
+    /// admin listener, the upstream pool or the logs down with the clients.
+    pub max_connections: usize,
+    /// Descriptors kept from clients when `max_connections` is automatic.
+    /// Default 512.
+    pub fd_reserve: usize,
+    /// Admin connections at once (probes, scrapes, status pages); more are
+    /// closed at once. Default 64.
+    pub max_admin_connections: usize,
     /// A subscriber with queued data that takes nothing for this long is
     /// disconnected. Default 60 s.
     #[serde(with = "humantime_serde")]
@@ -88,9 +88,18 @@ pub struct BridgeConfig {
     pub max_per_ip: usize,
     /// Topics on one stream. Default 16.
     pub max_topics_per_connection: usize,
+    /// New topics (each an upstream stream from the pool) one client IP
+    /// may hold while they have not delivered an event: a client asking
+    /// for topics that never deliver cannot crowd working ones out of the
+    /// pool. Default 16.
+    pub max_unproven_topics_per_ip: usize,
     /// New streams accepted per second (token bucket; burst twice that).
     /// Default 200.
     pub new_streams_per_sec: u32,
+    /// Stream requests one client IP may make per second (burst twice
+    /// that), counted before its token is checked: a client sending bad
+    /// tokens spends its own budget, not the gateway's CPU. Default 50.
+    pub new_streams_per_ip_per_sec: u32,
     /// On shutdown, streams are ended spread over this window, so clients
     /// do not all come back in the same second. Default 10 s.
     #[serde(with = "humantime_serde")]
@@ -113,6 +122,16 @@ pub struct BridgeConfig {
     /// allowed only on a loopback admin listener. Default none; set it from
     /// the environment (`SSEGATE_ADMIN_TOKEN`), not the file.
     pub admin_token: Option<AdminToken>,
+    /// Let anyone who reaches a non-loopback admin listener without
+    /// `admin_token` read it (`/metrics`, `/admin/streams`, the status
+    /// page; never act). Without it, such a listener refuses to start.
+    /// Default false.
+    pub admin_public_read: bool,
+    /// Host names (as in the `Host` header, with or without the port) under
+    /// which the admin listener may be asked to act, besides its own
+    /// address, IP literals with its port, and `localhost`: a name not
+    /// listed is refused (DNS rebinding). Default none.
+    pub admin_hosts: Vec<String>,
     /// Origins whose pages may use the streams (CORS): exact origins such
     /// as `https://app.example.com`, or `*` for any. Default none: only
     /// same-origin pages.
@@ -123,6 +142,13 @@ pub struct BridgeConfig {
     /// Who may subscribe: static tokens, JWT (see [`crate::auth`]). Default
     /// off: anyone who reaches the listener.
     pub auth: AuthConfig,
+    /// Write each day's report (the `/admin/report?window=24h` JSON) as one
+    /// line in a file of its own in this directory. Default none: the daily
+    /// summary goes to the log only.
+    pub report_dir: Option<std::path::PathBuf>,
+    /// Daily report files kept in `report_dir` (the oldest are removed).
+    /// Default 30.
+    pub report_keep: usize,
     /// Serve a demo page at `/` on the stream listener: one `EventSource`
     /// on the topics in its URL (`/?topic=AAPL&topic=MSFT`), with a live
     /// table and continuity checks. Default off (`ssegate demo` turns it on).
@@ -162,6 +188,12 @@ impl Default for BridgeConfig {
             heartbeat: Duration::from_secs(15),
             retry_hint: Duration::from_secs(3),
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            h2_max_concurrent_streams: 100,
+            h2_max_pending_resets: 20,
+            max_connections: 0,
+            fd_reserve: 512,
+            max_admin_connections: 64,
             write_timeout: Duration::from_secs(60),
             queue_events: 1024,
             queue_bytes: 1 << 20,
@@ -173,16 +205,22 @@ impl Default for BridgeConfig {
             max_subscribers: 10_000,
             max_per_ip: 100,
             max_topics_per_connection: 16,
+            max_unproven_topics_per_ip: 16,
             new_streams_per_sec: 200,
+            new_streams_per_ip_per_sec: 50,
             drain_spread: Duration::from_secs(10),
             drain_deadline: Duration::from_secs(20),
             policy: Policy::Disconnect,
             policies: BTreeMap::new(),
             debug_vars: false,
             admin_token: None,
+            admin_public_read: false,
+            admin_hosts: Vec::new(),
             cors_origins: Vec::new(),
             cors_credentials: false,
             auth: AuthConfig::default(),
+            report_dir: None,
+            report_keep: 30,
             demo_page: false,
         }
     }
@@ -191,15 +229,29 @@ impl Default for BridgeConfig {
 /// A setting that makes no sense.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    /// The key, as in the TOML file.
-    pub key: &'static str,
+    /// The key, as in the `[bridge]` table (`auth.jwt.algorithms` for a
+    /// nested one); an application that embeds the table elsewhere prefixes
+    /// its own path.
+    pub key: Cow<'static, str>,
     /// Why.
-    pub reason: std::borrow::Cow<'static, str>,
+    pub reason: Cow<'static, str>,
+}
+
+impl ConfigError {
+    pub(crate) fn new(
+        key: impl Into<Cow<'static, str>>,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
 }
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "bridge.{}: {}", self.key, self.reason)
+        write!(f, "{}: {}", self.key, self.reason)
     }
 }
 
@@ -217,15 +269,11 @@ impl BridgeConfig {
     ///
     /// The first key that makes no sense, and why.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |key, reason: &'static str| {
-            Err(ConfigError {
-                key,
-                reason: reason.into(),
-            })
-        };
+        let err = |key: &'static str, reason: &'static str| Err(ConfigError::new(key, reason));
         let positive = [
             ("heartbeat", self.heartbeat),
             ("header_read_timeout", self.header_read_timeout),
+            ("idle_timeout", self.idle_timeout),
             ("write_timeout", self.write_timeout),
             ("replay_age", self.replay_age),
             ("drain_deadline", self.drain_deadline),
@@ -246,11 +294,21 @@ impl BridgeConfig {
             ("max_subscribers", self.max_subscribers),
             ("max_per_ip", self.max_per_ip),
             ("max_topics_per_connection", self.max_topics_per_connection),
+            (
+                "max_unproven_topics_per_ip",
+                self.max_unproven_topics_per_ip,
+            ),
+            ("h2_max_pending_resets", self.h2_max_pending_resets),
+            ("max_admin_connections", self.max_admin_connections),
+            ("report_keep", self.report_keep),
         ];
         for (key, value) in counts {
             if value == 0 {
                 return err(key, "must be at least 1");
             }
+        }
+        if self.h2_max_concurrent_streams == 0 {
+            return err("h2_max_concurrent_streams", "must be at least 1");
         }
         if self.replay_linger > Duration::from_secs(3600) {
             return err("replay_linger", "must be at most an hour");
@@ -258,11 +316,34 @@ impl BridgeConfig {
         if self.new_streams_per_sec == 0 {
             return err("new_streams_per_sec", "must be at least 1");
         }
+        if self.new_streams_per_ip_per_sec == 0 {
+            return err("new_streams_per_ip_per_sec", "must be at least 1");
+        }
         if self.drain_spread >= self.drain_deadline {
             return err("drain_spread", "must be shorter than drain_deadline");
         }
         if self.listen == self.admin_listen && self.listen.port() != 0 {
             return err("admin_listen", "must differ from listen");
+        }
+        if !self.admin_listen.ip().is_loopback()
+            && self.admin_token.is_none()
+            && !self.admin_public_read
+        {
+            return err(
+                "admin_listen",
+                "a non-loopback admin listener needs admin_token (SSEGATE_ADMIN_TOKEN), or admin_public_read = true to let anyone who reaches it read it",
+            );
+        }
+        if self.admin_hosts.iter().any(|h| {
+            h.is_empty()
+                || !h
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        }) {
+            return err(
+                "admin_hosts",
+                "each must be a host name, optionally with its port",
+            );
         }
         if self.admin_token.as_ref().is_some_and(|t| t.0.len() < 16) {
             return err("admin_token", "must be at least 16 characters");
@@ -293,10 +374,9 @@ impl BridgeConfig {
         }
         // Reads the token files and keys: a file that cannot be used is
         // refused here, not at the first subscriber.
-        self.auth.load().map_err(|e| ConfigError {
-            key: "auth",
-            reason: e.0.into(),
-        })?;
+        self.auth
+            .load()
+            .map_err(|e| ConfigError::new(format!("auth.{}", e.key), e.reason))?;
         Ok(())
     }
 }

@@ -7,7 +7,7 @@
 //! that), the dispatcher and the cached request headers, about 20 KiB of
 //! resident memory per idle subscriber in the fan-out benchmark. Here, a
 //! `GET /v1/stream...` HTTP/1.1 request is parsed with `httparse` (the
-//! parser hyper itself uses), answered through the same [`super::stream`]
+//! parser hyper itself uses), answered through the same `subscribe::stream`
 //! logic as any other, and its body written with chunked framing straight
 //! to the socket: what stays per subscriber is its body, its queue and a
 //! small task.
@@ -31,9 +31,8 @@ use bytes::{Buf, Bytes};
 use http::{HeaderName, HeaderValue, Method, Request, Version};
 use hyper::body::Body as _;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
-use tokio::net::TcpStream;
 
-use crate::server::Reply;
+use crate::reply::Reply;
 
 /// The most header bytes read before giving the connection to hyper (which
 /// then applies its own limits and answers 431).
@@ -52,7 +51,7 @@ pub(crate) enum Head {
 }
 
 /// Reads the request head within `timeout`.
-pub(crate) async fn read_head(socket: &mut TcpStream, timeout: Duration) -> Head {
+pub(crate) async fn read_head<I: AsyncRead + Unpin>(socket: &mut I, timeout: Duration) -> Head {
     let mut buf = Vec::with_capacity(1024);
     let read = tokio::time::timeout(timeout, async {
         loop {
@@ -135,8 +134,8 @@ fn subscription_of(parsed: &httparse::Request<'_, '_>) -> Option<Request<()>> {
 
 /// Writes `reply` and, for a stream, its body until it ends, the client
 /// leaves, or `kill` fires. Returns when the connection should close.
-pub(crate) async fn respond(
-    socket: &mut TcpStream,
+pub(crate) async fn respond<I: AsyncRead + AsyncWrite + Unpin>(
+    socket: &mut I,
     reply: Reply,
     kill: &tokio::sync::Notify,
 ) -> io::Result<()> {
@@ -173,7 +172,6 @@ pub(crate) async fn respond(
     head.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
     socket.write_all(&head).await?;
     drop(head);
-    let (mut reader, mut writer) = socket.split();
     let mut scratch = [0u8; 64];
     // One registration for the whole stream, not one per event: a new
     // `Notified` takes the Notify's lock when first polled and again when
@@ -189,7 +187,7 @@ pub(crate) async fn respond(
             frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)) => frame,
             // The client leaving (EOF or an error) ends the stream now;
             // anything it sends is dropped.
-            read = reader.read(&mut scratch) => match read {
+            read = socket.read(&mut scratch) => match read {
                 Ok(n) if n > 0 => continue,
                 _ => return Ok(()),
             },
@@ -198,8 +196,8 @@ pub(crate) async fn respond(
         let Some(Ok(frame)) = frame else {
             // The body ended (drain, slow-consumer disconnect, expiry): the
             // last chunk, then close.
-            writer.write_all(b"0\r\n\r\n").await?;
-            return writer.shutdown().await;
+            socket.write_all(b"0\r\n\r\n").await?;
+            return socket.shutdown().await;
         };
         let Ok(data) = frame.into_data() else {
             continue;
@@ -217,7 +215,7 @@ pub(crate) async fn respond(
         // it (the write timeout).
         tokio::select! {
             biased;
-            written = writer.write_all_buf(&mut chunk) => written?,
+            written = socket.write_all_buf(&mut chunk) => written?,
             () = &mut killed => return Ok(()),
         }
     }
@@ -240,14 +238,14 @@ fn chunk_size(buf: &mut [u8; 18], len: usize) -> &[u8] {
     &buf[at..]
 }
 
-/// A socket with bytes already read put back in front of it.
-pub(crate) struct Rewind {
+/// A connection with bytes already read put back in front of it.
+pub(crate) struct Rewind<I> {
     prefix: Bytes,
-    inner: TcpStream,
+    inner: I,
 }
 
-impl Rewind {
-    pub(crate) fn new(prefix: Vec<u8>, inner: TcpStream) -> Self {
+impl<I> Rewind<I> {
+    pub(crate) fn new(prefix: Vec<u8>, inner: I) -> Self {
         Self {
             prefix: Bytes::from(prefix),
             inner,
@@ -255,7 +253,7 @@ impl Rewind {
     }
 }
 
-impl AsyncRead for Rewind {
+impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -271,7 +269,7 @@ impl AsyncRead for Rewind {
     }
 }
 
-impl AsyncWrite for Rewind {
+impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -13,50 +13,23 @@
 //! gateway's run token, so an id from an earlier run is recognized as such.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 use sse_conn_pool::{Connector, Pool, PoolError, StreamItem, Subscription};
-use sse_parser::{Event, encode_event};
+use sse_state_machine::{Reason, StopReason};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::{BridgeConfig, Policy};
+use crate::config::BridgeConfig;
+use crate::event::HubEvent;
 use crate::metrics;
+use crate::policy::Policy;
 use crate::queue::{Closed, Out, Queue};
-
-/// One upstream event, encoded once.
-#[derive(Debug)]
-pub(crate) struct HubEvent {
-    /// Its gateway sequence number.
-    pub(crate) seq: u64,
-    /// The whole block for single-topic streams, `id:` included.
-    pub(crate) single: Bytes,
-    /// The block for multi-topic streams without its `id:` line and final
-    /// blank line (`event:` is the topic): each stream appends its own id.
-    pub(crate) multi: Bytes,
-    at: Instant,
-}
-
-impl HubEvent {
-    pub(crate) fn len(&self) -> usize {
-        self.single.len()
-    }
-
-    #[cfg(test)]
-    pub(crate) fn for_test(seq: u64, single: Bytes) -> Self {
-        Self {
-            seq,
-            multi: single.clone(),
-            single,
-            at: Instant::now(),
-        }
-    }
-}
 
 /// A subscriber's registration in one topic.
 struct Member {
@@ -65,9 +38,23 @@ struct Member {
     index: usize,
 }
 
+/// Events missed by the whole topic (the hub fell behind the pool's
+/// channel) after the event `after`: a resume across it is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Gap {
+    after: u64,
+    missed: u64,
+}
+
+/// Gaps remembered per topic, at most.
+const MAX_GAPS: usize = 64;
+
 struct TopicState {
     replay: VecDeque<Arc<HubEvent>>,
     replay_bytes: usize,
+    /// The gaps inside the replay window, oldest first (dropped with the
+    /// events before them).
+    gaps: VecDeque<Gap>,
     /// Every event after this sequence number is in `replay`.
     floor: u64,
     /// The last sequence number assigned here.
@@ -85,6 +72,11 @@ struct Topic {
     pump: Mutex<Option<JoinHandle<()>>>,
     /// Wakes the pump when the last member left (it times the linger).
     emptied: Notify,
+    /// The client address that created it, while it has not delivered an
+    /// event (its share of unproven topics).
+    creator: Mutex<Option<IpAddr>>,
+    /// Whether `creator` may still be set: read per event without a lock.
+    unproven: std::sync::atomic::AtomicBool,
 }
 
 /// Every topic with a subscriber.
@@ -99,6 +91,19 @@ pub(crate) struct Hub<C: Connector> {
     /// so that `joins - leaves` equals the members summed over topics.
     joins: AtomicU64,
     leaves: AtomicU64,
+    /// Per client address, the topics it created that have not delivered
+    /// an event yet (an entry only while non-zero).
+    unproven: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Why a subscriber could not join its topics.
+#[derive(Debug)]
+pub(crate) enum JoinError {
+    /// The pool refused (invalid topic, at its cap, the upstream refused).
+    Pool(PoolError),
+    /// The client's address holds `limit` new topics that have not
+    /// delivered an event yet.
+    Unproven { limit: usize },
 }
 
 /// Where a subscriber starts in a topic.
@@ -138,6 +143,7 @@ impl<C: Connector> Hub<C> {
             topics: Mutex::new(HashMap::new()),
             joins: AtomicU64::new(0),
             leaves: AtomicU64::new(0),
+            unproven: Mutex::default(),
         })
     }
 
@@ -162,12 +168,13 @@ impl<C: Connector> Hub<C> {
 
     /// Subscribes `queue` to `topics` from `starts`; on error nothing stays
     /// subscribed. Replay (or a reset notice) is queued before any live event.
-    pub(crate) fn subscribe(
+    pub(crate) async fn subscribe(
         self: &Arc<Self>,
         topics: &[String],
         starts: &[Start],
         queue: &Arc<Queue>,
-    ) -> Result<(Membership<C>, Vec<u64>), PoolError> {
+        ip: IpAddr,
+    ) -> Result<(Membership<C>, Vec<u64>), JoinError> {
         let id = self.next_member.fetch_add(1, Ordering::Relaxed);
         let mut membership = Membership {
             hub: self.clone(),
@@ -176,22 +183,59 @@ impl<C: Connector> Hub<C> {
         };
         let mut positions = Vec::with_capacity(topics.len());
         for (index, (name, start)) in topics.iter().zip(starts).enumerate() {
+            // A new topic's pool subscription is taken first, without the
+            // lock: the pool may make it wait for a slot (`pending_wait`).
+            let mut fresh = None;
+            let (map, topic) = loop {
+                // No guard may live across the await (parking_lot guards are
+                // not Send), so the map is locked only after it.
+                if fresh.is_none() && !self.topics.lock().contains_key(name.as_str()) {
+                    fresh = Some(self.new_subscription(name, ip).await?);
+                }
+                let mut map = self.topics.lock();
+                if let Some(topic) = map.get(name.as_str()).cloned() {
+                    topic.state.lock().empty_since = None;
+                    // Someone else created it meanwhile: ours goes back.
+                    if let Some((subscription, creator)) = fresh.take() {
+                        drop(subscription);
+                        self.release_unproven(creator);
+                    }
+                    break (map, topic);
+                }
+                if let Some((subscription, creator)) = fresh.take() {
+                    let topic = self.create(&mut map, name, subscription, creator);
+                    break (map, topic);
+                }
+                // It went between the look and the lock: ask again.
+            };
             // The member is added under the map's lock, so a concurrent last
             // leave cannot remove the topic between lookup and join.
-            let mut map = self.topics.lock();
-            let topic = self.topic(&mut map, name)?;
             let mut state = topic.state.lock();
             self.expire(&mut state);
             let position = match *start {
                 Start::After(p) if p >= state.floor && p <= state.last => {
                     let replay = state.replay.iter().filter(|e| e.seq > p);
+                    let mut gaps = state.gaps.iter().filter(|g| g.after >= p).peekable();
                     let mut replayed = 0u64;
                     for event in replay {
+                        // A gap recorded before this event: told in its place.
+                        while let Some(gap) = gaps.next_if(|g| g.after < event.seq) {
+                            queue.push_unbounded(Out::Gap {
+                                topic: index,
+                                missed: gap.missed,
+                            });
+                        }
                         queue.push_unbounded(Out::Event {
                             topic: index,
                             event: event.clone(),
                         });
                         replayed += 1;
+                    }
+                    for gap in gaps {
+                        queue.push_unbounded(Out::Gap {
+                            topic: index,
+                            missed: gap.missed,
+                        });
                     }
                     metrics::record_replay(replayed);
                     p
@@ -226,17 +270,57 @@ impl<C: Connector> Hub<C> {
         Ok((membership, positions))
     }
 
-    /// The topic, created (with its pool subscription and pump) if new.
-    fn topic(
+    /// A pool subscription for a new topic, asked for by `ip`: within that
+    /// address's share of topics not yet proven (no event delivered yet),
+    /// so that one client cannot fill the pool with topics that never
+    /// deliver. Returns the subscription and the address charged.
+    async fn new_subscription(
+        &self,
+        name: &str,
+        ip: IpAddr,
+    ) -> Result<(Subscription, IpAddr), JoinError> {
+        {
+            let mut unproven = self.unproven.lock();
+            let held = unproven.entry(ip).or_insert(0);
+            if *held >= self.config.max_unproven_topics_per_ip {
+                if *held == 0 {
+                    unproven.remove(&ip);
+                }
+                return Err(JoinError::Unproven {
+                    limit: self.config.max_unproven_topics_per_ip,
+                });
+            }
+            *held += 1;
+        }
+        match self.pool.subscribe_or_wait(name).await {
+            Ok(subscription) => Ok((subscription, ip)),
+            Err(e) => {
+                self.release_unproven(ip);
+                Err(JoinError::Pool(e))
+            }
+        }
+    }
+
+    /// `ip`'s topic delivered (or went): one fewer unproven.
+    fn release_unproven(&self, ip: IpAddr) {
+        let mut unproven = self.unproven.lock();
+        if let Some(held) = unproven.get_mut(&ip) {
+            *held -= 1;
+            if *held == 0 {
+                unproven.remove(&ip);
+            }
+        }
+    }
+
+    /// Creates the topic `name` (its pump on `subscription`), charged to
+    /// `creator` until it delivers.
+    fn create(
         self: &Arc<Self>,
         topics: &mut HashMap<Arc<str>, Arc<Topic>>,
         name: &str,
-    ) -> Result<Arc<Topic>, PoolError> {
-        if let Some(topic) = topics.get(name) {
-            topic.state.lock().empty_since = None;
-            return Ok(topic.clone());
-        }
-        let subscription = self.pool.subscribe(name)?;
+        subscription: Subscription,
+        creator: IpAddr,
+    ) -> Arc<Topic> {
         // A new incarnation takes a number of its own: a position from an
         // earlier incarnation is below its floor and gets a reset, because
         // what the upstream sent between incarnations reached nobody.
@@ -247,6 +331,7 @@ impl<C: Connector> Hub<C> {
             state: Mutex::new(TopicState {
                 replay: VecDeque::new(),
                 replay_bytes: 0,
+                gaps: VecDeque::new(),
                 floor,
                 last: floor,
                 members: HashMap::new(),
@@ -254,6 +339,8 @@ impl<C: Connector> Hub<C> {
             }),
             pump: Mutex::new(None),
             emptied: Notify::new(),
+            creator: Mutex::new(Some(creator)),
+            unproven: std::sync::atomic::AtomicBool::new(true),
         });
         let span = tracing::info_span!("topic", topic = %name);
         let pump = tokio::spawn(tracing::Instrument::instrument(
@@ -270,7 +357,17 @@ impl<C: Connector> Hub<C> {
         *topic.pump.lock() = Some(pump);
         topics.insert(name, topic.clone());
         metrics::record_topics(topics.len());
-        Ok(topic)
+        topic
+    }
+
+    /// The topic proved itself (its first event) or went: its creator's
+    /// share is freed.
+    fn proven(&self, topic: &Topic) {
+        if topic.unproven.swap(false, Ordering::Relaxed)
+            && let Some(ip) = topic.creator.lock().take()
+        {
+            self.release_unproven(ip);
+        }
     }
 
     fn leave(&self, topic: &Arc<Topic>, id: u64) {
@@ -304,12 +401,27 @@ impl<C: Connector> Hub<C> {
             return;
         }
         topics.remove(&topic.name);
+        self.proven(topic);
         if let Some(pump) = topic.pump.lock().take() {
             // Dropping the pump drops the pool subscription: released.
             pump.abort();
         }
         tracing::debug!(topic = %topic.name, "no subscriber left: upstream released");
         metrics::record_topics(topics.len());
+    }
+
+    /// The topic's upstream stopped for good: forgotten now (no linger),
+    /// so that the next subscriber asks the pool, which remembers why.
+    fn forget(&self, topic: &Arc<Topic>) {
+        let mut topics = self.topics.lock();
+        if topics
+            .get(&topic.name)
+            .is_some_and(|t| Arc::ptr_eq(t, topic))
+        {
+            topics.remove(&topic.name);
+            self.proven(topic);
+            metrics::record_topics(topics.len());
+        }
     }
 
     /// After the linger: removes `topic` if it is still empty and has been
@@ -366,6 +478,7 @@ impl<C: Connector> Hub<C> {
         }
         serde_json::json!({
             "hub_topics": topics,
+            "hub_unproven_ips": self.unproven.lock().len(),
             "hub_members": members,
             "hub_empty_topics": empty,
             "hub_joins": joins,
@@ -443,25 +556,11 @@ fn evict(state: &mut TopicState) {
     if let Some(old) = state.replay.pop_front() {
         state.replay_bytes -= old.len();
         state.floor = old.seq;
+        // A gap before the window's start concerns no resume any more.
+        while state.gaps.front().is_some_and(|g| g.after < state.floor) {
+            state.gaps.pop_front();
+        }
     }
-}
-
-/// Encodes `event` for both stream kinds.
-fn encode(run: &str, topic: &str, seq: u64, event: &Event) -> Option<(Bytes, Bytes)> {
-    let mut single = event.clone();
-    single.id = format!("{run}:{seq}").into();
-    let single = encode_event(&single).ok()?;
-    let mut multi = event.clone();
-    multi.id = "".into();
-    multi.event_type = if &*event.event_type == "message" || event.event_type.is_empty() {
-        topic.into()
-    } else {
-        format!("{topic}:{}", &*event.event_type).into()
-    };
-    let multi = encode_event(&multi).ok()?;
-    // Without the final blank line: each stream appends `id: ...\n\n`.
-    let multi = multi.slice(..multi.len() - 1);
-    Some((single, multi))
 }
 
 /// Resolves when `topic` has been empty for `linger` (never while it has
@@ -504,8 +603,22 @@ async fn pump<C: Connector>(
             Ok(item) => item,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                 // The pool's buffer overflowed for this hub: every member
-                // missed the same events; say so.
-                let state = topic.state.lock();
+                // missed the same events; say so, and mark the replay
+                // buffer, so that a later resume across this point is told
+                // too instead of crossing it silently.
+                let mut state = topic.state.lock();
+                let after = state.last;
+                if state.gaps.len() >= MAX_GAPS {
+                    // Bounded: the oldest two become one (a resume across
+                    // them is told of both, in one notice).
+                    if let (Some(a), Some(b)) = (state.gaps.pop_front(), state.gaps.pop_front()) {
+                        state.gaps.push_front(Gap {
+                            after: b.after,
+                            missed: a.missed + b.missed,
+                        });
+                    }
+                }
+                state.gaps.push_back(Gap { after, missed: n });
                 for member in state.members.values() {
                     member.queue.push_unbounded(Out::Gap {
                         topic: member.index,
@@ -514,24 +627,25 @@ async fn pump<C: Connector>(
                 }
                 continue;
             }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                if let Some(hub) = hub.upgrade() {
+                    hub.forget(&topic);
+                }
+                return;
+            }
         };
         let Some(hub) = hub.upgrade() else { return };
         match item {
             StreamItem::Event(event) => {
+                hub.proven(&topic);
                 let mut state = topic.state.lock();
                 let seq = hub.seq.fetch_add(1, Ordering::SeqCst) + 1;
-                let Some((single, multi)) = encode(&hub.run, &topic.name, seq, &event) else {
+                let Some(event) = HubEvent::encode(&hub.run, &topic.name, seq, &event) else {
                     // An upstream type with CR/LF/NUL cannot come out of the
                     // parser; skip rather than corrupt the stream.
                     continue;
                 };
-                let event = Arc::new(HubEvent {
-                    seq,
-                    single,
-                    multi,
-                    at: Instant::now(),
-                });
+                let event = Arc::new(event);
                 state.last = seq;
                 state.replay_bytes += event.len();
                 state.replay.push_back(event.clone());
@@ -546,13 +660,20 @@ async fn pump<C: Connector>(
                 metrics::record_event(state.members.len());
             }
             StreamItem::Status(status) if status.terminal => {
-                tracing::warn!(reason = %status.reason, "upstream stopped for good; ending its subscribers");
+                // Stopped by the pool (a shutdown, a release): nothing wrong.
+                if status.reason == Reason::Stop(StopReason::Requested) {
+                    tracing::debug!("upstream stopped; ending its subscribers");
+                } else {
+                    tracing::warn!(reason = %status.reason, "upstream stopped for good; ending its subscribers");
+                }
                 // The upstream stopped for good: subscribers end (with a
                 // retry hint) instead of waiting forever.
                 let state = topic.state.lock();
                 for member in state.members.values() {
                     member.queue.close(Closed::Upstream, false);
                 }
+                drop(state);
+                hub.forget(&topic);
             }
             StreamItem::Status(status) => {
                 tracing::debug!(phase = %status.phase, reason = %status.reason, "upstream");

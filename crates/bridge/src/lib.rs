@@ -51,34 +51,57 @@
 //! the client's other streams on the same connection too: they share its
 //! stalled socket).
 //!
+//! # Structure
+//!
+//! The application binds the listeners ([`TcpAcceptor`], or [`memory`] in
+//! tests) and gives the gateway its [`Hooks`] (metrics rendering, log
+//! control, reload source, heap and process probes): the bridge reads no
+//! process-wide state, so two gateways can share a process and tests can
+//! run on paused time. Modules: `subscribe` (a request to a stream, or a
+//! typed refusal), `hub`, `queue`, `body` and `h1` (fan-out and writing),
+//! `admin/` (the admin listener), `auth/` (subscriber tokens), `reload`
+//! (what a reload applies, key by key), `housekeeping`, `server` (accept,
+//! serve, drain).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use sse_bridge::BridgeConfig;
+//! use sse_bridge::{BridgeConfig, Hooks, TcpAcceptor};
 //! use sse_conn_pool::{Pool, PoolConfig, TcpConnector};
 //!
+//! let config = BridgeConfig::default();
 //! let pool = Pool::new(PoolConfig::new("http://127.0.0.1:8081/v1/quotes/{topic}/stream"), TcpConnector)?;
-//! let gateway = sse_bridge::start(BridgeConfig::default(), pool, None).await?;
+//! let streams = TcpAcceptor::streams(config.listen, config.send_buffer)?;
+//! let admin = TcpAcceptor::admin(config.admin_listen).await?;
+//! let gateway = sse_bridge::start(config, pool, streams, admin, Hooks::default())?;
 //! println!("curl -N http://{}/v1/stream/AAPL", gateway.addr());
 //! gateway.shutdown().await;
 //! # Ok(()) }
 //! ```
 
+mod admin;
 pub mod auth;
 mod body;
 mod config;
+mod event;
 mod h1;
+mod hooks;
+mod housekeeping;
 mod hub;
-#[cfg(feature = "leak-injection")]
-pub mod leak;
 mod limits;
+mod listener;
 pub mod metrics;
+mod policy;
 mod queue;
+mod reload;
+mod reply;
 mod server;
-mod session;
+mod state;
+mod subscribe;
 
 pub use auth::{AuthConfig, AuthConfigError, JwtConfig, Secret};
-pub use config::{AdminToken, BridgeConfig, ConfigError, Policy};
-pub use server::{
-    GatewayHandle, HeapStats, LogControl, ReloadHook, Reloader, apply_log_filter, set_heap_probe,
-    set_log_control, set_reload_hook, start,
-};
+pub use config::{AdminToken, BridgeConfig, ConfigError};
+pub use hooks::{HeapStats, Hooks, LogControl, ProcessProbe, Reload, ReloadSource, RenderMetrics};
+pub use listener::{Listener, MemoryDialer, MemoryListener, TcpAcceptor, memory};
+pub use policy::Policy;
+pub use reload::{Outcome, ReloadError, Reloader};
+pub use server::{GatewayHandle, start};

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
 
-use crate::config::Policy;
+use crate::policy::Policy;
 
 /// Gauge: client streams open.
 pub const STREAMS: &str = "ssegate_bridge_streams";
@@ -38,16 +38,29 @@ pub const PROCESS_MAX_FDS: &str = "ssegate_process_max_fds";
 /// Gauge: tokio tasks alive.
 pub const RUNTIME_TASKS: &str = "ssegate_runtime_tasks";
 
+/// Gauge: connections open, by listener. Label `listener` (`streams`,
+/// `admin`).
+pub const CONNECTIONS: &str = "ssegate_bridge_connections";
+/// Gauge: the cap on client connections.
+pub const CONNECTIONS_MAX: &str = "ssegate_bridge_connections_max";
+/// Counter: connections closed at once for being over their listener's
+/// cap. Label `listener`.
+pub const CONNECTIONS_REFUSED: &str = "ssegate_bridge_connections_refused_total";
+
 /// Gauge: admin browser sessions (status-page logins) live.
 pub const ADMIN_SESSIONS: &str = "ssegate_admin_sessions";
 
 /// Gauge: token holders with a stream open (auth on).
 pub const PRINCIPALS: &str = "ssegate_auth_principals";
+/// Counter: JWTs accepted, by whether the signature was checked or the
+/// verification cache answered. Label `by` (`signature`, `cache`).
+pub const JWT_VERIFIED: &str = "ssegate_auth_jwt_verified_total";
 /// Counter: streams ended because their token expired.
 pub const EXPIRED: &str = "ssegate_auth_streams_expired_total";
 
 /// Refusal reasons (the `reason` label of [`REFUSED`]).
-const REFUSALS: [&str; 9] = [
+const REFUSALS: [&str; 10] = [
+    "ip_rate",
     "unauthenticated",
     "forbidden",
     "max_per_token",
@@ -101,10 +114,37 @@ pub fn describe_metrics() {
     );
     describe_gauge!(RUNTIME_TASKS, Unit::Count, "Tokio tasks alive.");
     describe_gauge!(
+        CONNECTIONS,
+        Unit::Count,
+        "Connections open (label: listener)."
+    );
+    describe_gauge!(
+        CONNECTIONS_MAX,
+        Unit::Count,
+        "The cap on client connections (the open-file limit minus a reserve)."
+    );
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        Unit::Count,
+        "Connections closed at once, over their listener's cap (label: listener)."
+    );
+    for listener in ["streams", "admin"] {
+        gauge!(CONNECTIONS, "listener" => listener).set(0.0);
+        counter!(CONNECTIONS_REFUSED, "listener" => listener).increment(0);
+    }
+    describe_gauge!(
         PRINCIPALS,
         Unit::Count,
         "Token holders with a stream open (auth on)."
     );
+    describe_counter!(
+        JWT_VERIFIED,
+        Unit::Count,
+        "JWTs accepted (label: by = signature, or cache: verified before)."
+    );
+    for by in ["signature", "cache"] {
+        counter!(JWT_VERIFIED, "by" => by).increment(0);
+    }
     describe_counter!(
         EXPIRED,
         Unit::Count,
@@ -120,7 +160,7 @@ pub fn describe_metrics() {
     for reason in REFUSALS {
         counter!(REFUSED, "reason" => reason).increment(0);
     }
-    for policy in [Policy::Disconnect, Policy::DropOldest, Policy::Conflate] {
+    for policy in Policy::ALL {
         counter!(SLOW, "policy" => policy.label()).increment(0);
     }
     for name in [STREAMS, TOPICS, PRINCIPALS] {
@@ -134,6 +174,18 @@ pub(crate) fn record_process(rss: u64, fds: u64, max_fds: u64, tasks: usize) {
     gauge!(PROCESS_FDS).set(fds as f64);
     gauge!(PROCESS_MAX_FDS).set(max_fds as f64);
     gauge!(RUNTIME_TASKS).set(tasks as f64);
+}
+
+pub(crate) fn record_connections(listener: &'static str, open: u64) {
+    gauge!(CONNECTIONS, "listener" => listener).set(open as f64);
+}
+
+pub(crate) fn record_connections_max(max: u64) {
+    gauge!(CONNECTIONS_MAX).set(max as f64);
+}
+
+pub(crate) fn record_connection_refused(listener: &'static str) {
+    counter!(CONNECTIONS_REFUSED, "listener" => listener).increment(1);
 }
 
 pub(crate) fn record_stream_opened() {
@@ -207,6 +259,10 @@ pub(crate) fn record_admin_sessions(n: usize) {
 
 pub(crate) fn record_principals(n: usize) {
     gauge!(PRINCIPALS).set(n as f64);
+}
+
+pub(crate) fn record_jwt_verified(cached: bool) {
+    counter!(JWT_VERIFIED, "by" => if cached { "cache" } else { "signature" }).increment(1);
 }
 
 pub(crate) fn record_expired() {

@@ -12,9 +12,9 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::config::Policy;
-use crate::hub::HubEvent;
+use crate::event::HubEvent;
 use crate::metrics;
+use crate::policy::Policy;
 
 /// What the body writes next.
 #[derive(Debug, Clone)]
@@ -297,7 +297,7 @@ mod tests {
     use tokio::sync::Notify;
 
     use super::*;
-    use crate::hub::HubEvent;
+    use crate::event::HubEvent;
 
     fn event(seq: u64, size: usize) -> Arc<HubEvent> {
         Arc::new(HubEvent::for_test(seq, Bytes::from(vec![b'x'; size])))

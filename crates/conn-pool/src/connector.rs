@@ -50,6 +50,31 @@ pub trait Connector: Clone + Send + Sync + 'static {
         let _ = io;
         false
     }
+
+    /// Waits until a new connection may be attempted (a limiter's turn: see
+    /// [`Throttled`](crate::Throttled)). The pool's streams await it before
+    /// each [`connect`](Self::connect) that opens a socket, and hold what it
+    /// returns until the connect ends; their connect deadline starts when it
+    /// resolves, so time in the limiter's queue is never a timeout.
+    /// Default: at once.
+    fn ready(&self) -> impl Future<Output = Ready> + Send {
+        std::future::ready(Ready::default())
+    }
+}
+
+/// A connector's permission to attempt a connection ([`Connector::ready`]),
+/// held until the attempt ends.
+#[derive(Debug, Default)]
+pub struct Ready {
+    /// Released when the attempt ends (dropped).
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Ready {
+    /// Holds `permit` for the attempt.
+    pub(crate) fn holding(permit: Option<tokio::sync::OwnedSemaphorePermit>) -> Self {
+        Self { _permit: permit }
+    }
 }
 
 /// Why a connection failed in a way the state machine classifies apart from
@@ -131,6 +156,13 @@ impl Resolve for SystemResolver {
     }
 }
 
+/// TCP keepalive on upstream sockets: the first probe after 15 s without
+/// traffic, then every 5 s, 3 unanswered end the connection (about 30 s).
+const KEEPALIVE: socket2::TcpKeepalive = socket2::TcpKeepalive::new()
+    .with_time(std::time::Duration::from_secs(15))
+    .with_interval(std::time::Duration::from_secs(5))
+    .with_retries(3);
+
 /// Connects TCP to `target`, resolving through `resolver` unless the host is
 /// an IP literal, trying each address in turn.
 async fn tcp_connect(resolver: &dyn Resolve, target: &Target) -> io::Result<TcpStream> {
@@ -149,6 +181,11 @@ async fn tcp_connect(resolver: &dyn Resolve, target: &Target) -> io::Result<TcpS
         match TcpStream::connect(addr).await {
             Ok(stream) => {
                 stream.set_nodelay(true)?;
+                // A peer that vanished (a host gone, a middlebox that forgot
+                // the flow) is found by the kernel's probes within
+                // `KEEPALIVE` instead of never: an HTTP/1.1 stream sees no
+                // error until its idle timeout otherwise.
+                socket2::SockRef::from(&stream).set_tcp_keepalive(&KEEPALIVE)?;
                 return Ok(stream);
             }
             Err(e) => last = Some(e),
@@ -191,13 +228,20 @@ impl<C: Connector> Connector for Http2PriorKnowledge<C> {
         self.0.connect(target)
     }
 
+    fn ready(&self) -> impl Future<Output = Ready> + Send {
+        self.0.ready()
+    }
+
     fn negotiated_h2(&self, _io: &Self::Io) -> bool {
         true
     }
 }
 
-/// How `https` upstreams are trusted.
+/// How `https` upstreams are trusted. With the `serde` feature it reads
+/// from a table of its field names.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct TlsConfig {
     /// Trust the Mozilla roots shipped in `webpki-roots`. Default true.
     pub webpki_roots: bool,

@@ -1,4 +1,4 @@
-//! The resilient upstream SSE client (and, to come, the shared pool).
+//! The resilient upstream SSE client and the shared pool.
 //!
 //! A stream ([`spawn_stream`]) is one task that drives an
 //! `sse-state-machine` with real connections made through a [`Connector`],
@@ -12,7 +12,11 @@
 //! method, headers and body (re-sent on every reconnect), `Last-Event-ID`
 //! only when non-empty; redirects 301/302/303/307/308 followed up to a hop
 //! limit, relative `Location` resolved, a missing or empty `Location` an
-//! error, credentials stripped on a cross-origin hop. `Retry-After` (seconds
+//! error. Where a redirect may lead is a [`RedirectPolicy`]: the same origin
+//! by default, other origins only when listed (every configured header
+//! dropped on the hop), never the gateway's own listeners, never a
+//! loopback, link-local or metadata address from a URL that was not one.
+//! A refused redirect stops the stream for good. `Retry-After` (seconds
 //! or an HTTP date) is read here and clamped by the machine.
 //!
 //! ```no_run
@@ -33,20 +37,25 @@
 //! # Ok(()) }
 //! ```
 
+mod config;
 mod connector;
 pub mod metrics;
 mod pool;
+mod redirect;
+mod refused;
 mod request;
 mod slots;
 mod stream;
 mod throttle;
 mod transport;
 
+pub use config::ConfigError;
 pub use connector::{
-    ConnectFailure, Connector, Http2PriorKnowledge, HttpsConnector, MaybeTls, Resolve, Resolving,
-    SystemResolver, Target, TcpConnector, TlsConfig, TlsConfigError,
+    ConnectFailure, Connector, Http2PriorKnowledge, HttpsConnector, MaybeTls, Ready, Resolve,
+    Resolving, SystemResolver, Target, TcpConnector, TlsConfig, TlsConfigError,
 };
 pub use pool::{Pool, PoolConfig, PoolCounts, PoolError, StreamInfo, Subscription};
+pub use redirect::{RedirectPolicy, RedirectRefusal};
 pub use request::{RequestError, UpstreamRequest, retry_after};
 pub use stream::{Status, StreamConfig, StreamHandle, StreamItem, StreamState, spawn_stream};
 pub use throttle::{AttemptLimits, Throttled};

@@ -36,6 +36,9 @@ pub const SOCKETS: &str = "ssegate_upstream_sockets";
 pub const HOST_WAITS: &str = "ssegate_upstream_host_cap_waits_total";
 /// Gauge: subscriptions waiting in the pool's pending queue.
 pub const PENDING: &str = "ssegate_pool_pending";
+/// Gauge: topics whose upstream refused them, remembered for
+/// `negative_ttl` (at most 4,096).
+pub const NEGATIVE: &str = "ssegate_pool_refused_topics";
 
 /// Registers the descriptions with the installed recorder.
 pub fn describe_metrics() {
@@ -97,6 +100,11 @@ pub fn describe_metrics() {
         Unit::Count,
         "Subscriptions waiting for a free stream slot."
     );
+    describe_gauge!(
+        NEGATIVE,
+        Unit::Count,
+        "Topics the upstream refused, remembered for negative_ttl."
+    );
     // Every series exists from the start, at zero: an absent series makes
     // `rate()` empty, and an alert on it silent.
     for name in [ATTEMPTS, OPENED, BYTES, EVENTS, HOST_WAITS] {
@@ -114,10 +122,20 @@ pub fn describe_metrics() {
     for reason in ["age", "errors", "stale", "degraded", "manual"] {
         counter!(ROTATIONS, "reason" => reason).increment(0);
     }
-    for reason in ["requested", "no_content", "client_error"] {
+    for reason in [
+        "requested",
+        "no_content",
+        "client_error",
+        "redirect_refused",
+    ] {
         counter!(STOPPED, "reason" => reason).increment(0);
     }
-    for reason in ["at_capacity", "host_at_capacity", "invalid_topic"] {
+    for reason in [
+        "at_capacity",
+        "host_at_capacity",
+        "invalid_topic",
+        "upstream_stopped",
+    ] {
         counter!(REFUSED, "reason" => reason).increment(0);
     }
     for phase in [
@@ -151,6 +169,7 @@ pub fn reason_label(reason: Reason) -> &'static str {
             FailureKind::Timeout => "connect_timeout",
             FailureKind::Protocol => "protocol",
             FailureKind::Limit => "limit",
+            FailureKind::RedirectRefused => "redirect_refused",
             _ => "other",
         },
         Reason::Status(status) => match status {
@@ -174,6 +193,7 @@ pub fn reason_label(reason: Reason) -> &'static str {
             sse_state_machine::StopReason::Requested => "requested",
             sse_state_machine::StopReason::NoContent => "no_content",
             sse_state_machine::StopReason::ClientError(_) => "client_error",
+            sse_state_machine::StopReason::RedirectRefused => "redirect_refused",
         },
     }
 }
@@ -238,6 +258,10 @@ pub(crate) fn record_host_wait() {
 }
 
 /// Records the pending queue's length.
+pub(crate) fn record_refused_topics(n: usize) {
+    gauge!(NEGATIVE).set(n as f64);
+}
+
 pub(crate) fn record_pending(waiting: usize) {
     gauge!(PENDING).set(waiting as f64);
 }

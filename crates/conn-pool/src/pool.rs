@@ -1,73 +1,25 @@
 //! The pool: one upstream stream per topic, shared by every subscriber,
 //! released after an idle linger, within a cap.
 
-use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use http::HeaderMap;
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+pub use crate::config::PoolConfig;
+use crate::config::valid_topic;
 use crate::connector::Connector;
 use crate::metrics;
+use crate::refused::Refused;
 use crate::request::UpstreamRequest;
 use crate::slots::{Join, Slots};
-use crate::stream::{StreamConfig, StreamHandle, StreamItem, StreamState, spawn_stream};
-
-/// How the pool maps topics to upstream streams, and its limits.
-#[derive(Debug, Clone)]
-pub struct PoolConfig {
-    /// The upstream URL with `{topic}` where the topic goes, as one
-    /// percent-encoded path segment or query value. The host never comes from
-    /// input.
-    pub url_template: String,
-    /// Named static streams: these keys map to these URLs (any host)
-    /// instead of the template. With an empty template, only these keys
-    /// exist.
-    pub named: BTreeMap<String, String>,
-    /// The most streams to one host (host and port) at once. Default 50.
-    pub max_streams_per_host: usize,
-    /// Headers sent on every upstream request.
-    pub headers: HeaderMap,
-    /// The most upstream streams at once. Default 50 (the old plan's cap).
-    pub max_streams: usize,
-    /// How long a stream stays open after its last subscriber left, so that a
-    /// quick return does not reconnect. Default 5 min.
-    pub idle_linger: Duration,
-    /// The longest topic accepted. Default 64.
-    pub max_topic_len: usize,
-    /// How long [`Pool::subscribe_or_wait`] waits for a free stream slot when
-    /// the pool is at its cap. Default zero: refuse at once.
-    pub pending_wait: Duration,
-    /// How many subscriptions may wait at once; more are refused at once
-    /// ([`PoolError::QueueFull`]). Default 128.
-    pub max_pending: usize,
-    /// What each stream does. Its `connections` (the per-host socket cap and
-    /// HTTP/2 sharing) are shared by all of the pool's streams.
-    pub stream: StreamConfig,
-}
-
-impl PoolConfig {
-    /// A pool of streams from `url_template`, with the defaults.
-    pub fn new(url_template: impl Into<String>) -> Self {
-        Self {
-            url_template: url_template.into(),
-            named: BTreeMap::new(),
-            max_streams_per_host: 50,
-            headers: HeaderMap::new(),
-            max_streams: 50,
-            idle_linger: Duration::from_secs(300),
-            max_topic_len: 64,
-            pending_wait: Duration::ZERO,
-            max_pending: 128,
-            stream: StreamConfig::default(),
-        }
-    }
-}
+use crate::stream::{StreamHandle, StreamItem, StreamState, spawn_stream};
+use sse_state_machine::{Phase, Reason, StopReason};
 
 /// Why a subscription was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +50,17 @@ pub enum PoolError {
     },
     /// Only named streams are configured, and this is not one of them.
     UnknownStream(String),
+    /// The upstream answered this topic with a stop (a 204, a 404, another
+    /// 4xx, a redirect it may not follow) within `negative_ttl`: the answer
+    /// is remembered, and not asked again before `retry_after`.
+    Stopped {
+        /// The topic.
+        topic: String,
+        /// The upstream's answer.
+        reason: StopReason,
+        /// When it may be asked again.
+        retry_after: Duration,
+    },
     /// The pool was closed.
     Closed,
     /// The URL template or the stream configuration is invalid.
@@ -122,6 +85,9 @@ impl fmt::Display for PoolError {
                 "the upstream host of this topic is at its cap of {limit} streams"
             ),
             Self::UnknownStream(key) => write!(f, "no upstream stream is named {key:?}"),
+            Self::Stopped { topic, reason, .. } => {
+                write!(f, "the upstream answered topic {topic:?} with: {reason}")
+            }
             Self::Closed => f.write_str("the upstream pool is closed"),
             Self::Config(why) => write!(f, "invalid upstream configuration: {why}"),
         }
@@ -165,6 +131,9 @@ pub struct PoolCounts {
     pub rotations: u64,
     /// Body bytes received from upstreams, over the pool's life.
     pub bytes: u64,
+    /// Errors by kind over the pool's life, in `sse_health::ErrorKind::ALL`
+    /// order (connect, status, stream, timeout).
+    pub errors: [u64; 4],
 }
 
 /// A shared pool of upstream streams. Cheap to clone.
@@ -193,6 +162,10 @@ struct Inner<C> {
     retired: Mutex<Retired>,
     /// The stream cap in force (reloadable; `config.max_streams` at start).
     max_streams: std::sync::atomic::AtomicUsize,
+    /// The pool's seed (`config.seed`, or drawn at start).
+    seed: u64,
+    /// Topics the upstream refused for good, and its answers.
+    refused: Refused,
 }
 
 /// The lifetime counters of streams already removed from the pool.
@@ -203,6 +176,7 @@ struct Retired {
     events: u64,
     rotations: u64,
     bytes: u64,
+    errors: [u64; 4],
 }
 
 impl Retired {
@@ -212,6 +186,9 @@ impl Retired {
         self.events += s.events;
         self.rotations += s.rotations;
         self.bytes += s.bytes;
+        for (total, n) in self.errors.iter_mut().zip(s.errors) {
+            *total += n;
+        }
     }
 }
 
@@ -236,47 +213,18 @@ impl<C: Connector> Pool<C> {
     ///
     /// # Errors
     ///
-    /// The URL template has no `{topic}` or is not an absolute http(s) URL.
+    /// The configuration is invalid ([`PoolConfig::validate`]).
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime.
     pub fn new(config: PoolConfig, connector: C) -> Result<Self, PoolError> {
         config
-            .stream
-            .machine
             .validate()
             .map_err(|e| PoolError::Config(e.to_string()))?;
-        if config.url_template.is_empty() && config.named.is_empty() {
-            return Err(PoolError::Config(
-                "neither a URL template nor named streams".into(),
-            ));
-        }
-        if !config.url_template.is_empty() {
-            if !config.url_template.contains("{topic}") {
-                return Err(PoolError::Config("the URL template has no {topic}".into()));
-            }
-            let template = config.url_template.replace("{topic}", "topic-placeholder");
-            let parsed =
-                UpstreamRequest::get(&template).map_err(|e| PoolError::Config(e.to_string()))?;
-            if parsed
-                .url()
-                .host_str()
-                .is_some_and(|h| h.contains("topic-placeholder"))
-            {
-                return Err(PoolError::Config(
-                    "{topic} must not be part of the host: the host never comes from input".into(),
-                ));
-            }
-        }
-        for (key, url) in &config.named {
-            if !valid_topic(key, config.max_topic_len) {
-                return Err(PoolError::Config(format!("invalid stream name {key:?}")));
-            }
-            UpstreamRequest::get(url)
-                .map_err(|e| PoolError::Config(format!("stream {key:?}: {e}")))?;
-        }
         let cap = config.max_streams;
+        let config_seed = config.seed.unwrap_or_else(random_seed);
+        let negative_ttl = config.negative_ttl;
         Ok(Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(Slots::new(cap)),
@@ -287,6 +235,8 @@ impl<C: Connector> Pool<C> {
                 pending: std::sync::atomic::AtomicUsize::new(0),
                 retired: Mutex::new(Retired::default()),
                 max_streams: std::sync::atomic::AtomicUsize::new(cap),
+                seed: config_seed,
+                refused: Refused::new(negative_ttl),
             }),
         })
     }
@@ -317,7 +267,25 @@ impl<C: Connector> Pool<C> {
             metrics::record_refused("invalid_topic");
             return Err(PoolError::InvalidTopic(topic.chars().take(80).collect()));
         }
+        if let Some(refused) = self.inner.refused(topic) {
+            metrics::record_refused("upstream_stopped");
+            return Err(refused);
+        }
         let mut state = self.inner.state.lock();
+        // A stream that stopped for good and is not yet evicted (its
+        // watcher has not run): evicted now, its answer remembered.
+        if let Some(slot) = state.get(topic)
+            && let Some(reason) = stopped_for_good(&slot.value.handle.state())
+        {
+            let arc = slot.value.topic.clone();
+            drop(state);
+            self.inner.stopped(&arc, reason);
+            return Err(self.inner.refused(topic).unwrap_or(PoolError::Stopped {
+                topic: topic.to_string(),
+                reason,
+                retry_after: self.inner.config.negative_ttl,
+            }));
+        }
         match state.join(topic) {
             Join::Joined(slot) => {
                 if let Some(linger) = slot.value.linger.take() {
@@ -361,6 +329,7 @@ impl<C: Connector> Pool<C> {
         let handle = self.spawn(topic, request)?;
         let rx = handle.subscribe();
         let shared: Arc<str> = Arc::from(topic);
+        self.watch_for_stop(shared.clone(), handle.watch_state());
         state.insert(
             topic,
             Entry {
@@ -395,10 +364,58 @@ impl<C: Connector> Pool<C> {
         Ok((request, host))
     }
 
+    /// Watches the stream of `topic` (the incarnation `arc` names) until it
+    /// stops; if its upstream stopped it for good, frees its slot at once.
+    fn watch_for_stop(&self, arc: Arc<str>, mut state: tokio::sync::watch::Receiver<StreamState>) {
+        let weak = Arc::downgrade(&self.inner);
+        self.inner.runtime.spawn(async move {
+            let reason = match state.wait_for(|s| s.phase == Phase::Stopped).await {
+                Ok(stopped) => stopped_for_good(&stopped),
+                Err(_) => None,
+            };
+            if let (Some(reason), Some(inner)) = (reason, weak.upgrade()) {
+                inner.stopped(&arc, reason);
+            }
+        });
+    }
+
+    /// Resolves when the stream of `topic` has its first answer from the
+    /// upstream: open (or retrying after a failure), or stopped for good
+    /// (`Err(Stopped)`). `None` if the pool has no stream for `topic`.
+    pub fn first_answer(
+        &self,
+        topic: &str,
+    ) -> Option<impl Future<Output = Result<(), PoolError>> + Send + 'static> {
+        let mut state = self
+            .inner
+            .state
+            .lock()
+            .get(topic)
+            .map(|slot| slot.value.handle.watch_state())?;
+        let topic = topic.to_string();
+        let ttl = self.inner.config.negative_ttl;
+        Some(async move {
+            let answered = state
+                .wait_for(|s| {
+                    !matches!(s.phase, Phase::Idle | Phase::Connecting) || s.attempts >= 2
+                })
+                .await
+                .map(|s| stopped_for_good(&s));
+            match answered {
+                Ok(Some(reason)) => Err(PoolError::Stopped {
+                    topic,
+                    reason,
+                    retry_after: ttl,
+                }),
+                _ => Ok(()),
+            }
+        })
+    }
+
     /// Starts the stream of `topic` on the pool's runtime.
     fn spawn(&self, topic: &str, request: UpstreamRequest) -> Result<StreamHandle, PoolError> {
         let mut stream_config = self.inner.config.stream.clone();
-        stream_config.seed ^= seed_of(topic);
+        stream_config.seed = self.inner.seed ^ seed_of(topic);
         let _runtime = self.inner.runtime.enter();
         spawn_stream(self.inner.connector.clone(), request, stream_config)
             .map_err(|e| PoolError::Config(e.to_string()))
@@ -467,7 +484,7 @@ impl<C: Connector> Pool<C> {
     }
 
     /// The sockets of the pool's streams (for admin views and tests).
-    pub fn connections(&self) -> &crate::Connections {
+    pub fn connections(&self) -> &crate::transport::Connections {
         &self.inner.config.stream.connections
     }
 
@@ -479,6 +496,12 @@ impl<C: Connector> Pool<C> {
                 topic,
             },
         }
+    }
+
+    /// How long a stream's connection attempt may take (its machine's
+    /// `connect_timeout`).
+    pub fn connect_timeout(&self) -> Duration {
+        self.inner.config.stream.machine.connect_timeout
     }
 
     /// The cap on streams ([`PoolConfig::max_streams`]).
@@ -520,6 +543,7 @@ impl<C: Connector> Pool<C> {
             events: total.events,
             rotations: total.rotations,
             bytes: total.bytes,
+            errors: total.errors,
         }
     }
 
@@ -572,13 +596,17 @@ impl Drop for Pending<'_> {
 
 /// What a subscription's guard calls back into, without the connector type.
 trait Release: Send + Sync {
-    fn release(self: Arc<Self>, topic: &str);
+    fn release(self: Arc<Self>, topic: &Arc<str>);
 }
 
 impl<C: Connector> Release for Inner<C> {
-    fn release(self: Arc<Self>, topic: &str) {
+    fn release(self: Arc<Self>, topic: &Arc<str>) {
         let mut state = self.state.lock();
-        if let Some((generation, entry)) = state.release(topic) {
+        // Only the incarnation this subscription joined (an evicted slot's
+        // subscribers release nothing).
+        if let Some((generation, entry)) =
+            state.release_if(topic, |entry| Arc::ptr_eq(&entry.topic, topic))
+        {
             let linger = self.config.idle_linger;
             let topic = topic.to_string();
             // The timer holds only a weak reference: it does not keep the
@@ -596,6 +624,40 @@ impl<C: Connector> Release for Inner<C> {
 }
 
 impl<C: Connector> Inner<C> {
+    /// The remembered answer for `topic`, if it is still fresh.
+    fn refused(&self, topic: &str) -> Option<PoolError> {
+        let (reason, retry_after) = self.refused.get(topic)?;
+        Some(PoolError::Stopped {
+            topic: topic.to_string(),
+            reason,
+            retry_after,
+        })
+    }
+
+    /// The stream of `topic` (the incarnation `arc` names) stopped for good
+    /// with `reason`: its slot is freed now, its subscribers' streams end,
+    /// and the answer is remembered for `negative_ttl`.
+    fn stopped(&self, arc: &Arc<str>, reason: StopReason) {
+        self.refused.insert(arc, reason);
+        let entry = {
+            let mut state = self.state.lock();
+            let same = state
+                .get(arc)
+                .is_some_and(|slot| Arc::ptr_eq(&slot.value.topic, arc));
+            let entry = if same { state.evict(arc) } else { None };
+            record(&state);
+            entry
+        };
+        if let Some(entry) = entry {
+            tracing::info!(topic = %arc, %reason, "upstream refused the topic: slot freed, answer remembered");
+            if let Some(linger) = &entry.linger {
+                linger.abort();
+            }
+            self.retire(&entry);
+            self.slot_freed.notify_waiters();
+        }
+    }
+
     /// The linger of `topic` ran out: release its stream unless a subscriber
     /// came back meanwhile (the generation changed).
     async fn expire(&self, topic: &str, generation: u64) {
@@ -650,16 +712,14 @@ impl Drop for Guard {
     }
 }
 
-fn valid_topic(topic: &str, max_len: usize) -> bool {
-    !topic.is_empty()
-        && topic.len() <= max_len
-        && topic
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        && topic != "."
-        && topic != ".."
+/// The stop reason, if `state` is a stream stopped for good by its
+/// upstream (not by the pool).
+fn stopped_for_good(state: &StreamState) -> Option<StopReason> {
+    match (state.phase, state.reason) {
+        (Phase::Stopped, Reason::Stop(reason)) if reason != StopReason::Requested => Some(reason),
+        _ => None,
+    }
 }
-
 /// Valid topics need no escaping; encoding anyway keeps the rule in one place.
 fn encode_segment(topic: &str) -> String {
     topic
@@ -672,6 +732,13 @@ fn encode_segment(topic: &str) -> String {
             }
         })
         .collect()
+}
+
+/// 64 random bits from the operating system (the standard library seeds
+/// its hash maps from it).
+fn random_seed() -> u64 {
+    use std::hash::BuildHasher as _;
+    std::collections::hash_map::RandomState::new().hash_one(0x5EED_u64)
 }
 
 fn seed_of(topic: &str) -> u64 {

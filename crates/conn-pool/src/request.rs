@@ -4,9 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::header::{
-    ACCEPT, AUTHORIZATION, CACHE_CONTROL, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue,
-};
+use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request};
 use http_body_util::Full;
 use url::Url;
@@ -103,15 +101,17 @@ pub(crate) fn target(url: &Url) -> Target {
 
 /// Builds the request for `url`: the configured method, headers and body,
 /// `Accept: text/event-stream`, `Cache-Control: no-cache`, and
-/// `Last-Event-ID` when there is one. `strip_credentials` drops
-/// `Authorization` and `Cookie` (after a cross-origin redirect). HTTP/1.1
+/// `Last-Event-ID` when there is one. `cross_origin` (after a redirect to
+/// another origin) drops every configured header but `Content-Type`: each
+/// may carry a credential (`Authorization`, `Cookie`, `Proxy-Authorization`,
+/// an `X-Api-Key`), and none was meant for another origin. HTTP/1.1
 /// requests carry the path and a `Host` header; HTTP/2 requests the absolute
 /// URL, from which hyper takes `:scheme` and `:authority`.
 pub(crate) fn build(
     template: &UpstreamRequest,
     url: &Url,
     last_event_id: Option<&str>,
-    strip_credentials: bool,
+    cross_origin: bool,
     http2: bool,
 ) -> Result<Request<Full<Bytes>>, RequestError> {
     let target = if http2 {
@@ -146,7 +146,7 @@ pub(crate) fn build(
     headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     for (name, value) in &template.headers {
-        if strip_credentials && (name == AUTHORIZATION || name == COOKIE) {
+        if cross_origin && name != CONTENT_TYPE {
             continue;
         }
         headers.insert(name.clone(), value.clone());
@@ -261,6 +261,7 @@ mod tests {
 
     #[test]
     fn requests_carry_the_sse_headers_and_strip_credentials_across_origins() {
+        use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION};
         let mut template = UpstreamRequest::get("http://a.test/s?x=1").unwrap();
         template
             .headers
@@ -268,6 +269,18 @@ mod tests {
         template
             .headers
             .insert("x-custom", HeaderValue::from_static("1"));
+        template
+            .headers
+            .insert("x-api-key", HeaderValue::from_static("key"));
+        template
+            .headers
+            .insert(PROXY_AUTHORIZATION, HeaderValue::from_static("Basic x"));
+        template
+            .headers
+            .insert(COOKIE, HeaderValue::from_static("session=1"));
+        template
+            .headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let url = template.url().clone();
         let request = build(&template, &url, Some("42"), false, false).unwrap();
         assert_eq!(request.uri(), "/s?x=1");
@@ -287,11 +300,19 @@ mod tests {
             request.headers().get("last-event-id").is_none(),
             "no header for an empty id"
         );
-        assert!(
-            request.headers().get(AUTHORIZATION).is_none(),
-            "credentials stripped"
-        );
-        assert_eq!(request.headers()["x-custom"], "1");
+        for name in [
+            "authorization",
+            "cookie",
+            "proxy-authorization",
+            "x-api-key",
+            "x-custom",
+        ] {
+            assert!(
+                request.headers().get(name).is_none(),
+                "{name}: every configured header is dropped across origins"
+            );
+        }
+        assert_eq!(request.headers()[CONTENT_TYPE], "application/json");
         // HTTP/2: the absolute URL (hyper derives :scheme and :authority), no Host.
         let request = build(&template, &url, None, false, true).unwrap();
         assert_eq!(request.uri(), "http://a.test/s?x=1");

@@ -122,6 +122,31 @@ impl<T> Slots<T> {
         Some((generation, &mut slot.value))
     }
 
+    /// A subscriber of `key` left, if the slot is still the one it joined
+    /// (`same` says so of the slot's value): as [`release`](Self::release),
+    /// and nothing for a slot evicted (and maybe refilled) since.
+    pub(crate) fn release_if(
+        &mut self,
+        key: &str,
+        same: impl FnOnce(&T) -> bool,
+    ) -> Option<(u64, &mut T)> {
+        if !self.entries.get(key).is_some_and(|slot| same(&slot.value)) {
+            return None;
+        }
+        self.release(key)
+    }
+
+    /// Removes `key` now, subscribers or not (its stream stopped for good):
+    /// the slot is free at once; its subscribers' later releases find
+    /// nothing (see [`release_if`](Self::release_if)).
+    pub(crate) fn evict(&mut self, key: &str) -> Option<T> {
+        let slot = self.entries.remove(key)?;
+        self.generation += 1;
+        self.subscribers -= slot.subscribers;
+        self.removed += 1;
+        Some(slot.value)
+    }
+
     /// A linger timer started at `generation` fired: removes `key` if it is
     /// still idle and nobody joined or left since.
     pub(crate) fn expire(&mut self, key: &str, generation: u64) -> Option<T> {

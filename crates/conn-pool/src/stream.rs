@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use http_body_util::BodyExt;
-use sse_health::{ErrorKind, HealthConfig, Level, Maintenance, RotateCause, StreamHealth};
+use sse_health::{ErrorKind, HealthConfig, Level, RotateCause, StreamHealth};
 use sse_parser::{Event, Item, Limits, Parser, Utf8Bytes};
 use sse_state_machine::{
     Config, ConfigError, ConnId, Delivery, FailureKind, Input, Machine, Output, Phase, Reason,
@@ -19,8 +19,9 @@ use sse_state_machine::{
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::connector::{ConnectFailure, Connector};
+use crate::connector::{ConnectFailure, Connector, Target};
 use crate::metrics;
+use crate::redirect::RedirectPolicy;
 use crate::request::{self, UpstreamRequest};
 use crate::transport::{Connections, LeaseError};
 
@@ -38,7 +39,8 @@ pub struct StreamConfig {
     pub channel_capacity: usize,
     /// A last event ID to resume from on the first connection.
     pub last_event_id: Option<String>,
-    /// Health thresholds; the stream evaluates them every second.
+    /// Health thresholds; the stream evaluates them when health asks
+    /// (`StreamHealth::poll_timeout`).
     pub health: HealthConfig,
     /// The sockets this stream uses: the per-host cap and HTTP/2 sharing.
     /// Clones of a config share them (a pool's streams all do).
@@ -47,6 +49,8 @@ pub struct StreamConfig {
     /// Default true; a plain client that must make exactly the requests the
     /// server expects (the conformance service) turns it off.
     pub health_rotation: bool,
+    /// Where redirects may lead: by default, the same origin only.
+    pub redirects: RedirectPolicy,
 }
 
 impl Default for StreamConfig {
@@ -62,6 +66,7 @@ impl Default for StreamConfig {
             health: HealthConfig::default(),
             connections: Connections::default(),
             health_rotation: true,
+            redirects: RedirectPolicy::default(),
         }
     }
 }
@@ -107,6 +112,9 @@ pub struct StreamState {
     pub causes: Vec<String>,
     /// Rotations health advised.
     pub rotations_advised: u64,
+    /// Errors by kind, in `sse_health::ErrorKind::ALL` order (connect,
+    /// status, stream, timeout).
+    pub errors: [u64; 4],
 }
 
 /// A phase change, as subscribers see it.
@@ -152,6 +160,11 @@ impl StreamHandle {
     /// The stream's current state and counters.
     pub fn state(&self) -> StreamState {
         self.state.borrow().clone()
+    }
+
+    /// The stream's state as it changes (a watch channel).
+    pub fn watch_state(&self) -> watch::Receiver<StreamState> {
+        self.state.clone()
     }
 
     /// Drops the connection and reconnects at once.
@@ -227,6 +240,7 @@ pub fn spawn_stream<C: Connector>(
         health_since: tokio::time::Instant::now(),
         causes: Vec::new(),
         rotations_advised: 0,
+        errors: [0; 4],
     });
     let health = StreamHealth::new(config.health.clone(), now());
     let (items, first) = broadcast::channel(config.channel_capacity.max(1));
@@ -235,6 +249,7 @@ pub fn spawn_stream<C: Connector>(
     let driver = Driver {
         machine,
         connector,
+        origin: request::target(request.url()),
         request: Arc::new(request),
         connections: config.connections.clone(),
         limits: config.limits,
@@ -244,6 +259,7 @@ pub fn spawn_stream<C: Connector>(
         state: state_tx,
         health,
         health_rotation: config.health_rotation,
+        redirects: config.redirects.clone(),
         phase: metrics::PhaseGauge::new(Phase::Idle),
     };
     let span = tracing::info_span!("upstream", url = %driver.request.url());
@@ -262,6 +278,10 @@ pub fn spawn_stream<C: Connector>(
 
 /// News from a connection task.
 enum Message {
+    /// The attempt left the limiter's queue: its connect deadline runs.
+    Dialing {
+        conn: ConnId,
+    },
     Response {
         conn: ConnId,
         status: u16,
@@ -290,6 +310,8 @@ struct Driver<C> {
     machine: Machine,
     connector: C,
     request: Arc<UpstreamRequest>,
+    /// Where `request` connects: losses are counted per origin.
+    origin: Target,
     connections: Connections,
     limits: Limits,
     conns: HashMap<ConnId, Conn>,
@@ -298,6 +320,7 @@ struct Driver<C> {
     state: watch::Sender<StreamState>,
     health: StreamHealth,
     health_rotation: bool,
+    redirects: RedirectPolicy,
     phase: metrics::PhaseGauge,
 }
 
@@ -312,15 +335,14 @@ impl<C: Connector> Driver<C> {
         mut messages: mpsc::Receiver<Message>,
         mut commands: mpsc::Receiver<Command>,
     ) {
-        let _ = self.machine.handle_input(now(), Input::Start);
-        let mut evaluate = tokio::time::interval(Duration::from_secs(1));
-        evaluate.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.input(now(), Input::Start);
         loop {
             self.drain_outputs();
             if self.machine.phase() == Phase::Stopped {
                 break;
             }
             let deadline = self.machine.poll_timeout();
+            let health_due = self.health.poll_timeout();
             tokio::select! {
                 Some(message) = messages.recv() => self.on_message(message),
                 command = commands.recv() => {
@@ -330,10 +352,12 @@ impl<C: Connector> Driver<C> {
                         // The handle is gone: stop.
                         Some(Command::Stop) | None => Input::Stop,
                     };
-                    let _ = self.machine.handle_input(now(), input);
+                    self.input(now(), input);
                 }
-                () = sleep_until(deadline) => self.machine.handle_timeout(now()),
-                _ = evaluate.tick() => self.maintain(),
+                () = sleep_until(deadline) => {
+                    self.counting_loss(|driver| driver.machine.handle_timeout(now()));
+                }
+                () = sleep_until(health_due) => self.maintain(),
             }
         }
         for (_, conn) in self.conns.drain() {
@@ -354,15 +378,22 @@ impl<C: Connector> Driver<C> {
                     if let Some(id) = &last_event_id {
                         parser.set_last_event_id(id.clone());
                     }
-                    let task = tokio::spawn(connection(
-                        self.connector.clone(),
-                        self.connections.clone(),
-                        self.request.clone(),
+                    let attempt = Attempt {
+                        connector: self.connector.clone(),
+                        connections: self.connections.clone(),
+                        template: self.request.clone(),
+                        redirects: self.redirects.clone(),
                         conn,
-                        last_event_id.map(|id| id.to_string()),
-                        self.messages.clone(),
-                    ));
+                        // A rotation's connection replaces the current one's
+                        // socket, which may be the problem.
+                        fresh: self.machine.phase() == Phase::Open,
+                        last_event_id: last_event_id.map(|id| id.to_string()),
+                    };
+                    let task = tokio::spawn(connection(attempt, self.messages.clone()));
                     self.conns.insert(conn, Conn { task, parser });
+                    // Until the task says it is dialing, it may wait in the
+                    // limiter's queue: not a connect timeout.
+                    self.input(now(), Input::Queued { conn });
                 }
                 Output::Close { conn, .. } => {
                     if let Some(conn) = self.conns.remove(&conn) {
@@ -427,44 +458,68 @@ impl<C: Connector> Driver<C> {
         if let Some(kind) = kind {
             self.health.on_error(t, kind);
             sse_health::metrics::record_error(kind);
+            let i = ErrorKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+            self.state.send_modify(|s| s.errors[i] += 1);
+        }
+    }
+
+    /// Runs `step` (an input or a deadline that may end the delivering
+    /// connection) with the machine told how many streams of this origin
+    /// were lost within the last second, this one included should it be:
+    /// its reconnect spreads by that (one lost stream comes back at once,
+    /// a restarted upstream's streams spread out). A loss is counted for
+    /// the origin's other streams.
+    fn counting_loss(&mut self, step: impl FnOnce(&mut Self)) {
+        let open = self.machine.phase() == Phase::Open;
+        if open {
+            let k = self.connections.losses(&self.origin).saturating_add(1);
+            self.machine.set_lost_together(k);
+        }
+        step(self);
+        if open && matches!(self.machine.phase(), Phase::BackingOff | Phase::Connecting) {
+            self.connections.record_loss(&self.origin);
+        }
+    }
+
+    /// Feeds `input` to the machine. An input the machine calls impossible
+    /// in its state is a bug of this driver (races with closed connections
+    /// are absorbed by the machine itself): logged, and fatal in debug
+    /// builds, never in production.
+    fn input(&mut self, t: std::time::Instant, input: Input) {
+        let name = input.name();
+        if let Err(e) = self.machine.handle_input(t, input) {
+            tracing::error!(error = %e, input = name, "the state machine refused an input");
+            debug_assert!(false, "the state machine refused {name}: {e}");
         }
     }
 
     /// Evaluates health, publishes the verdict, and rotates when advised.
     fn maintain(&mut self) {
         let t = now();
-        // Release is the pool's decision; health still wants to know.
-        self.health.on_subscribers(t, self.items.receiver_count());
         let verdict = self.health.evaluate(t);
         let (level, since, causes) = (
             verdict.level,
             tokio::time::Instant::from_std(verdict.since),
             verdict.causes.iter().map(ToString::to_string).collect(),
         );
-        let advice = self.health.maintenance(t);
-        let rotate = match advice {
-            Some(Maintenance::Rotate(cause)) if self.health_rotation => Some(match cause {
-                RotateCause::Age(_) => RotateReason::Age,
-                RotateCause::Errors(_) | RotateCause::FailureRatio(_) => RotateReason::Errors,
-                RotateCause::Eventless(_) => RotateReason::Stale,
-                RotateCause::Degraded(_) => RotateReason::Degraded,
-            }),
-            _ => None,
-        };
+        let advice = self.health.rotation(t).filter(|_| self.health_rotation);
+        let rotate = advice.map(|cause| match cause {
+            RotateCause::Errors(_) | RotateCause::FailureRatio(_) => RotateReason::Errors,
+            RotateCause::Eventless(_) => RotateReason::Stale,
+            RotateCause::Degraded(_) => RotateReason::Degraded,
+        });
         self.state.send_modify(|s| {
             s.health = level;
             s.health_since = since;
             s.causes = causes;
             s.rotations_advised += u64::from(rotate.is_some());
         });
-        if let (Some(Maintenance::Rotate(cause)), Some(_)) = (&advice, rotate) {
-            sse_health::metrics::record_rotation_advised(*cause);
-        }
-        if let Some(reason) = rotate {
+        if let (Some(cause), Some(reason)) = (advice, rotate) {
+            sse_health::metrics::record_rotation_advised(cause);
             // No other advice within health's minimum rotation interval; the
             // hand-over itself is reported by `observe`.
             self.health.on_rotation_started(t);
-            let _ = self.machine.handle_input(t, Input::Rotate(reason));
+            self.input(t, Input::Rotate(reason));
         }
     }
 
@@ -486,11 +541,16 @@ impl<C: Connector> Driver<C> {
                 self.on_chunk(t, conn, data);
                 return;
             }
+            Message::Dialing { conn } => Input::Dialing { conn },
             Message::End { conn } => Input::EndOfBody { conn },
             Message::Failed { conn, kind } => Input::Failed { conn, kind },
         };
         // News about a connection the machine closed is ignored by it.
-        let _ = self.machine.handle_input(t, input);
+        if matches!(input, Input::EndOfBody { .. } | Input::Failed { .. }) {
+            self.counting_loss(|driver| driver.input(t, input));
+        } else {
+            self.input(t, input);
+        }
     }
 
     fn on_chunk(&mut self, t: std::time::Instant, conn: ConnId, data: Bytes) {
@@ -541,16 +601,9 @@ impl<C: Connector> Driver<C> {
         });
         let mid_event = state.parser.has_partial();
         let committed = state.parser.last_event_id().clone();
-        let _ = self.machine.handle_input(
-            t,
-            Input::Data {
-                conn,
-                bytes,
-                mid_event,
-            },
-        );
+        self.input(t, Input::Data { conn, mid_event });
         if self.machine.delivering() == Some(conn) && committed != *self.machine.last_event_id() {
-            let _ = self.machine.handle_input(
+            self.input(
                 t,
                 Input::LastEventId {
                     conn,
@@ -559,11 +612,12 @@ impl<C: Connector> Driver<C> {
             );
         }
         for input in inputs {
-            let _ = self.machine.handle_input(t, input);
+            self.input(t, input);
         }
     }
 }
 
+/// Sleeps until `deadline`, or forever without one.
 async fn sleep_until(deadline: Option<std::time::Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -584,24 +638,46 @@ fn classify(err: &io::Error) -> FailureKind {
     }
 }
 
-/// One connection: connect, send the request (following redirects), report
-/// the response, forward the body. Aborted when the machine closes it.
-async fn connection<C: Connector>(
+/// What one connection attempt needs.
+struct Attempt<C> {
     connector: C,
     connections: Connections,
     template: Arc<UpstreamRequest>,
+    redirects: RedirectPolicy,
     conn: ConnId,
+    /// A new socket, never a shared HTTP/2 connection (a rotation).
+    fresh: bool,
     last_event_id: Option<String>,
-    messages: mpsc::Sender<Message>,
-) {
+}
+
+/// One connection: connect, send the request (following redirects), report
+/// the response, forward the body. Aborted when the machine closes it.
+async fn connection<C: Connector>(attempt: Attempt<C>, messages: mpsc::Sender<Message>) {
+    let Attempt {
+        connector,
+        connections,
+        template,
+        redirects,
+        conn,
+        fresh,
+        last_event_id,
+    } = attempt;
     let result = async {
         let origin = template.url().clone();
         let mut url = origin.clone();
         let mut hops = 0u8;
         loop {
             // Kept until the body ends: dropping it may close the socket.
+            // A redirect's hop is part of the same attempt: its deadline
+            // runs already.
+            let first = hops == 0;
+            let dialing = async {
+                if first {
+                    let _ = messages.send(Message::Dialing { conn }).await;
+                }
+            };
             let mut lease = connections
-                .lease(&connector, &request::target(&url))
+                .lease(&connector, &request::target(&url), fresh && first, dialing)
                 .await
                 .map_err(|e| match e {
                     LeaseError::Connect(e) => classify(&e),
@@ -625,6 +701,12 @@ async fn connection<C: Connector>(
                 }
                 url = request::redirect(&url, response.headers().get(LOCATION))
                     .map_err(|_| FailureKind::Protocol)?;
+                if let Err(refused) = redirects.check(&origin, &url) {
+                    // The same request would lead there again: the machine
+                    // stops the stream (and the pool remembers why).
+                    tracing::warn!(%refused, "upstream redirect not followed");
+                    return Err(FailureKind::RedirectRefused);
+                }
                 continue;
             }
             let event_stream = response

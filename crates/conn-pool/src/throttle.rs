@@ -1,33 +1,44 @@
 //! A pool-wide limit on connection attempts, so that an outage cannot turn
 //! into a reconnect storm: at most `max_concurrent` attempts at once, and at
 //! most `per_second` started per second (a token bucket).
+//!
+//! The limit is taken in [`Connector::ready`], which the pool's streams
+//! await before opening a socket; their connect deadline starts once it is
+//! granted. (Calling [`Connector::connect`] directly bypasses it.)
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use std::future::Future;
+
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::connector::{Connector, Target};
+use crate::connector::{Connector, Ready, Target};
 
 /// Limits on connection attempts.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct AttemptLimits {
-    /// Attempts in progress at once. Default 8.
+    /// Attempts in progress at once (DNS, TCP, TLS). Default 64.
     pub max_concurrent: usize,
-    /// Attempts started per second, on average. Default 10.
+    /// Attempts started per second, on average. Default 200: the 200
+    /// streams of a restarted upstream are all back within their spread
+    /// plus a second, and no 100 ms holds more than 20 new sockets.
     pub per_second: f64,
-    /// Attempts that may start back to back before the rate applies. Default 10.
+    /// Attempts that may start back to back before the rate applies
+    /// (a cold start). Default 50.
     pub burst: u32,
 }
 
 impl Default for AttemptLimits {
     fn default() -> Self {
         Self {
-            max_concurrent: 8,
-            per_second: 10.0,
-            burst: 10,
+            max_concurrent: 64,
+            per_second: 200.0,
+            burst: 50,
         }
     }
 }
@@ -42,7 +53,7 @@ pub struct Throttled<C> {
 
 #[derive(Debug)]
 struct Shared {
-    concurrent: Semaphore,
+    concurrent: Arc<Semaphore>,
     limits: AttemptLimits,
     bucket: Mutex<Bucket>,
 }
@@ -69,7 +80,7 @@ impl<C: Connector> Throttled<C> {
         Self {
             inner,
             shared: Arc::new(Shared {
-                concurrent: Semaphore::new(limits.max_concurrent),
+                concurrent: Arc::new(Semaphore::new(limits.max_concurrent)),
                 limits,
                 bucket: Mutex::new(Bucket {
                     tokens: f64::from(limits.burst),
@@ -102,17 +113,22 @@ impl<C: Connector> Throttled<C> {
 impl<C: Connector> Connector for Throttled<C> {
     type Io = C::Io;
 
-    async fn connect(&self, target: &Target) -> std::io::Result<Self::Io> {
-        // The semaphore is never closed, so acquiring only fails if it were.
-        let _permit = self
-            .shared
-            .concurrent
-            .acquire()
-            .await
-            .map_err(|_| std::io::Error::other("the attempt limiter was closed"))?;
+    fn connect(&self, target: &Target) -> impl Future<Output = std::io::Result<Self::Io>> + Send {
+        self.inner.connect(target)
+    }
+
+    fn negotiated_h2(&self, io: &Self::Io) -> bool {
+        self.inner.negotiated_h2(io)
+    }
+
+    /// One of `max_concurrent` attempts, started within the rate: waiters
+    /// are served in order (tokio's semaphore is fair).
+    async fn ready(&self) -> Ready {
+        // The semaphore is never closed: acquiring cannot fail.
+        let permit = self.shared.concurrent.clone().acquire_owned().await.ok();
         while let Err(wait) = self.try_take() {
             tokio::time::sleep(wait).await;
         }
-        self.inner.connect(target).await
+        Ready::holding(permit)
     }
 }

@@ -15,19 +15,29 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::connector::{Connector, Target};
 use crate::metrics;
+
+/// How often an HTTP/2 upstream connection is PINGed (also while idle),
+/// and how long an answer may take before the connection is closed: a
+/// half-dead connection shared by many streams is found within 30 s, not
+/// at each stream's idle timeout.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+/// See [`H2_PING_INTERVAL`].
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The sockets of one pool (or of streams that share a [`StreamConfig`]):
 /// clones share them.
@@ -41,6 +51,56 @@ pub struct Connections {
 struct Registry {
     max_per_host: usize,
     hosts: Mutex<HashMap<Target, Host>>,
+    /// Established connections lost per origin, over about the last second
+    /// (at most [`MAX_LOSS_ORIGINS`] origins).
+    losses: Mutex<HashMap<Target, Losses>>,
+}
+
+/// Origins whose recent losses are remembered; older ones are forgotten
+/// first. Origins come from the configuration, so this is never reached
+/// in practice.
+const MAX_LOSS_ORIGINS: usize = 1024;
+
+/// A sliding one-second count: the current second's losses plus the last
+/// second's, weighted by how much of it the window still covers.
+#[derive(Debug, Clone, Copy)]
+struct Losses {
+    /// When the current second began.
+    since: tokio::time::Instant,
+    current: u32,
+    previous: u32,
+}
+
+impl Losses {
+    fn new(now: tokio::time::Instant) -> Self {
+        Self {
+            since: now,
+            current: 0,
+            previous: 0,
+        }
+    }
+
+    /// Rolls the window to `now`.
+    fn roll(&mut self, now: tokio::time::Instant) {
+        let elapsed = now.saturating_duration_since(self.since);
+        if elapsed >= Duration::from_secs(2) {
+            *self = Self::new(now);
+        } else if elapsed >= Duration::from_secs(1) {
+            self.previous = self.current;
+            self.current = 0;
+            self.since += Duration::from_secs(1);
+        }
+    }
+
+    /// Losses within the last second (estimated across the boundary).
+    fn count(&self, now: tokio::time::Instant) -> u32 {
+        let into = now.saturating_duration_since(self.since).as_millis();
+        let left = 1000u64.saturating_sub(u64::try_from(into).unwrap_or(u64::MAX));
+        // Rounded up: a loss just before the boundary still counts.
+        let carried = (u64::from(self.previous) * left).div_ceil(1000);
+        self.current
+            .saturating_add(u32::try_from(carried).unwrap_or(u32::MAX))
+    }
 }
 
 struct Host {
@@ -78,6 +138,7 @@ impl Connections {
             inner: Arc::new(Registry {
                 max_per_host: max_per_host.max(1),
                 hosts: Mutex::new(HashMap::new()),
+                losses: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -103,6 +164,40 @@ impl Connections {
         self.inner.hosts.lock().len()
     }
 
+    /// Established connections to `origin` lost within about the last
+    /// second, by any stream sharing these connections.
+    pub fn losses(&self, origin: &Target) -> u32 {
+        let now = tokio::time::Instant::now();
+        let mut losses = self.inner.losses.lock();
+        losses.get_mut(origin).map_or(0, |l| {
+            l.roll(now);
+            l.count(now)
+        })
+    }
+
+    /// Counts a lost established connection to `origin`.
+    pub(crate) fn record_loss(&self, origin: &Target) {
+        let now = tokio::time::Instant::now();
+        let mut losses = self.inner.losses.lock();
+        if !losses.contains_key(origin) && losses.len() >= MAX_LOSS_ORIGINS {
+            // Forget what is quiet; if nothing is, the stalest origin.
+            losses.retain(|_, l| now.saturating_duration_since(l.since) < Duration::from_secs(2));
+            if losses.len() >= MAX_LOSS_ORIGINS
+                && let Some(stalest) = losses
+                    .iter()
+                    .min_by_key(|(_, l)| l.since)
+                    .map(|(t, _)| t.clone())
+            {
+                losses.remove(&stalest);
+            }
+        }
+        let entry = losses
+            .entry(origin.clone())
+            .or_insert_with(|| Losses::new(now));
+        entry.roll(now);
+        entry.current = entry.current.saturating_add(1);
+    }
+
     /// A live shared HTTP/2 connection to `target`, if any.
     fn shared_h2(&self, target: &Target) -> Option<Arc<H2Conn>> {
         let hosts = self.inner.hosts.lock();
@@ -111,13 +206,23 @@ impl Connections {
     }
 
     /// A connection to `target` through `connector`: a new stream on a shared
-    /// HTTP/2 connection, or a new socket.
+    /// HTTP/2 connection, or a new socket (`fresh`: always a new socket,
+    /// which then becomes the origin's shared HTTP/2 connection: a rotation
+    /// must replace a connection that may be the problem, not reuse it).
+    ///
+    /// `dialing` is awaited when the attempt really starts: at once for a
+    /// shared connection, else once the connector's limiter let it through
+    /// ([`Connector::ready`]). The caller's connect deadline runs from then.
     pub(crate) async fn lease<C: Connector>(
         &self,
         connector: &C,
         target: &Target,
+        fresh: bool,
+        dialing: impl Future<Output = ()>,
     ) -> Result<Lease, LeaseError> {
-        if let Some(conn) = self.shared_h2(target) {
+        let shared = |this: &Self| if fresh { None } else { this.shared_h2(target) };
+        if let Some(conn) = shared(self) {
+            dialing.await;
             return Ok(Lease::h2(conn));
         }
         let (slots, connecting) = {
@@ -128,7 +233,8 @@ impl Connections {
                 speaks_h2: None,
                 connecting: Arc::new(tokio::sync::Mutex::new(())),
             });
-            let connecting = (host.speaks_h2 != Some(false)).then(|| host.connecting.clone());
+            let connecting =
+                (!fresh && host.speaks_h2 != Some(false)).then(|| host.connecting.clone());
             (host.slots.clone(), connecting)
         };
         // Removes the entry if this attempt leaves it unused (on every path:
@@ -142,13 +248,17 @@ impl Connections {
         let _connecting = match connecting {
             Some(lock) => {
                 let guard = lock.lock_owned().await;
-                if let Some(conn) = self.shared_h2(target) {
+                if let Some(conn) = shared(self) {
+                    dialing.await;
                     return Ok(Lease::h2(conn));
                 }
                 Some(guard)
             }
             None => None,
         };
+        // Held until the connect ends (a concurrency slot of the limiter).
+        let ready = connector.ready().await;
+        dialing.await;
         let permit = match tidy.slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
@@ -161,20 +271,26 @@ impl Connections {
             }
         };
         // Someone may have opened an HTTP/2 connection while this waited.
-        if let Some(conn) = self.shared_h2(target) {
+        if let Some(conn) = shared(self) {
             return Ok(Lease::h2(conn));
         }
         let io = connector
             .connect(target)
             .await
             .map_err(LeaseError::Connect)?;
+        drop(ready);
         let socket = Socket::new(permit, tidy);
         let h2 = connector.negotiated_h2(&io);
         if let Some(host) = self.inner.hosts.lock().get_mut(target) {
             host.speaks_h2 = Some(h2);
         }
         if h2 {
-            let (sender, driver) = http2::handshake(TokioExecutor::new(), io)
+            let (sender, driver) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Some(H2_PING_INTERVAL))
+                .keep_alive_timeout(H2_PING_TIMEOUT)
+                .keep_alive_while_idle(true)
+                .handshake(io)
                 .await
                 .map_err(|_| LeaseError::Handshake)?;
             let conn = Arc::new(H2Conn {
@@ -184,6 +300,8 @@ impl Connections {
                 })),
                 _socket: socket,
             });
+            // The newest connection is the one shared from now on; streams
+            // on an older one stay there until they reconnect or rotate.
             if let Some(host) = self.inner.hosts.lock().get_mut(target) {
                 host.h2 = Some(Arc::downgrade(&conn));
             }

@@ -2,7 +2,7 @@
 //! public suite drives it: a scripted SSE server and a callback receiver on
 //! loopback, the service in-process, every wait bounded.
 //!
-//! Each case of `sse-contract-service.md` ("what the harness checks") has a
+//! Each case of `docs/SSE-CONTRACT.md` ("what the harness checks") has a
 //! test here: parsing, HTTP behaviour, reconnection, timing, and the
 //! service's own endpoints.
 
@@ -592,6 +592,8 @@ async fn a_204_stops_reconnection() {
     });
     service.create(&harness, json!({"initialDelayMs": 0})).await;
     harness.expect_error().await;
+    // Wall clock: the harness is a real socket server; with a 0 ms reconnect delay a retry would
+    // come within this second, so its absence shows the 204 stopped the client.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         harness.stream_requests(),
@@ -680,6 +682,8 @@ async fn restart_and_listen_commands_work_and_delete_closes_the_client() {
     timeout(WAIT, again.frames.closed())
         .await
         .expect("the client closed its connection");
+    // Wall clock: the harness is a real socket server; a request that is not made shows only as
+    // silence, and 300 ms is more than the client's reconnect delay (0) plus its scheduling.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(harness.stream_requests(), requests);
 }

@@ -1,4 +1,4 @@
-//! The upstream rows of reliability.md's fault matrix, through the pool.
+//! The upstream rows of docs/RELIABILITY.md's fault matrix, through the pool.
 //! Each test is named after its row and ends by asserting the pool is back
 //! to baseline: no entry, no socket, no socket-registry entry, no upstream
 //! body open, no task beyond those alive before the pool existed.
@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use common::{FakeResolver, MemoryUpstream, Script, Step};
 use sse_conn_pool::{
-    Connector, HttpsConnector, Pool, PoolConfig, Status, StreamItem, Subscription, TcpConnector,
-    TlsConfig,
+    Connector, HttpsConnector, Pool, PoolConfig, PoolError, Status, StreamItem, Subscription,
+    TcpConnector, TlsConfig,
 };
 use sse_state_machine::{FailureKind, Jitter, Phase, Reason, StopReason, TimeoutKind};
 use sse_upstream_sim::{Fault, Garbage, Sim, SimHandle, TlsIdentity};
@@ -56,6 +56,8 @@ impl Baseline {
         };
         let settled = timeout(self.bound, async {
             while !clean() {
+                // A bounded poll: paused time in the in-memory tests, the wall clock with the
+                // simulator's sockets.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
@@ -494,6 +496,8 @@ async fn f14_no_content_stops_wrong_type_retries_and_redirects_strip_credentials
         http::header::AUTHORIZATION,
         http::HeaderValue::from_static("Bearer secret"),
     );
+    // Another origin (another port) only when listed.
+    config.stream.redirects.hosts = ["127.0.0.1".to_string()].into();
     let pool = Pool::new(config, TcpConnector).unwrap();
 
     let mut no_content = pool.subscribe("AAPL").unwrap();
@@ -532,6 +536,73 @@ async fn f14_no_content_stops_wrong_type_retries_and_redirects_strip_credentials
         "one request after a 204"
     );
     drop((no_content, wrong_type, redirected));
+    baseline
+        .assert(&pool, || sim.active_streams() + other.active_streams())
+        .await;
+    sim.shutdown().await;
+    other.shutdown().await;
+}
+
+#[tokio::test]
+async fn f14_a_redirect_elsewhere_is_refused_by_default_and_never_to_the_gateway_itself() {
+    // What the gateway's own listener would be: nothing may connect to it.
+    let own = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let own_addr = own.local_addr().unwrap();
+    let other = start_sim(Sim::builder().topics(["MSFT"]).events_per_sec(200.0)).await;
+    let redirect = |location: String| {
+        [Fault::Redirect {
+            code: 302,
+            location: Some(location),
+        }]
+    };
+    let sim = start_sim(
+        Sim::builder()
+            .topics(["MSFT", "SELF"])
+            .events_per_sec(200.0)
+            .script("MSFT", redirect(other.stream_url("MSFT")))
+            .script(
+                "SELF",
+                redirect(format!("http://{own_addr}/v1/stream/SELF")),
+            ),
+    )
+    .await;
+    let baseline = Baseline::take(WAIT);
+    let mut config = config(&sim_template(&sim), true);
+    // Even with its host listed, the gateway's own address is refused.
+    config.stream.redirects.hosts = ["localhost".to_string()].into();
+    config.stream.redirects.own = [own_addr].into();
+    let pool = Pool::new(config, TcpConnector).unwrap();
+    for topic in ["MSFT", "SELF"] {
+        let mut sub = pool.subscribe(topic).unwrap();
+        let stopped = status(&mut sub, WAIT).await;
+        assert_eq!(
+            stopped.reason,
+            Reason::Stop(StopReason::RedirectRefused),
+            "{topic}"
+        );
+        assert!(stopped.terminal, "{topic}: not retried in a loop");
+    }
+    assert!(
+        other.requests().is_empty(),
+        "the other origin was not asked"
+    );
+    let accepted = timeout(Duration::from_millis(50), own.accept()).await;
+    assert!(accepted.is_err(), "nothing connected to the gateway itself");
+    // The refusal is remembered: asking again costs the upstream nothing.
+    assert!(matches!(
+        pool.subscribe("MSFT"),
+        Err(PoolError::Stopped {
+            reason: StopReason::RedirectRefused,
+            ..
+        })
+    ));
+    assert_eq!(
+        sim.requests()
+            .iter()
+            .filter(|r| r.uri.contains("MSFT"))
+            .count(),
+        1
+    );
     baseline
         .assert(&pool, || sim.active_streams() + other.active_streams())
         .await;
@@ -579,6 +650,7 @@ async fn a_stream_stopped_by_a_204_is_retried_for_a_new_subscriber() {
     let stopped = status(&mut first, VIRTUAL).await;
     assert_eq!(stopped.reason, Reason::Stop(StopReason::NoContent));
     assert!(stopped.terminal);
+    // Paused time: a minute passes at once; a retry by itself would have come within it.
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(upstream.attempts(), 1, "a 204 is not retried by itself");
     // New demand: one new attempt, and it works.
@@ -587,4 +659,32 @@ async fn a_stream_stopped_by_a_204_is_retried_for_a_new_subscriber() {
     assert_eq!(upstream.attempts(), 2);
     drop((first, second));
     baseline.assert(&pool, || upstream.open()).await;
+}
+
+/// F26: two gateways retrying the same failing topic draw their jitter
+/// independently (each pool seeds from the OS's randomness), so they never
+/// come back in lockstep; a fixed seed reproduces a run exactly.
+#[tokio::test(start_paused = true)]
+async fn f26_two_pools_retrying_one_topic_do_not_retry_in_lockstep() {
+    let attempts = |seed: Option<u64>| async move {
+        let upstream = MemoryUpstream::new(Vec::new(), Script::Refuse);
+        let mut config = config(MEMORY, false);
+        config.seed = seed;
+        let pool = Pool::new(config, upstream.clone()).expect("valid");
+        let sub = pool.subscribe("AAPL").expect("subscribed");
+        // Paused time: six refused attempts and their backoffs, at once.
+        while upstream.attempts() < 6 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(sub);
+        pool.close().await;
+        let at = upstream.attempted_at.lock().clone();
+        at.windows(2)
+            .map(|w| w[1] - w[0])
+            .collect::<Vec<Duration>>()
+    };
+    let (a, b) = (attempts(None).await, attempts(None).await);
+    assert_ne!(a, b, "independent draws: {a:?} {b:?}");
+    let (c, d) = (attempts(Some(7)).await, attempts(Some(7)).await);
+    assert_eq!(c, d, "a seed reproduces the run");
 }

@@ -69,6 +69,7 @@ impl Connector for Ticking {
             open.fetch_add(1, Ordering::SeqCst);
             Ticks {
                 next: 0,
+                // Paused time (paused tests): one event per 100 ms of virtual time.
                 sleep: Box::pin(tokio::time::sleep(Duration::from_millis(100))),
                 open: open.clone(),
             }
@@ -446,6 +447,7 @@ impl Connector for Slow {
     type Io = <Ticking as Connector>::Io;
 
     async fn connect(&self, target: &Target) -> std::io::Result<Self::Io> {
+        // Paused time (a paused test): a slow connect costs the test nothing.
         tokio::time::sleep(self.delay).await;
         self.inner.connect(target).await
     }
@@ -485,6 +487,7 @@ async fn f17_start_stop_races_leave_nothing_behind() {
             for round in 0u64..20 {
                 match pool.subscribe(&format!("T{}", (i + round) % 5)) {
                     Ok(sub) => {
+                        // Paused time (a paused test): the holds interleave deterministically.
                         tokio::time::sleep(Duration::from_millis(round * 37 % 300)).await;
                         drop(sub);
                     }

@@ -161,13 +161,10 @@ async fn f2_retry_after_and_statuses_are_status_updates_then_it_recovers() {
 #[tokio::test]
 async fn a_configured_last_event_id_is_sent_on_the_first_request() {
     let sim = sim(Sim::builder().topics(["T"]).events_per_sec(200.0)).await;
-    timeout(WAIT, async {
-        while sim.last_id("T").is_none_or(|id| id < 10) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+    common::until(WAIT, "the feed has history", || {
+        sim.last_id("T").is_some_and(|id| id >= 10)
     })
-    .await
-    .expect("the feed has history");
+    .await;
     let mut config = quick();
     config.last_event_id = Some("3".into());
     let stream = spawn_stream(
@@ -269,13 +266,7 @@ async fn f14_204_stops_for_good_with_one_request() {
         (s.phase, s.reason, s.terminal),
         (Phase::Stopped, Reason::Stop(StopReason::NoContent), true)
     );
-    timeout(WAIT, async {
-        while !stream.is_finished() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the task ends");
+    common::until(WAIT, "the task ends", || stream.is_finished()).await;
     assert_eq!(sim.requests().len(), 1);
 }
 
@@ -333,13 +324,10 @@ async fn stopping_releases_the_upstream_connection() {
     event_ids(&mut items, 1).await;
     assert_eq!(sim.active_streams(), 1);
     stream.stop().await;
-    timeout(WAIT, async {
-        while sim.active_streams() != 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+    common::until(WAIT, "the upstream sees the connection close", || {
+        sim.active_streams() == 0
     })
-    .await
-    .expect("the upstream sees the connection close");
+    .await;
     sim.shutdown().await;
 }
 
@@ -422,6 +410,7 @@ impl Connector for HeartbeatsOnly {
     async fn connect(&self, _: &Target) -> std::io::Result<Self::Io> {
         self.connections.fetch_add(1, Ordering::SeqCst);
         Ok(common::serve_in_memory(|_| Heartbeats {
+            // Paused time (a paused test): a heartbeat every 15 s of virtual time.
             sleep: Box::pin(tokio::time::sleep(Duration::from_secs(15))),
             first: true,
         }))

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 mod common;
 
-use common::FakeResolver;
+use common::{FakeResolver, MemoryUpstream, Script, Step};
 use sse_conn_pool::{
-    Connections, Connector, Http2PriorKnowledge, HttpsConnector, StreamConfig, StreamHandle,
-    StreamItem, TcpConnector, TlsConfig, UpstreamRequest, spawn_stream,
+    AttemptLimits, Connections, Connector, Http2PriorKnowledge, HttpsConnector, StreamConfig,
+    StreamHandle, StreamItem, TcpConnector, Throttled, TlsConfig, UpstreamRequest, spawn_stream,
 };
 use sse_state_machine::{FailureKind, Jitter, Phase, Reason, TimeoutKind};
 use sse_upstream_sim::{Sim, SimHandle, TlsIdentity};
@@ -141,6 +141,27 @@ async fn tls_with_a_private_ca_shares_one_h2_connection_per_origin() {
 }
 
 #[tokio::test]
+async fn behind_the_attempt_limiter_https_still_speaks_http2() {
+    // The gateway's connector is a `Throttled` HTTPS one: the limiter must
+    // pass on what ALPN chose, or an h2 server is spoken HTTP/1.1 to.
+    let (sim, identity) = tls_sim().await;
+    let ca = CaFile::new(&identity, "throttled");
+    let config = TlsConfig {
+        extra_ca_file: Some(ca.0.clone()),
+        ..TlsConfig::default()
+    };
+    let https = HttpsConnector::new(&config).expect("a valid TLS config");
+    let connector = Throttled::new(https, AttemptLimits::default());
+    assert_eq!(
+        three_streams(connector, &sim).await,
+        1,
+        "one shared h2 socket"
+    );
+    assert_eq!(sim.connections(), 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn tls_without_http2_uses_a_socket_per_stream() {
     let (sim, identity) = tls_sim().await;
     let ca = CaFile::new(&identity, "h1");
@@ -258,23 +279,32 @@ async fn f13_a_stalled_tls_handshake_is_bounded_by_the_connect_deadline() {
     held.abort();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_per_host_cap_queues_connections_until_a_socket_closes() {
-    let sim = Sim::builder()
-        .topics(["AAPL", "MSFT"])
-        .events_per_sec(100.0)
-        .start("127.0.0.1:0")
-        .await
-        .expect("the simulator starts");
+    let upstream = MemoryUpstream::new(
+        Vec::new(),
+        Script::stream(vec![
+            Step::Send("id: 1\ndata: a\n\n"),
+            Step::Send("id: 2\ndata: b\n\n"),
+            Step::Hang,
+        ]),
+    );
     let connections = Connections::new(1);
-    let first = stream(TcpConnector, &sim, "AAPL", &connections);
+    let spawn = |topic: &str| {
+        let url = format!("http://upstream.test/v1/quotes/{topic}/stream");
+        let request = UpstreamRequest::get(&url).expect("a valid URL");
+        spawn_stream(upstream.clone(), request, quick(&connections)).expect("a valid config")
+    };
+    let first = spawn("AAPL");
     events(&mut first.subscribe(), 2).await;
-    let second = stream(TcpConnector, &sim, "MSFT", &connections);
+    let second = spawn("MSFT");
     let mut items = second.subscribe();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Paused time: three seconds pass at once, within the 5 s connect
+    // deadline; the second is still waiting for the host's one socket.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
-        second.state().opened,
-        0,
+        (second.state().opened, upstream.attempts()),
+        (0, 1),
         "the second waits for the host's one slot"
     );
     assert_eq!(connections.open_sockets(), 1);
@@ -283,7 +313,6 @@ async fn the_per_host_cap_queues_connections_until_a_socket_closes() {
     assert_eq!(connections.open_sockets(), 1);
     second.stop().await;
     assert_eq!((connections.open_sockets(), connections.hosts()), (0, 0));
-    sim.shutdown().await;
 }
 
 fn fake_stream(resolver: &FakeResolver, connections: &Connections) -> StreamHandle {

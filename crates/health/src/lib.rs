@@ -6,11 +6,13 @@
 //!   last byte and event, connection age, reconnects), a [`Verdict`] with
 //!   hysteresis (healthy, degraded, unhealthy; worse only after
 //!   `degrade_after`, better only after a sustained `recover_after`), every
-//!   verdict with its [`Cause`]s, and [`Maintenance`] decisions (rotate by
-//!   errors, failure ratio, eventless staleness or lasting degradation;
-//!   release after the idle linger).
-//! - [`readiness`] and [`pressure`]: pool-level readiness (not ready when too
-//!   many streams have been unhealthy for too long) and capacity pressure.
+//!   verdict with its [`Cause`]s, rotation advice ([`RotateCause`]: errors,
+//!   failure ratio, eventless staleness, lasting degradation), and
+//!   [`StreamHealth::poll_timeout`]: when it next needs time. (A connection's
+//!   age is the state machine's to act on, and releasing an idle stream the
+//!   pool's: health does neither.)
+//! - [`readiness`]: pool-level readiness (not ready when too many streams
+//!   have been unhealthy for too long).
 //! - [`Reports`]: rolling per-minute buckets (fixed memory, 24 h) giving
 //!   [`Report`]s over the last hour or day: connection statistics, errors by
 //!   kind, rates and trends, and the resource figures the shell feeds in.
@@ -40,11 +42,10 @@ mod pool;
 mod stream;
 mod window;
 
-pub use pool::{
-    Minute, Pressure, Readiness, ReadinessConfig, Report, Reports, Resources, pressure, readiness,
-};
+pub use pool::{Minute, Readiness, ReadinessConfig, Report, Reports, Resources, readiness};
 pub use stream::{
-    Cause, ErrorKind, HealthConfig, Level, Maintenance, RotateCause, Stats, StreamHealth, Verdict,
+    Cause, ErrorKind, HealthConfig, HealthConfigError, Level, RotateCause, Stats, StreamHealth,
+    Verdict,
 };
 
 // The README's examples are compiled and run as doctests.

@@ -57,7 +57,7 @@ pub fn describe_metrics() {
     describe_counter!(
         ROTATIONS_ADVISED,
         Unit::Count,
-        "Connection rotations advised by health maintenance (label: cause)."
+        "Connection rotations advised by health (label: cause)."
     );
     describe_gauge!(
         READY,
@@ -79,7 +79,7 @@ pub fn describe_metrics() {
     ] {
         counter!(ERRORS, "kind" => kind.as_str()).increment(0);
     }
-    for cause in ["age", "errors", "eventless", "degraded", "failure_ratio"] {
+    for cause in ["errors", "eventless", "degraded", "failure_ratio"] {
         counter!(ROTATIONS_ADVISED, "cause" => cause).increment(0);
     }
     gauge!(PRESSURE).set(0.0);
@@ -113,7 +113,6 @@ pub fn record_error(kind: ErrorKind) {
 /// Records an advised rotation.
 pub fn record_rotation_advised(cause: RotateCause) {
     let cause = match cause {
-        RotateCause::Age(_) => "age",
         RotateCause::Errors(_) => "errors",
         RotateCause::Eventless(_) => "eventless",
         RotateCause::Degraded(_) => "degraded",

@@ -1,4 +1,4 @@
-//! Pool-level health: readiness, capacity pressure, and rolling reports over
+//! Pool-level health: readiness, and rolling reports over
 //! the last hour and the last day.
 
 use std::collections::VecDeque;
@@ -13,8 +13,6 @@ pub struct ReadinessConfig {
     pub max_unhealthy_fraction: f64,
     /// ...have been unhealthy for at least this long. Default 50 %, 60 s.
     pub unhealthy_for: Duration,
-    /// Pressure is high from this fraction of the connection cap. Default 0.8.
-    pub high_pressure: f64,
 }
 
 impl Default for ReadinessConfig {
@@ -22,7 +20,6 @@ impl Default for ReadinessConfig {
         Self {
             max_unhealthy_fraction: 0.5,
             unhealthy_for: Duration::from_secs(60),
-            high_pressure: 0.8,
         }
     }
 }
@@ -68,28 +65,6 @@ pub fn readiness<'a>(
                 config.unhealthy_for.as_secs()
             )
         }),
-    }
-}
-
-/// How close the pool is to its connection cap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pressure {
-    /// Below the high-pressure fraction.
-    Normal,
-    /// At or above it: alert before it is full.
-    High,
-    /// At the cap: new streams are refused.
-    Full,
-}
-
-/// The pressure for `active` connections under a cap of `cap`.
-pub fn pressure(config: &ReadinessConfig, active: usize, cap: usize) -> Pressure {
-    if active >= cap {
-        Pressure::Full
-    } else if active as f64 >= config.high_pressure * cap as f64 {
-        Pressure::High
-    } else {
-        Pressure::Normal
     }
 }
 

@@ -1,23 +1,31 @@
 //! The health of one upstream stream: statistics over sliding windows, a
-//! verdict with hysteresis and reasons, and maintenance decisions.
+//! verdict with hysteresis and reasons, rotation advice, and when it next
+//! needs time.
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::window::{Counter, Samples};
 
-/// Thresholds and timings. Defaults from the old plan and reliability.md.
+/// Thresholds and timings. Defaults from the old plan and docs/RELIABILITY.md.
+///
+/// With the `serde` feature it deserializes from a table of these keys
+/// (durations written like `"60s"`), each optional.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct HealthConfig {
     /// The statistics window. Default 60 s (rates are per minute).
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub window: Duration,
     /// Fewer events per minute than this is degraded (while connected).
-    /// Default 10; `None` for a stream known to be quiet.
+    /// Default 10; `None` (or 0) for a stream known to be quiet.
     pub min_events_per_min: Option<u64>,
     /// More errors per minute than this is degraded. Default 5.
     pub max_errors_per_min: u64,
     /// Latency (event timestamp to receipt) above this at `latency_quantile`
     /// is degraded. Default 1 s.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub max_latency: Duration,
     /// Which quantile of latency is compared. Default 0.9.
     pub latency_quantile: f64,
@@ -25,33 +33,34 @@ pub struct HealthConfig {
     pub latency_samples: usize,
     /// No byte at all for this long (while connected) is unhealthy.
     /// Default 60 s.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub silent_after: Duration,
     /// Not connected for this long is unhealthy. Default 30 s.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub disconnected_after: Duration,
     /// A worse verdict must hold this long before it is reported. Default 10 s.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub degrade_after: Duration,
     /// A better verdict must hold this long before it is reported (recovery is
     /// sustained, not a blip). Default 60 s.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub recover_after: Duration,
-    /// Rotate a connection older than this. Default `None`: the state
-    /// machine already rotates by age, with jitter; set this when health
-    /// drives all rotations.
-    pub rotate_after_age: Option<Duration>,
     /// Rotate after this many errors within the window. Default 10.
     pub rotate_after_errors: u64,
     /// Rotate when no event came for this long although bytes (heartbeats)
     /// do: the stream looks alive but says nothing. Default 5 min; `None`
-    /// for quiet streams.
+    /// (or zero) for quiet streams.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde::option"))]
     pub rotate_when_eventless: Option<Duration>,
     /// Rotate after being degraded or unhealthy for this long. Default 5 min.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub rotate_when_degraded: Duration,
     /// Rotate when errors are more than this fraction of events and errors in
     /// the window (with at least 20 of them). Default 0.1.
     pub rotate_failure_ratio: f64,
     /// No two rotations closer than this. Default 10 min.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub min_rotation_interval: Duration,
-    /// Release the stream this long after its last subscriber left. Default 5 min.
-    pub idle_linger: Duration,
 }
 
 impl Default for HealthConfig {
@@ -67,14 +76,64 @@ impl Default for HealthConfig {
             disconnected_after: Duration::from_secs(30),
             degrade_after: Duration::from_secs(10),
             recover_after: Duration::from_secs(60),
-            rotate_after_age: None,
             rotate_after_errors: 10,
             rotate_when_eventless: Some(Duration::from_secs(300)),
             rotate_when_degraded: Duration::from_secs(300),
             rotate_failure_ratio: 0.1,
             min_rotation_interval: Duration::from_secs(600),
-            idle_linger: Duration::from_secs(300),
         }
+    }
+}
+
+/// A threshold that makes no sense: its key (the field's name) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfigError {
+    /// The field, as the configuration names it.
+    pub key: &'static str,
+    /// Why it was refused.
+    pub reason: &'static str,
+}
+
+impl fmt::Display for HealthConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+impl std::error::Error for HealthConfigError {}
+
+impl HealthConfig {
+    /// Checks every threshold.
+    ///
+    /// # Errors
+    ///
+    /// The first that makes no sense: a window under a second or over an
+    /// hour, a quantile or ratio outside `[0, 1]`, no latency samples, a
+    /// zero silence or disconnection limit.
+    pub fn validate(&self) -> Result<(), HealthConfigError> {
+        let err = |key, reason| Err(HealthConfigError { key, reason });
+        if self.window < Duration::from_secs(1) || self.window > Duration::from_secs(3600) {
+            return err("window", "must be between 1s and 1h");
+        }
+        if !(0.0..=1.0).contains(&self.latency_quantile) {
+            return err("latency_quantile", "must be in [0, 1]");
+        }
+        if self.latency_samples == 0 || self.latency_samples > 1 << 16 {
+            return err("latency_samples", "must be between 1 and 65536");
+        }
+        if !(self.rotate_failure_ratio > 0.0 && self.rotate_failure_ratio <= 1.0) {
+            return err("rotate_failure_ratio", "must be in (0, 1]");
+        }
+        for (key, value) in [
+            ("silent_after", self.silent_after),
+            ("disconnected_after", self.disconnected_after),
+            ("max_latency", self.max_latency),
+        ] {
+            if value.is_zero() {
+                return err(key, "must be greater than zero");
+            }
+        }
+        Ok(())
     }
 }
 
@@ -158,23 +217,9 @@ pub struct Verdict {
     pub causes: Vec<Cause>,
 }
 
-/// What the maintenance task should do with a stream.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Maintenance {
-    /// Replace its connection, make-before-break.
-    Rotate(RotateCause),
-    /// Close it: nobody has subscribed for the linger period.
-    Release {
-        /// Since when it has had no subscriber.
-        idle_since: Instant,
-    },
-}
-
 /// Why a rotation is advised.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RotateCause {
-    /// The connection is this old.
-    Age(Duration),
     /// Errors in the window reached the limit.
     Errors(u64),
     /// Bytes arrive but no event did for this long.
@@ -243,6 +288,13 @@ pub struct Stats {
 }
 
 /// The health of one stream, fed by the shell, evaluated with `now`.
+///
+/// # The run loop
+///
+/// Feed what happens (`on_*`), and call [`evaluate`](Self::evaluate) and
+/// then [`rotation`](Self::rotation) at [`poll_timeout`](Self::poll_timeout)
+/// (when it is `Some`): health never needs time at any other moment, so a
+/// quiet stream costs no wake-ups.
 #[derive(Debug, Clone)]
 pub struct StreamHealth {
     config: HealthConfig,
@@ -258,18 +310,24 @@ pub struct StreamHealth {
     connections: u64,
     errors_total: [u64; 4],
     events_total: u64,
-    subscribers: usize,
-    idle_since: Option<Instant>,
     verdict: Verdict,
     /// A different raw level and since when it has held.
     pending: Option<(Level, Instant)>,
     /// Since when the reported level is worse than healthy.
     unhealthy_since: Option<Instant>,
     last_rotation: Option<Instant>,
+    /// When `evaluate` last ran.
+    evaluated: Instant,
+    /// The first input since then (an input may change the verdict).
+    input_since: Option<Instant>,
 }
 
+/// After an input, the verdict is brought up to date within this: the
+/// windows count whole seconds, so sooner would see the same rates.
+const SETTLE: Duration = Duration::from_secs(1);
+
 impl StreamHealth {
-    /// A new stream, not yet connected, with no subscriber.
+    /// A new stream, not yet connected.
     pub fn new(config: HealthConfig, now: Instant) -> Self {
         let window = config.window;
         let samples = config.latency_samples;
@@ -287,8 +345,6 @@ impl StreamHealth {
             connections: 0,
             errors_total: [0; 4],
             events_total: 0,
-            subscribers: 0,
-            idle_since: Some(now),
             verdict: Verdict {
                 level: Level::Healthy,
                 since: now,
@@ -297,11 +353,17 @@ impl StreamHealth {
             pending: None,
             unhealthy_since: None,
             last_rotation: None,
+            evaluated: now,
+            input_since: None,
         }
     }
 
-    /// An event arrived, `bytes` long, `latency` after its own timestamp (if
-    /// it carries one).
+    fn input(&mut self, now: Instant) {
+        self.input_since.get_or_insert(now);
+    }
+
+    /// An event arrived, `latency` after its own timestamp (if it carries
+    /// one).
     pub fn on_event(&mut self, now: Instant, latency: Option<Duration>) {
         self.events.add(now, 1);
         self.events_total += 1;
@@ -309,12 +371,14 @@ impl StreamHealth {
         if let Some(latency) = latency {
             self.latency.add(now, latency);
         }
+        self.input(now);
     }
 
     /// Body bytes arrived (comments and partial events included).
     pub fn on_bytes(&mut self, now: Instant, bytes: usize) {
         self.bytes.add(now, bytes as u64);
         self.last_byte = Some(now);
+        self.input(now);
     }
 
     /// Something failed.
@@ -322,6 +386,7 @@ impl StreamHealth {
         self.errors.add(now, 1);
         let i = ErrorKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
         self.errors_total[i] += 1;
+        self.input(now);
     }
 
     /// A connection opened (200, event stream).
@@ -329,6 +394,7 @@ impl StreamHealth {
         self.connected_at = Some(now);
         self.disconnected_at = None;
         self.connections += 1;
+        self.input(now);
     }
 
     /// The connection was lost (or closed).
@@ -336,12 +402,14 @@ impl StreamHealth {
         if self.connected_at.take().is_some() {
             self.disconnected_at = Some(now);
         }
+        self.input(now);
     }
 
     /// A rotation was started (on health's advice or otherwise): no other is
     /// advised within `min_rotation_interval`.
     pub fn on_rotation_started(&mut self, now: Instant) {
         self.last_rotation = Some(now);
+        self.input(now);
     }
 
     /// A rotation handed over to a new connection.
@@ -349,16 +417,7 @@ impl StreamHealth {
         self.last_rotation = Some(now);
         self.connected_at = Some(now);
         self.connections += 1;
-    }
-
-    /// The stream has `count` subscribers now.
-    pub fn on_subscribers(&mut self, now: Instant, count: usize) {
-        match (self.subscribers, count) {
-            (0, 1..) => self.idle_since = None,
-            (1.., 0) => self.idle_since = Some(now),
-            _ => {}
-        }
-        self.subscribers = count;
+        self.input(now);
     }
 
     /// Statistics over the window ending at `now`.
@@ -386,17 +445,14 @@ impl StreamHealth {
         &self.verdict
     }
 
-    /// The number of subscribers last reported.
-    pub fn subscribers(&self) -> usize {
-        self.subscribers
-    }
-
     /// Evaluates the stream at `now` and returns the reported verdict.
     ///
     /// The raw verdict is the worst level any threshold gives. It is reported
     /// once it has held for `degrade_after` (when worse) or `recover_after`
     /// (when better), so a blip neither alarms nor clears an alarm.
     pub fn evaluate(&mut self, now: Instant) -> &Verdict {
+        self.evaluated = now;
+        self.input_since = None;
         let (level, causes) = self.raw(now);
         self.verdict.causes = causes;
         if level == self.verdict.level {
@@ -407,12 +463,7 @@ impl StreamHealth {
                 _ => now,
             };
             self.pending = Some((level, since));
-            let hold = if level > self.verdict.level {
-                self.config.degrade_after
-            } else {
-                self.config.recover_after
-            };
-            if now.saturating_duration_since(since) >= hold {
+            if now.saturating_duration_since(since) >= self.hold(level) {
                 self.verdict.level = level;
                 self.verdict.since = now;
                 self.pending = None;
@@ -424,6 +475,73 @@ impl StreamHealth {
             (_, None) => Some(self.verdict.since),
         };
         &self.verdict
+    }
+
+    /// How long a change to `level` must hold before it is reported.
+    fn hold(&self, level: Level) -> Duration {
+        if level > self.verdict.level {
+            self.config.degrade_after
+        } else {
+            self.config.recover_after
+        }
+    }
+
+    /// When [`evaluate`](Self::evaluate) (and [`rotation`](Self::rotation))
+    /// may next answer differently, with no further input: a change
+    /// pending its hysteresis, a limit of silence, disconnection or
+    /// eventlessness reached, an event or error leaving the window, the
+    /// rotation interval ending. Soon after an input, too. `None`: nothing
+    /// can change until the next input.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let c = &self.config;
+        let after = self.evaluated;
+        let mut next: Option<Instant> = None;
+        // Only moments after the last evaluation: one already passed was
+        // seen by it.
+        let mut at = |t: Instant| {
+            if t > after {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        if let Some(input) = self.input_since {
+            // At least a tick after the last evaluation: never a busy loop.
+            at((input + SETTLE).max(after + SETTLE));
+        }
+        if let Some((level, since)) = self.pending {
+            at(since + self.hold(level));
+        }
+        if let Some(since) = self.disconnected_at {
+            at(since + c.disconnected_after);
+        }
+        if let Some(connected) = self.connected_at {
+            let last_byte = self.last_byte.unwrap_or(connected).max(connected);
+            at(last_byte + c.silent_after);
+            at(connected + c.window);
+            if let Some(limit) = c.rotate_when_eventless.filter(|l| !l.is_zero()) {
+                let quiet_enough = self.last_event.unwrap_or(connected).max(connected) + limit;
+                // Only a stream still sending bytes then is rotated for it.
+                if quiet_enough < last_byte + c.silent_after {
+                    at(quiet_enough);
+                }
+            }
+        }
+        if let Some(since) = self.unhealthy_since {
+            at(since + c.rotate_when_degraded);
+        }
+        if let Some(last) = self.last_rotation {
+            at(last + c.min_rotation_interval);
+        }
+        for expiry in [
+            self.events.next_expiry(),
+            self.errors.next_expiry(),
+            self.latency.next_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            at(expiry);
+        }
+        next
     }
 
     fn raw(&mut self, now: Instant) -> (Level, Vec<Cause>) {
@@ -477,18 +595,12 @@ impl StreamHealth {
         (level, causes)
     }
 
-    /// What maintenance should do now, if anything. Call [`evaluate`]
-    /// first; report a rotation that happened with [`on_rotated`].
-    ///
-    /// [`evaluate`]: Self::evaluate
-    /// [`on_rotated`]: Self::on_rotated
-    pub fn maintenance(&mut self, now: Instant) -> Option<Maintenance> {
+    /// The rotation health advises now, if any (the connection's age is the
+    /// state machine's business, and releasing an idle stream the pool's).
+    /// Call [`evaluate`](Self::evaluate) first; report a rotation that
+    /// started with [`on_rotation_started`](Self::on_rotation_started).
+    pub fn rotation(&mut self, now: Instant) -> Option<RotateCause> {
         let c = &self.config;
-        if let Some(idle_since) = self.idle_since
-            && now.saturating_duration_since(idle_since) >= c.idle_linger
-        {
-            return Some(Maintenance::Release { idle_since });
-        }
         let connected_at = self.connected_at?;
         let recent = self
             .last_rotation
@@ -496,22 +608,18 @@ impl StreamHealth {
         if recent {
             return None;
         }
-        let age = now.saturating_duration_since(connected_at);
-        if c.rotate_after_age.is_some_and(|limit| age >= limit) {
-            return Some(Maintenance::Rotate(RotateCause::Age(age)));
-        }
         let errors = self.errors.sum(now);
         if errors >= c.rotate_after_errors {
-            return Some(Maintenance::Rotate(RotateCause::Errors(errors)));
+            return Some(RotateCause::Errors(errors));
         }
         let events = self.events.sum(now);
         if errors + events >= 20 {
             let ratio = errors as f64 / (errors + events) as f64;
             if ratio > c.rotate_failure_ratio {
-                return Some(Maintenance::Rotate(RotateCause::FailureRatio(ratio)));
+                return Some(RotateCause::FailureRatio(ratio));
             }
         }
-        if let Some(limit) = c.rotate_when_eventless {
+        if let Some(limit) = c.rotate_when_eventless.filter(|l| !l.is_zero()) {
             let quiet = now.saturating_duration_since(
                 self.last_event.unwrap_or(connected_at).max(connected_at),
             );
@@ -519,13 +627,13 @@ impl StreamHealth {
                 .last_byte
                 .is_some_and(|t| now.saturating_duration_since(t) < c.silent_after);
             if quiet >= limit && alive {
-                return Some(Maintenance::Rotate(RotateCause::Eventless(quiet)));
+                return Some(RotateCause::Eventless(quiet));
             }
         }
         if let Some(since) = self.unhealthy_since {
             let bad_for = now.saturating_duration_since(since);
             if bad_for >= c.rotate_when_degraded {
-                return Some(Maintenance::Rotate(RotateCause::Degraded(bad_for)));
+                return Some(RotateCause::Degraded(bad_for));
             }
         }
         None

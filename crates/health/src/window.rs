@@ -72,6 +72,16 @@ impl Counter {
     pub(crate) fn window(&self) -> Duration {
         Duration::from_secs(self.buckets.len() as u64)
     }
+
+    /// When the oldest count in the window leaves it (the sum changes
+    /// then, with nothing added), if it holds any.
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
+        let len = self.buckets.len() as u64;
+        let first = (self.head + 1).saturating_sub(len);
+        (first..=self.head)
+            .find(|&second| self.buckets[self.slot(second)] > 0)
+            .map(|second| self.origin + Duration::from_secs(second + len))
+    }
 }
 
 /// Latency samples within the window, at most `cap` of them (the newest).
@@ -108,6 +118,11 @@ impl Samples {
         self.samples.push_back((now, value));
     }
 
+    /// When the oldest sample leaves the window, if there is one.
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
+        self.samples.front().map(|&(at, _)| at + self.window)
+    }
+
     /// The `q`-quantile (`0.0..=1.0`, nearest rank) of the window, if any.
     pub(crate) fn quantile(&mut self, now: Instant, q: f64) -> Option<Duration> {
         self.expire(now);
@@ -141,7 +156,13 @@ mod tests {
         c.add(t0 + Duration::from_secs(30), 3);
         assert_eq!(c.sum(t0 + Duration::from_secs(59)), 8);
         assert_eq!(c.sum(t0 + Duration::from_secs(60)), 3);
+        assert_eq!(
+            c.next_expiry(),
+            Some(t0 + Duration::from_secs(90)),
+            "the count of second 30 leaves at 90"
+        );
         assert_eq!(c.sum(t0 + Duration::from_secs(90)), 0);
+        assert_eq!(c.next_expiry(), None, "nothing left to expire");
         // A long silence clears everything, in bounded work.
         c.add(t0 + Duration::from_secs(100), 1);
         assert_eq!(c.sum(t0 + Duration::from_secs(1_000_000)), 0);
@@ -157,6 +178,7 @@ mod tests {
         assert_eq!(s.quantile(t0, 0.5), Some(Duration::from_millis(50)));
         assert_eq!(s.quantile(t0, 0.99), Some(Duration::from_millis(99)));
         assert_eq!(s.quantile(t0, 1.0), Some(Duration::from_millis(100)));
+        assert_eq!(s.next_expiry(), Some(t0 + Duration::from_secs(60)));
         assert_eq!(s.quantile(t0 + Duration::from_secs(60), 0.5), None);
     }
 

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use sse_health::{
-    Cause, ErrorKind, HealthConfig, Level, Maintenance, Minute, Pressure, ReadinessConfig, Reports,
-    Resources, RotateCause, StreamHealth, pressure, readiness,
+    Cause, ErrorKind, HealthConfig, Level, Minute, ReadinessConfig, Reports, Resources,
+    RotateCause, StreamHealth, readiness,
 };
 
 fn secs(s: u64) -> Duration {
@@ -24,7 +24,6 @@ impl Sim {
         let t0 = Instant::now();
         let mut health = StreamHealth::new(config, t0);
         health.on_connected(t0);
-        health.on_subscribers(t0, 1);
         Self {
             health,
             t0,
@@ -154,7 +153,7 @@ fn a_quiet_stream_can_turn_off_the_minimum_rate() {
     let mut sim = Sim::new(config);
     let levels = sim.run(3600, heartbeats);
     assert!(levels.iter().all(|l| *l == Level::Healthy));
-    assert_eq!(sim.health.maintenance(sim.now), None);
+    assert_eq!(sim.health.rotation(sim.now), None);
     // Silence (no byte at all) is still unhealthy.
     let levels = sim.run(120, |_, _, _| {});
     assert_eq!(levels.last(), Some(&Level::Unhealthy));
@@ -199,19 +198,16 @@ fn disconnected_too_long_is_unhealthy() {
 }
 
 #[test]
-fn maintenance_rotates_on_errors_then_waits_for_the_interval() {
+fn health_advises_a_rotation_on_errors_then_waits_for_the_interval() {
     let mut sim = Sim::new(HealthConfig::default());
     sim.run(30, steady);
     for _ in 0..10 {
         sim.health.on_error(sim.now, ErrorKind::Stream);
     }
-    assert_eq!(
-        sim.health.maintenance(sim.now),
-        Some(Maintenance::Rotate(RotateCause::Errors(10)))
-    );
+    assert_eq!(sim.health.rotation(sim.now), Some(RotateCause::Errors(10)));
     sim.health.on_rotated(sim.now);
     assert_eq!(
-        sim.health.maintenance(sim.now),
+        sim.health.rotation(sim.now),
         None,
         "not twice within min_rotation_interval"
     );
@@ -219,26 +215,7 @@ fn maintenance_rotates_on_errors_then_waits_for_the_interval() {
 }
 
 #[test]
-fn maintenance_rotates_by_age_when_asked_to() {
-    let mut sim = Sim::new(HealthConfig {
-        rotate_after_age: Some(secs(3600)),
-        ..HealthConfig::default()
-    });
-    sim.run(3599, steady);
-    assert_eq!(sim.health.maintenance(sim.now), None);
-    sim.run(1, steady);
-    assert_eq!(
-        sim.health.maintenance(sim.now),
-        Some(Maintenance::Rotate(RotateCause::Age(secs(3600))))
-    );
-    // The default leaves age to the state machine.
-    let mut sim = Sim::new(HealthConfig::default());
-    sim.run(24 * 3600, steady);
-    assert_eq!(sim.health.maintenance(sim.now), None);
-}
-
-#[test]
-fn maintenance_rotates_on_failure_ratio() {
+fn health_advises_a_rotation_on_failure_ratio() {
     let mut sim = Sim::new(HealthConfig::default());
     sim.run(30, |h, now, s| {
         steady(h, now, s);
@@ -247,29 +224,29 @@ fn maintenance_rotates_on_failure_ratio() {
         }
     });
     assert!(matches!(
-        sim.health.maintenance(sim.now),
-        Some(Maintenance::Rotate(RotateCause::FailureRatio(r))) if r > 0.1
+        sim.health.rotation(sim.now),
+        Some(RotateCause::FailureRatio(r)) if r > 0.1
     ));
 }
 
 #[test]
-fn maintenance_rotates_an_eventless_stream_that_only_sends_heartbeats() {
+fn health_advises_a_rotation_an_eventless_stream_that_only_sends_heartbeats() {
     let mut sim = Sim::new(HealthConfig {
         min_events_per_min: None,
         ..HealthConfig::default()
     });
     sim.run(60, steady);
     sim.run(299, heartbeats);
-    assert_eq!(sim.health.maintenance(sim.now), None);
+    assert_eq!(sim.health.rotation(sim.now), None);
     sim.run(1, heartbeats);
     assert!(matches!(
-        sim.health.maintenance(sim.now),
-        Some(Maintenance::Rotate(RotateCause::Eventless(d))) if d == secs(300)
+        sim.health.rotation(sim.now),
+        Some(RotateCause::Eventless(d)) if d == secs(300)
     ));
 }
 
 #[test]
-fn maintenance_rotates_after_lasting_degradation() {
+fn health_advises_a_rotation_after_lasting_degradation() {
     let mut sim = Sim::new(HealthConfig {
         rotate_when_eventless: None,
         ..HealthConfig::default()
@@ -282,34 +259,9 @@ fn maintenance_rotates_after_lasting_degradation() {
             h.on_event(now, None);
         }
     });
-    let advised = sim.health.maintenance(sim.now);
-    assert!(
-        matches!(advised, Some(Maintenance::Rotate(RotateCause::Degraded(d))) if d >= secs(300))
-    );
+    let advised = sim.health.rotation(sim.now);
+    assert!(matches!(advised, Some(RotateCause::Degraded(d)) if d >= secs(300)));
     assert_eq!(sim.t(), 660);
-}
-
-#[test]
-fn maintenance_releases_after_the_idle_linger_unless_someone_returns() {
-    let mut sim = Sim::new(HealthConfig::default());
-    sim.run(10, steady);
-    sim.health.on_subscribers(sim.now, 0);
-    let left = sim.now;
-    sim.run(299, steady);
-    assert_eq!(sim.health.maintenance(sim.now), None);
-    sim.health.on_subscribers(sim.now, 2);
-    sim.run(600, steady);
-    assert_eq!(sim.health.maintenance(sim.now), None);
-    sim.health.on_subscribers(sim.now, 0);
-    let left_again = sim.now;
-    sim.run(300, steady);
-    assert_eq!(
-        sim.health.maintenance(sim.now),
-        Some(Maintenance::Release {
-            idle_since: left_again
-        })
-    );
-    assert_ne!(left, left_again);
 }
 
 #[test]
@@ -346,15 +298,6 @@ fn readiness_needs_most_streams_not_unhealthy_for_long() {
     let ready = readiness(&config, now, streams[..2].iter().map(|s| s.verdict()));
     assert!(ready.ready, "1 of 2 is not more than half");
     assert!(readiness(&config, now, []).ready, "no streams: ready");
-}
-
-#[test]
-fn pressure_levels() {
-    let config = ReadinessConfig::default();
-    assert_eq!(pressure(&config, 10, 50), Pressure::Normal);
-    assert_eq!(pressure(&config, 40, 50), Pressure::High);
-    assert_eq!(pressure(&config, 50, 50), Pressure::Full);
-    assert_eq!(pressure(&config, 0, 0), Pressure::Full);
 }
 
 #[test]
@@ -460,4 +403,142 @@ fn metrics_are_recorded_with_low_cardinality_labels() {
             );
         }
     }
+}
+
+/// Evaluates `health` at each `poll_timeout` up to `now`; how many times.
+fn catch_up(health: &mut StreamHealth, now: Instant) -> usize {
+    let mut evaluations = 0;
+    while let Some(at) = health.poll_timeout().filter(|at| *at <= now) {
+        health.evaluate(at);
+        let _ = health.rotation(at);
+        evaluations += 1;
+        assert!(
+            evaluations < 10_000,
+            "poll_timeout keeps asking for the same moment"
+        );
+    }
+    evaluations
+}
+
+#[test]
+fn a_silent_stream_wakes_health_only_at_its_limits() {
+    let t0 = Instant::now();
+    let config = HealthConfig::default();
+    let mut health = StreamHealth::new(config.clone(), t0);
+    health.on_connected(t0);
+    health.on_bytes(t0, 10);
+    // The input is looked at within a second.
+    assert_eq!(health.poll_timeout(), Some(t0 + secs(1)));
+    health.evaluate(t0 + secs(1));
+    // Then nothing until the bytes leave the window... or silence counts.
+    assert_eq!(health.poll_timeout(), Some(t0 + config.silent_after));
+    health.evaluate(t0 + config.silent_after);
+    // Silent: unhealthy once it held for degrade_after.
+    let due = t0 + config.silent_after + config.degrade_after;
+    assert_eq!(health.poll_timeout(), Some(due));
+    assert_eq!(health.evaluate(due).level, Level::Unhealthy);
+    // Only the lasting-degradation rotation remains to be timed.
+    assert_eq!(
+        health.poll_timeout(),
+        Some(due + config.rotate_when_degraded)
+    );
+}
+
+#[test]
+fn a_disconnected_stream_needs_no_time_once_reported() {
+    let t0 = Instant::now();
+    let config = HealthConfig::default();
+    let mut health = StreamHealth::new(config.clone(), t0);
+    assert_eq!(health.poll_timeout(), Some(t0 + config.disconnected_after));
+    let evaluations = catch_up(&mut health, t0 + secs(24 * 3600));
+    assert_eq!(health.verdict().level, Level::Unhealthy);
+    assert!(
+        evaluations <= 3,
+        "a day disconnected costs {evaluations} evaluations, not 86,400"
+    );
+}
+
+#[test]
+fn driving_health_by_poll_timeout_agrees_with_ticking_every_second() {
+    let t0 = Instant::now();
+    let mut ticked = StreamHealth::new(HealthConfig::default(), t0);
+    let mut polled = StreamHealth::new(HealthConfig::default(), t0);
+    let (mut ticks, mut polls) = (0, 0);
+    // Two minutes of events, a minute of heartbeats only, an error burst,
+    // five minutes of silence, a reconnect, then events again.
+    for s in 0..900u64 {
+        let now = t0 + secs(s);
+        polls += catch_up(&mut polled, now);
+        for h in [&mut ticked, &mut polled] {
+            match s {
+                0 | 480 => h.on_connected(now),
+                1..=120 | 481.. => {
+                    h.on_bytes(now, 100);
+                    h.on_event(now, Some(Duration::from_millis(20)));
+                }
+                121..=180 => h.on_bytes(now, 2),
+                181..=190 => h.on_error(now, ErrorKind::Stream),
+                470 => h.on_disconnected(now),
+                _ => {}
+            }
+        }
+        ticked.evaluate(now);
+        let _ = ticked.rotation(now);
+        ticks += 1;
+        // The polled one sees each input within a second of the ticked one.
+        let before = ticked.verdict().level;
+        let level = polled.verdict().level;
+        if level != before {
+            let next = now + secs(1);
+            polls += catch_up(&mut polled, next);
+            assert_eq!(
+                polled.verdict().level,
+                before,
+                "second {s}: ticked {before:?}, polled {level:?}"
+            );
+        }
+    }
+    assert!(polls < ticks, "{polls} evaluations against {ticks}");
+}
+
+#[test]
+fn thresholds_are_checked_with_their_key() {
+    assert_eq!(HealthConfig::default().validate(), Ok(()));
+    let mut config = HealthConfig {
+        latency_quantile: 1.5,
+        ..HealthConfig::default()
+    };
+    assert_eq!(
+        config.validate().map_err(|e| e.key),
+        Err("latency_quantile")
+    );
+    config = HealthConfig {
+        window: Duration::ZERO,
+        ..HealthConfig::default()
+    };
+    assert_eq!(config.validate().map_err(|e| e.key), Err("window"));
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn thresholds_read_from_a_table_with_quiet_streams_switched_off() {
+    let config: HealthConfig = toml::from_str(
+        "min_events_per_min = 0\nrotate_when_eventless = \"0s\"\nmax_latency = \"250ms\"\n",
+    )
+    .expect("valid");
+    assert_eq!(config.max_latency, Duration::from_millis(250));
+    assert_eq!(config.min_events_per_min, Some(0));
+    // A quiet stream with heartbeats: never degraded, never rotated.
+    let t0 = Instant::now();
+    let mut health = StreamHealth::new(config, t0);
+    health.on_connected(t0);
+    for s in 1..=1200 {
+        let now = t0 + secs(s);
+        health.on_bytes(now, 2);
+        health.evaluate(now);
+        assert_eq!(health.rotation(now), None, "second {s}");
+    }
+    assert_eq!(health.verdict().level, Level::Healthy);
+    let e = toml::from_str::<HealthConfig>("windw = \"1m\"").expect_err("a typo");
+    assert!(e.to_string().contains("windw"), "{e}");
 }

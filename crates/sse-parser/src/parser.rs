@@ -1,5 +1,10 @@
 //! The incremental parser: the WHATWG algorithm "interpreting an event stream",
 //! push-based (feed chunks) and pull-based (take items), scanning each byte once.
+//!
+//! This file is long because the parser's state, its hot loop
+//! (`State::parse_chunk`) and the per-line rules (`process_line`) are read
+//! together: the fast path and the line-at-a-time path must agree byte for
+//! byte, and the proof that each byte is scanned once spans both.
 
 use std::collections::VecDeque;
 use std::fmt;

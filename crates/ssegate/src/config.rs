@@ -2,6 +2,15 @@
 //! every key with its default), environment overrides for secrets, and
 //! validation that names the key and the reason.
 //!
+//! The file is composed of the libraries' own configurations, each of which
+//! owns its keys, defaults and validation: `[bridge]` is
+//! `sse_bridge::BridgeConfig`; `[upstream]` holds, in one flat table, the
+//! keys of `sse_conn_pool::PoolConfig`, of its `StreamConfig` (with the
+//! `[upstream.health]` table) and of the state machine's `Config`, plus the
+//! `[upstream.tls]` and `[upstream.attempts]` tables. This module only
+//! hands each its keys and puts the results together: it holds no copy of
+//! any library's fields or defaults.
+//!
 //! Environment: `SSEGATE_UPSTREAM_HEADER_<NAME>=value` sets the upstream
 //! request header `<NAME>` (underscores become dashes), so a bearer token
 //! never has to be written into the file:
@@ -10,150 +19,34 @@
 //! sets `bridge.auth.tokens`; `SSEGATE_JWT_HS256_SECRET` sets
 //! `bridge.auth.jwt.hs256_secret`.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use sse_bridge::BridgeConfig;
-use sse_conn_pool::{AttemptLimits, Connections, PoolConfig, TlsConfig};
+use sse_conn_pool::{AttemptLimits, PoolConfig, StreamConfig, TlsConfig};
 
-/// The whole file.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// The whole file, composed.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Config {
     pub(crate) upstream: Upstream,
     pub(crate) bridge: BridgeConfig,
     pub(crate) log: Log,
+    /// `[upstream]` as written, to tell a reload which of its keys changed.
+    pub(crate) upstream_table: toml::Table,
 }
 
 /// `[upstream]`: where streams come from and how they are kept.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Upstream {
-    /// The stream URL with `{topic}` where the topic goes.
-    pub(crate) url_template: String,
-    /// Named static streams: key -> URL.
-    pub(crate) named: BTreeMap<String, String>,
-    /// Headers on every upstream request.
-    pub(crate) headers: BTreeMap<String, String>,
-    pub(crate) max_streams: usize,
-    pub(crate) max_streams_per_host: usize,
-    pub(crate) max_sockets_per_host: usize,
-    #[serde(with = "humantime_serde")]
-    pub(crate) idle_linger: Duration,
-    #[serde(with = "humantime_serde")]
-    pub(crate) pending_wait: Duration,
-    pub(crate) max_pending: usize,
-    pub(crate) max_topic_len: usize,
-    #[serde(with = "humantime_serde")]
-    pub(crate) connect_timeout: Duration,
-    #[serde(with = "humantime_serde")]
-    pub(crate) first_byte_timeout: Duration,
-    #[serde(with = "humantime_serde")]
-    pub(crate) idle_timeout: Duration,
-    #[serde(with = "humantime_serde")]
-    pub(crate) event_assembly_timeout: Duration,
-    #[serde(with = "humantime_serde")]
-    pub(crate) backoff_initial: Duration,
-    #[serde(with = "humantime_serde")]
-    pub(crate) backoff_max: Duration,
-    #[serde(with = "humantime_serde")]
-    pub(crate) backoff_max_rate_limited: Duration,
-    #[serde(with = "humantime_serde")]
-    pub(crate) backoff_max_auth: Duration,
-    #[serde(with = "humantime_serde")]
-    pub(crate) backoff_reset_after: Duration,
-    #[serde(with = "humantime_serde")]
-    pub(crate) reconnect_spread: Duration,
-    #[serde(with = "humantime_serde")]
-    pub(crate) retry_after_max: Duration,
-    #[serde(with = "humantime_serde")]
-    pub(crate) max_age: Duration,
-    #[serde(with = "humantime_serde")]
-    pub(crate) rotation_handover_timeout: Duration,
-    pub(crate) max_line_bytes: usize,
-    pub(crate) max_event_bytes: usize,
-    pub(crate) tls: Tls,
-    pub(crate) attempts: Attempts,
-}
-
-impl Default for Upstream {
-    fn default() -> Self {
-        let machine = sse_state_machine::Config::default();
-        let pool = PoolConfig::new("");
-        Self {
-            url_template: String::new(),
-            named: BTreeMap::new(),
-            headers: BTreeMap::new(),
-            max_streams: pool.max_streams,
-            max_streams_per_host: pool.max_streams_per_host,
-            max_sockets_per_host: Connections::DEFAULT_MAX_PER_HOST,
-            idle_linger: pool.idle_linger,
-            pending_wait: pool.pending_wait,
-            max_pending: pool.max_pending,
-            max_topic_len: pool.max_topic_len,
-            connect_timeout: machine.connect_timeout,
-            first_byte_timeout: machine.first_byte_timeout,
-            idle_timeout: machine.idle_timeout,
-            event_assembly_timeout: machine.event_assembly_timeout,
-            backoff_initial: machine.backoff.initial,
-            backoff_max: machine.backoff.max,
-            backoff_max_rate_limited: machine.backoff.max_rate_limited,
-            backoff_max_auth: machine.backoff.max_auth,
-            backoff_reset_after: machine.backoff.reset_after,
-            reconnect_spread: machine.backoff.reconnect_spread,
-            retry_after_max: machine.retry_after_max,
-            max_age: machine.max_age.unwrap_or(Duration::from_secs(12 * 3600)),
-            rotation_handover_timeout: machine.handover_timeout,
-            max_line_bytes: 1 << 20,
-            max_event_bytes: 4 << 20,
-            tls: Tls::default(),
-            attempts: Attempts::default(),
-        }
-    }
-}
-
-/// `[upstream.tls]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct Tls {
-    pub(crate) webpki_roots: bool,
-    pub(crate) extra_ca_file: Option<PathBuf>,
-    pub(crate) http2: bool,
-}
-
-impl Default for Tls {
-    fn default() -> Self {
-        let tls = TlsConfig::default();
-        Self {
-            webpki_roots: tls.webpki_roots,
-            extra_ca_file: tls.extra_ca_file,
-            http2: tls.http2,
-        }
-    }
-}
-
-/// `[upstream.attempts]`: the pool-wide connection attempt limits.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct Attempts {
-    pub(crate) max_concurrent: usize,
-    pub(crate) per_second: f64,
-    pub(crate) burst: u32,
-}
-
-impl Default for Attempts {
-    fn default() -> Self {
-        let limits = AttemptLimits::default();
-        Self {
-            max_concurrent: limits.max_concurrent,
-            per_second: limits.per_second,
-            burst: limits.burst,
-        }
-    }
+    /// The pool, with its stream and the stream's machine in it.
+    pub(crate) pool: PoolConfig,
+    /// `[upstream.tls]`.
+    pub(crate) tls: TlsConfig,
+    /// `[upstream.attempts]`: the pool-wide connection attempt limits.
+    pub(crate) attempts: AttemptLimits,
 }
 
 /// `[log]`.
@@ -182,16 +75,45 @@ pub(crate) enum LogFormat {
     Json,
 }
 
+/// The file as written: `[upstream]` is split among its owners afterwards.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct File {
+    upstream: toml::Table,
+    bridge: BridgeConfig,
+    log: Log,
+}
+
+impl Default for File {
+    fn default() -> Self {
+        Self {
+            upstream: toml::Table::new(),
+            bridge: BridgeConfig::default(),
+            log: Log::default(),
+        }
+    }
+}
+
 impl Config {
     /// Reads, overrides from the environment, and validates `path`.
     pub(crate) fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the config file {}", path.display()))?;
-        let mut config: Self =
-            toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        let mut config = Self::parse(&text).map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
         config.apply_env(std::env::vars())?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The configuration `text` holds (not yet validated).
+    pub(crate) fn parse(text: &str) -> Result<Self> {
+        let file: File = toml::from_str(text).map_err(|e| anyhow!("{e}"))?;
+        Ok(Self {
+            upstream: Upstream::compose(file.upstream.clone())?,
+            bridge: file.bridge,
+            log: file.log,
+            upstream_table: file.upstream,
+        })
     }
 
     /// Applies `SSEGATE_UPSTREAM_HEADER_<NAME>` and the secrets named in
@@ -220,223 +142,361 @@ impl Config {
                 if name.is_empty() {
                     bail!("{key}: no header name after the prefix");
                 }
-                self.upstream.headers.insert(name, value);
+                let header = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|e| anyhow!("{key}: header {name:?}: {e}"))?;
+                let value = HeaderValue::from_str(&value)
+                    .map_err(|e| anyhow!("{key}: header {name:?}: {e}"))?;
+                self.upstream.pool.headers.insert(header, value);
             }
         }
         Ok(())
     }
 
-    /// Checks every section; the error names the key.
+    /// Checks every section with its owner's validation; the error names
+    /// the key as the file writes it.
     pub(crate) fn validate(&self) -> Result<()> {
-        self.bridge.validate()?;
-        self.pool_config()?;
-        self.connector()?;
-        if self.upstream.max_sockets_per_host == 0 {
-            bail!("upstream.max_sockets_per_host: must be at least 1");
-        }
+        self.bridge.validate().map_err(|e| anyhow!("bridge.{e}"))?;
+        self.upstream
+            .pool
+            .validate()
+            .map_err(|e| anyhow!("upstream.{e}"))?;
+        self.upstream
+            .attempts
+            .validate()
+            .map_err(|e| anyhow!("upstream.attempts.{e}"))?;
+        sse_conn_pool::HttpsConnector::new(&self.upstream.tls)
+            .map_err(|e| anyhow!("upstream.tls: {e}"))?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| anyhow!("log.level: {e}"))?;
         Ok(())
     }
+}
 
-    /// The pool's configuration.
-    pub(crate) fn pool_config(&self) -> Result<PoolConfig> {
-        let u = &self.upstream;
-        if u.url_template.is_empty() && u.named.is_empty() {
-            bail!("upstream.url_template: required (or give upstream.named streams)");
-        }
-        let mut config = PoolConfig::new(u.url_template.clone());
-        config.named = u.named.clone();
-        for (name, value) in &u.headers {
-            let header = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|e| anyhow!("upstream.headers.{name}: {e}"))?;
-            let value = HeaderValue::from_str(value)
-                .map_err(|e| anyhow!("upstream.headers.{name}: {e}"))?;
-            config.headers.insert(header, value);
-        }
-        for (key, value) in [
-            ("upstream.max_streams", u.max_streams),
-            ("upstream.max_streams_per_host", u.max_streams_per_host),
-            ("upstream.max_topic_len", u.max_topic_len),
-            ("upstream.max_line_bytes", u.max_line_bytes),
-            ("upstream.max_event_bytes", u.max_event_bytes),
-        ] {
-            if value == 0 {
-                bail!("{key}: must be at least 1");
-            }
-        }
-        config.max_streams = u.max_streams;
-        config.max_streams_per_host = u.max_streams_per_host;
-        config.idle_linger = u.idle_linger;
-        config.pending_wait = u.pending_wait;
-        config.max_pending = u.max_pending;
-        config.max_topic_len = u.max_topic_len;
-        let stream = &mut config.stream;
-        stream.connections = Connections::new(u.max_sockets_per_host);
-        stream.limits = sse_parser::Limits::default()
-            .max_line_len(u.max_line_bytes)
-            .max_event_size(u.max_event_bytes);
-        let machine = &mut stream.machine;
-        machine.connect_timeout = u.connect_timeout;
-        machine.first_byte_timeout = u.first_byte_timeout;
-        machine.idle_timeout = u.idle_timeout;
-        machine.event_assembly_timeout = u.event_assembly_timeout;
-        machine.backoff.initial = u.backoff_initial;
-        machine.backoff.max = u.backoff_max;
-        machine.backoff.max_rate_limited = u.backoff_max_rate_limited;
-        machine.backoff.max_auth = u.backoff_max_auth;
-        machine.backoff.reset_after = u.backoff_reset_after;
-        machine.backoff.reconnect_spread = u.reconnect_spread;
-        machine.retry_after_max = u.retry_after_max;
-        machine.handover_timeout = u.rotation_handover_timeout;
-        machine.max_age = (!u.max_age.is_zero()).then_some(u.max_age);
-        machine
-            .validate()
-            .map_err(|e| anyhow!("upstream.{}: {}", config_key(e.field), e.reason))?;
-        Ok(config)
-    }
-
-    /// The connector's TLS settings and attempt limits.
-    pub(crate) fn connector(&self) -> Result<(TlsConfig, AttemptLimits)> {
-        let t = &self.upstream.tls;
-        let tls = TlsConfig {
-            webpki_roots: t.webpki_roots,
-            extra_ca_file: t.extra_ca_file.clone(),
-            http2: t.http2,
-        };
-        let a = &self.upstream.attempts;
-        if a.max_concurrent == 0
-            || a.burst == 0
-            || !(a.per_second.is_finite() && a.per_second > 0.0)
+impl Config {
+    /// The keys outside `[bridge]` that differ in `new` and apply only at
+    /// a restart: every `[upstream]` key but `max_streams` (which a reload
+    /// applies), `log.format`, and the environment's upstream headers.
+    pub(crate) fn restart_keys(&self, new: &Self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .upstream_table
+            .keys()
+            .chain(new.upstream_table.keys())
+            .filter(|k| *k != "max_streams")
+            .filter(|k| self.upstream_table.get(*k) != new.upstream_table.get(*k))
+            .map(|k| format!("upstream.{k}"))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        if self.upstream.pool.headers != new.upstream.pool.headers
+            && !keys.iter().any(|k| k == "upstream.headers")
         {
-            bail!("upstream.attempts: max_concurrent, per_second and burst must be positive");
+            keys.push("upstream.headers".into());
         }
-        Ok((
-            tls,
-            AttemptLimits {
-                max_concurrent: a.max_concurrent,
-                per_second: a.per_second,
-                burst: a.burst,
-            },
-        ))
+        if self.log.format != new.log.format {
+            keys.push("log.format".into());
+        }
+        keys
     }
 }
 
-/// The file's key for a state-machine field.
-fn config_key(field: &str) -> String {
-    match field {
-        "backoff.initial" => "backoff_initial".into(),
-        "backoff.max" => "backoff_max".into(),
-        "backoff.max_rate_limited" => "backoff_max_rate_limited".into(),
-        "backoff.max_auth" => "backoff_max_auth".into(),
-        "backoff.reset_after" => "backoff_reset_after".into(),
-        "backoff.reconnect_spread" => "reconnect_spread".into(),
-        "handover_timeout" => "rotation_handover_timeout".into(),
-        other => other.replace('.', "_"),
+impl Upstream {
+    /// Hands each key of the `[upstream]` table to the configuration that
+    /// owns it, and composes the results.
+    fn compose(table: toml::Table) -> Result<Self> {
+        let owners: [(&str, Vec<&'static str>); 5] = [
+            ("pool", fields::<PoolConfig>()),
+            ("stream", fields::<StreamConfig>()),
+            ("machine", fields::<sse_state_machine::Config>()),
+            ("tls", vec!["tls"]),
+            ("attempts", vec!["attempts"]),
+        ];
+        let mut parts: [toml::Table; 5] = Default::default();
+        for (key, value) in table {
+            let Some(owner) = owners
+                .iter()
+                .position(|(_, keys)| keys.contains(&key.as_str()))
+            else {
+                let known = owners.iter().flat_map(|(_, keys)| keys.iter().copied());
+                let hint = match closest(&key, known) {
+                    Some(near) => format!("did you mean `{near}`?"),
+                    None => "see ssegate.example.toml for every key".into(),
+                };
+                bail!("upstream.{key}: unknown key ({hint})");
+            };
+            parts[owner].insert(key, value);
+        }
+        let [pool, stream, machine, tls, attempts] = parts;
+        let mut pool: PoolConfig = part("upstream", pool)?;
+        pool.stream = part("upstream", stream)?;
+        pool.stream.machine = part("upstream", machine)?;
+        Ok(Self {
+            pool,
+            tls: section("upstream.tls", tls, "tls")?,
+            attempts: section("upstream.attempts", attempts, "attempts")?,
+        })
     }
+}
+
+/// Deserializes `T` from `table` (keys of the table `prefix`). An error
+/// names the key at fault, found by trying each key alone (and, in a
+/// nested table, each of its keys).
+fn part<T: DeserializeOwned>(prefix: &str, table: toml::Table) -> Result<T> {
+    match toml::Value::Table(table.clone()).try_into::<T>() {
+        Ok(value) => Ok(value),
+        Err(whole) => {
+            let (path, message) = culprit::<T>(&table, &[])
+                .unwrap_or_else(|| (String::new(), whole.message().trim().to_string()));
+            bail!("{prefix}{path}: {message}")
+        }
+    }
+}
+
+/// The first key of `table` (at `path` within `T`'s table) that `T`
+/// refuses alone, and why.
+fn culprit<T: DeserializeOwned>(table: &toml::Table, path: &[&str]) -> Option<(String, String)> {
+    // `{path...: {key: value}}`: the key alone, where it belongs.
+    let alone = |key: &str, value: &toml::Value| {
+        let mut nested =
+            toml::Value::Table(toml::Table::from_iter([(key.to_string(), value.clone())]));
+        for outer in path.iter().rev() {
+            nested = toml::Value::Table(toml::Table::from_iter([(outer.to_string(), nested)]));
+        }
+        nested.try_into::<T>().err()
+    };
+    for (key, value) in table {
+        let Some(e) = alone(key, value) else { continue };
+        if let toml::Value::Table(inner) = value {
+            let mut deeper = path.to_vec();
+            deeper.push(key);
+            if let Some(found) = culprit::<T>(inner, &deeper) {
+                return Some(found);
+            }
+        }
+        let mut at: Vec<&str> = path.to_vec();
+        at.push(key);
+        return Some((format!(".{}", at.join(".")), e.message().trim().to_string()));
+    }
+    None
+}
+
+/// A sub-table (`tls = { ... }` in `parent`), or its default when absent.
+fn section<T: DeserializeOwned + Default>(
+    prefix: &str,
+    mut parent: toml::Table,
+    key: &str,
+) -> Result<T> {
+    match parent.remove(key) {
+        None => Ok(T::default()),
+        Some(toml::Value::Table(table)) => part(prefix, table),
+        Some(other) => bail!("{prefix}: expected a table, found {}", other.type_str()),
+    }
+}
+
+/// The known key nearest to `key`, if it is a likely typo (at most two
+/// edits away).
+fn closest<'a>(key: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let distance = |a: &str, b: &str| {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut diagonal = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let above = row[j + 1];
+                row[j + 1] = (above + 1)
+                    .min(row[j] + 1)
+                    .min(diagonal + usize::from(ca != *cb));
+                diagonal = above;
+            }
+        }
+        row[b.len()]
+    };
+    known
+        .map(|k| (distance(key, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// The keys `T`'s `Deserialize` reads (the fields it passes to
+/// `deserialize_struct`): how each library says which keys are its own.
+fn fields<T: DeserializeOwned>() -> Vec<&'static str> {
+    struct Fields(Vec<&'static str>);
+    impl<'de> serde::Deserializer<'de> for &mut Fields {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("only the fields are wanted"))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0 = fields.to_vec();
+            Err(serde::de::Error::custom("only the fields are wanted"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map
+            enum identifier ignored_any
+        }
+    }
+    let mut fields = Fields(Vec::new());
+    let _ = T::deserialize(&mut fields);
+    fields.0
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn parse(text: &str) -> Result<Config> {
-        let config: Config = toml::from_str(text).map_err(|e| anyhow!("{e}"))?;
+        let config = Config::parse(text)?;
         config.validate()?;
         Ok(config)
     }
 
+    const BASE: &str = "[upstream]\nurl_template = \"http://x.test/{topic}\"\n";
+
     #[test]
-    fn the_example_file_is_valid_and_matches_the_defaults() {
+    fn every_upstream_key_has_exactly_one_owner() {
+        let mut all: Vec<&str> = [
+            fields::<PoolConfig>(),
+            fields::<StreamConfig>(),
+            fields::<sse_state_machine::Config>(),
+        ]
+        .concat();
+        assert!(all.len() > 30, "{all:?}");
+        all.extend(["tls", "attempts"]);
+        let count = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), count, "a key claimed twice: {all:?}");
+    }
+
+    #[test]
+    fn the_example_file_is_valid_and_shows_the_defaults() {
         let text = include_str!("../../../ssegate.example.toml");
         let config = parse(text).expect("the example is valid");
         let defaults = Config::default();
         assert_eq!(
             config.bridge, defaults.bridge,
-            "the example shows the defaults"
+            "the example shows the bridge's defaults"
         );
-        assert_eq!(config.upstream.max_streams, 50);
-        assert_eq!(config.upstream.idle_timeout, defaults.upstream.idle_timeout);
         let (u, d) = (&config.upstream, &defaults.upstream);
         assert_eq!(
-            (
-                u.backoff_max_rate_limited,
-                u.backoff_max_auth,
-                u.backoff_reset_after,
-                u.reconnect_spread,
-                u.retry_after_max,
-                u.rotation_handover_timeout
-            ),
-            (
-                d.backoff_max_rate_limited,
-                d.backoff_max_auth,
-                d.backoff_reset_after,
-                d.reconnect_spread,
-                d.retry_after_max,
-                d.rotation_handover_timeout
-            ),
-            "the example shows the backoff and rotation defaults"
+            u.pool.stream.machine, d.pool.stream.machine,
+            "the example shows the machine's defaults"
         );
-        let pool = config.pool_config().expect("valid");
+        assert_eq!(u.pool.stream.health, d.pool.stream.health);
+        assert_eq!(u.pool.stream.limits, d.pool.stream.limits);
         assert_eq!(
-            pool.stream.machine.backoff.reconnect_spread,
-            Duration::from_secs(3)
+            u.pool.stream.connections.max_per_host(),
+            d.pool.stream.connections.max_per_host()
         );
+        assert_eq!(
+            (
+                u.pool.max_streams,
+                u.pool.max_streams_per_host,
+                u.pool.idle_linger,
+                u.pool.max_topic_len
+            ),
+            (
+                d.pool.max_streams,
+                d.pool.max_streams_per_host,
+                d.pool.idle_linger,
+                d.pool.max_topic_len
+            )
+        );
+        assert_eq!((&u.tls, u.attempts), (&d.tls, d.attempts));
     }
 
     #[test]
     fn backoff_and_rotation_durations_reach_the_state_machine_and_are_checked() {
-        let config = parse(
-            "[upstream]\nurl_template = \"http://x.test/{topic}\"\nreconnect_spread = \"250ms\"\n\
-             backoff_reset_after = \"2s\"\nrotation_handover_timeout = \"5s\"\nretry_after_max = \"1m\"",
-        )
+        let config = parse(&format!(
+            "{BASE}reconnect_spread = \"250ms\"\nbackoff_reset_after = \"2s\"\n\
+             rotation_handover_timeout = \"5s\"\nretry_after_max = \"1m\"\nmax_sockets_per_host = 7\n\
+             [upstream.health]\nmin_events_per_min = 0\n"
+        ))
         .expect("valid");
-        let machine = config.pool_config().expect("valid").stream.machine;
+        let stream = &config.upstream.pool.stream;
+        let machine = &stream.machine;
         assert_eq!(machine.backoff.reconnect_spread, Duration::from_millis(250));
         assert_eq!(machine.backoff.reset_after, Duration::from_secs(2));
         assert_eq!(machine.handover_timeout, Duration::from_secs(5));
         assert_eq!(machine.retry_after_max, Duration::from_secs(60));
-        let err = parse(
-            "[upstream]\nurl_template = \"http://x.test/{topic}\"\nbackoff_max_rate_limited = \"1s\"",
-        )
-        .and_then(|c| c.pool_config().map(|_| ()))
-        .expect_err("the 429 cap below backoff_max is refused")
-        .to_string();
+        assert_eq!(stream.connections.max_per_host(), 7);
+        assert_eq!(stream.health.min_events_per_min, Some(0));
+        let err = parse(&format!("{BASE}backoff_max_rate_limited = \"1s\""))
+            .expect_err("the 429 cap below backoff_max is refused")
+            .to_string();
         assert!(err.contains("upstream.backoff_max_rate_limited"), "{err}");
     }
 
     #[test]
     fn errors_name_the_key() {
-        let err = |text: &str| parse(text).expect_err("refused").to_string();
-        assert!(
-            err(
-                "[upstream]\nurl_template = \"http://x.test/{topic}\"\n[bridge]\nheartbeat = \"0s\""
-            )
-            .contains("bridge.heartbeat")
-        );
-        assert!(
-            err("[upstream]\nurl_template = \"http://x.test/{topic}\"\nmax_streams = 0")
-                .contains("upstream.max_streams")
-        );
-        assert!(
-            err("[upstream]\nurl_template = \"http://x.test/{topic}\"\nidle_timeout = \"soon\"")
-                .contains("idle_timeout")
-        );
-        assert!(
-            err("[upstream]\nurl_template = \"http://x.test/{topic}\"\nbogus = 1")
-                .contains("bogus")
-        );
-        assert!(err("[bridge]\nheartbeat = \"15s\"").contains("upstream.url_template"));
-        assert!(
-            err("[upstream]\nurl_template = \"http://x.test/{topic}\"\nbackoff_initial = \"1h\"")
-                .contains("upstream.backoff_initial")
-        );
+        let err = |text: &str| format!("{:#}", parse(text).expect_err("refused"));
+        let cases = [
+            (
+                format!("{BASE}[bridge]\nheartbeat = \"0s\""),
+                "bridge.heartbeat",
+            ),
+            (format!("{BASE}max_streams = 0"), "upstream.max_streams"),
+            (
+                format!("{BASE}idle_timeout = \"soon\""),
+                "upstream.idle_timeout",
+            ),
+            (format!("{BASE}bogus = 1"), "upstream.bogus"),
+            (
+                format!("{BASE}idle_timout = \"1m\""),
+                "did you mean `idle_timeout`?",
+            ),
+            (
+                "[bridge]\nheartbeat = \"15s\"".into(),
+                "upstream.url_template",
+            ),
+            (
+                format!("{BASE}backoff_initial = \"1h\""),
+                "upstream.backoff_initial",
+            ),
+            (
+                format!("{BASE}max_line_bytes = -1"),
+                "upstream.max_line_bytes",
+            ),
+            (
+                format!("{BASE}[upstream.health]\nwindow = \"0s\""),
+                "upstream.health.window",
+            ),
+            (
+                format!("{BASE}[upstream.attempts]\nburst = 0"),
+                "upstream.attempts.burst",
+            ),
+            (
+                format!("{BASE}[upstream.tls]\nhttp3 = true"),
+                "upstream.tls.http3",
+            ),
+            (
+                format!("{BASE}[upstream.headers]\n\"a b\" = \"c\""),
+                "upstream.headers",
+            ),
+            (format!("{BASE}[log]\nlevel = \"[\""), "log.level"),
+            ("[bogus]\nx = 1".into(), "bogus"),
+        ];
+        for (text, key) in cases {
+            let e = err(&text);
+            assert!(e.contains(key), "{key} not in {e:?}\n{text}");
+        }
     }
 
     #[test]
     fn secrets_come_from_the_environment() {
-        let mut config = Config::default();
-        config.upstream.url_template = "http://x.test/{topic}".into();
+        let mut config = Config::parse(BASE).expect("parses");
         config
             .apply_env(
                 [(
@@ -446,8 +506,14 @@ mod tests {
                 .into_iter(),
             )
             .unwrap();
-        let pool = config.pool_config().unwrap();
-        assert_eq!(pool.headers["authorization"], "Bearer t");
+        assert_eq!(config.upstream.pool.headers["authorization"], "Bearer t");
+        let err = config
+            .apply_env([("SSEGATE_UPSTREAM_HEADER_X".to_string(), "a\nb".to_string())].into_iter())
+            .expect_err("a value with a line break");
+        assert!(
+            err.to_string().contains("SSEGATE_UPSTREAM_HEADER_X"),
+            "{err}"
+        );
         config
             .apply_env([("SSEGATE_ADMIN_TOKEN".to_string(), "short".to_string())].into_iter())
             .unwrap();
@@ -461,8 +527,7 @@ mod tests {
 
     #[test]
     fn subscriber_secrets_come_from_the_environment() {
-        let mut config = Config::default();
-        config.upstream.url_template = "http://x.test/{topic}".into();
+        let mut config = Config::parse(BASE).expect("parses");
         let tokens = "alice 0123456789abcdef0123 BTC-*;bob fedcba98765432100000";
         config
             .apply_env([("SSEGATE_SUBSCRIBER_TOKENS".to_string(), tokens.to_string())].into_iter())
@@ -473,13 +538,17 @@ mod tests {
             .apply_env([("SSEGATE_JWT_HS256_SECRET".to_string(), "x".repeat(40))].into_iter())
             .expect_err("no jwt section to put it in");
         assert!(err.to_string().contains("[bridge.auth.jwt]"), "{err}");
-        let mut config: Config = toml::from_str(
-            "[upstream]\nurl_template = \"http://x.test/{topic}\"\n[bridge.auth.jwt]\nalgorithms = [\"HS256\"]\n",
-        )
+        let mut config = Config::parse(&format!(
+            "{BASE}[bridge.auth.jwt]\nalgorithms = [\"HS256\"]\n"
+        ))
         .unwrap();
         let err = config.validate().expect_err("HS256 without a secret");
         assert!(
             err.to_string().contains("SSEGATE_JWT_HS256_SECRET"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("bridge.auth.jwt.algorithms"),
             "{err}"
         );
         config
@@ -489,9 +558,31 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_lists_every_upstream_key_that_changed() {
+        let old = parse(&format!("{BASE}idle_timeout = \"90s\"\nmax_streams = 50\n")).unwrap();
+        let new = parse(
+            "[upstream]\nurl_template = \"http://y.test/{topic}\"\nmax_streams = 10\n\
+             reconnect_spread = \"1s\"\n[upstream.tls]\nhttp2 = false\n[log]\nformat = \"json\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            old.restart_keys(&new),
+            [
+                "upstream.idle_timeout",
+                "upstream.reconnect_spread",
+                "upstream.tls",
+                "upstream.url_template",
+                "log.format"
+            ],
+            "max_streams applies at once; the rest are listed"
+        );
+        assert!(old.restart_keys(&old).is_empty());
+    }
+
+    #[test]
     fn cors_origins_are_checked() {
         let err = |text: &str| parse(text).expect_err("refused").to_string();
-        let base = "[upstream]\nurl_template = \"http://x.test/{topic}\"\n[bridge]\n";
+        let base = format!("{BASE}[bridge]\n");
         assert!(
             err(&format!(
                 "{base}cors_origins = [\"https://app.example.com/\"]"

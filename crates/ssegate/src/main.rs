@@ -10,6 +10,7 @@
 
 mod config;
 mod parse;
+mod process;
 #[cfg(feature = "soak")]
 mod soak;
 
@@ -52,6 +53,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use sse_bridge::{Listener as _, TcpAcceptor};
 use sse_conn_pool::{HttpsConnector, Pool, Throttled};
 use sse_upstream_sim::Sim;
 
@@ -149,9 +151,10 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the runtime")
 }
 
-/// Installs the log subscriber, and hands the bridge a way to change its
-/// filter at runtime (`POST /admin/log-level`, and SIGHUP's reload).
-fn init_logging(config: &Config) {
+/// Installs the log subscriber, and returns the control through which the
+/// gateway changes its filter at runtime (`POST /admin/log-level`, and
+/// reloads). `None` if a subscriber was installed already.
+fn init_logging(config: &Config) -> Option<sse_bridge::LogControl> {
     use tracing_subscriber::EnvFilter;
     let (filter, directive) = match std::env::var("SSEGATE_LOG") {
         Ok(env) if EnvFilter::try_new(&env).is_ok() => (EnvFilter::new(&env), env),
@@ -163,7 +166,7 @@ fn init_logging(config: &Config) {
     use std::io::IsTerminal as _;
     let ansi = std::io::stderr().is_terminal();
     // The two formats give the reload handle two types: one closure each.
-    let control: sse_bridge::LogControl = match config.log.format {
+    match config.log.format {
         LogFormat::Text => {
             let builder = tracing_subscriber::fmt()
                 .with_env_filter(filter)
@@ -171,10 +174,8 @@ fn init_logging(config: &Config) {
                 .with_writer(std::io::stderr)
                 .with_filter_reloading();
             let handle = builder.reload_handle();
-            if builder.try_init().is_err() {
-                return;
-            }
-            log_control(handle)
+            builder.try_init().ok()?;
+            Some(log_control(directive, handle))
         }
         LogFormat::Json => {
             let builder = tracing_subscriber::fmt()
@@ -184,20 +185,18 @@ fn init_logging(config: &Config) {
                 .with_writer(std::io::stderr)
                 .with_filter_reloading();
             let handle = builder.reload_handle();
-            if builder.try_init().is_err() {
-                return;
-            }
-            log_control(handle)
+            builder.try_init().ok()?;
+            Some(log_control(directive, handle))
         }
-    };
-    sse_bridge::set_log_control(directive, control);
+    }
 }
 
 /// A log control over a reload handle (of either format's subscriber).
 fn log_control<S: Send + Sync + 'static>(
+    current: String,
     handle: tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, S>,
 ) -> sse_bridge::LogControl {
-    Box::new(move |directive: &str| {
+    sse_bridge::LogControl::new(current, move |directive: &str| {
         let filter =
             tracing_subscriber::EnvFilter::try_new(directive).map_err(|e| e.to_string())?;
         handle.reload(filter).map_err(|e| e.to_string())
@@ -222,38 +221,25 @@ fn init_metrics() -> Result<PrometheusHandle> {
     Ok(handle)
 }
 
-/// Re-reads the config file and applies what can change while running; an
-/// invalid file changes nothing. The log level applies only if the
-/// environment (`SSEGATE_LOG`) did not set it at start.
-fn reload_from<C: sse_conn_pool::Connector>(
+/// Re-reads the config file for a reload: the bridge applies what can
+/// change while running; an invalid file changes nothing. The log level
+/// is offered only if the environment (`SSEGATE_LOG`) did not set it. Every
+/// other key that changed against `running` is listed as needing a
+/// restart.
+fn reload_from(
     path: &std::path::Path,
-    reloader: &sse_bridge::Reloader<C>,
-    started_level: &str,
-) -> std::result::Result<String, String> {
-    let config = match Config::load(path) {
-        Ok(config) => config,
-        Err(err) => {
-            tracing::error!(error = %format!("{err:#}"), "reload refused: the file is invalid; nothing changed");
-            return Err(format!("{err:#}"));
-        }
-    };
-    let (mut applied, restart) = reloader
-        .reload(&config.bridge, config.upstream.max_streams)
-        .map_err(|e| e.to_string())?;
-    if std::env::var_os("SSEGATE_LOG").is_none() && config.log.level != started_level {
-        match sse_bridge::apply_log_filter(&config.log.level) {
-            Ok(()) => applied.push("log.level"),
-            Err(err) => tracing::warn!(%err, "reload: log.level not applied"),
-        }
-    }
-    let what = format!(
-        "reloaded {}: applied [{}]; changed but need a restart: [{}]",
-        path.display(),
-        applied.join(", "),
-        restart.join(", ")
-    );
-    tracing::warn!("{what}");
-    Ok(what)
+    running: &Config,
+) -> std::result::Result<sse_bridge::Reload, String> {
+    let config = Config::load(path).map_err(|err| format!("{err:#}"))?;
+    Ok(sse_bridge::Reload {
+        source: path.display().to_string(),
+        max_streams: config.upstream.pool.max_streams,
+        log_level: std::env::var_os("SSEGATE_LOG")
+            .is_none()
+            .then(|| config.log.level.clone()),
+        restart: running.restart_keys(&config),
+        bridge: config.bridge,
+    })
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -277,22 +263,22 @@ async fn shutdown_signal() {
 }
 
 async fn run(config: Config, path: PathBuf) -> Result<()> {
-    init_logging(&config);
-    serve(config, Some(path), shutdown_signal(), |_, _| {}).await
+    let log = init_logging(&config);
+    serve(config, Some(path), log, shutdown_signal(), |_, _| {}).await
 }
 
 async fn demo(mut config: Config, rate: f64) -> Result<()> {
-    init_logging(&config);
+    let log = init_logging(&config);
     let sim = Sim::builder()
         .events_per_sec(rate)
         .heartbeat(Duration::from_secs(15))
         .start("127.0.0.1:0")
         .await
         .context("cannot start the synthetic feed")?;
-    config.upstream.url_template = format!("{}/v1/quotes/{{topic}}/stream", sim.url());
+    config.upstream.pool.url_template = format!("{}/v1/quotes/{{topic}}/stream", sim.url());
     config.validate()?;
     let feed = sim.url();
-    serve(config, None, shutdown_signal(), move |addr, admin| {
+    serve(config, None, log, shutdown_signal(), move |addr, admin| {
         println!("ssegate demo: a synthetic market feed at {feed} (AAPL MSFT GOOG AMZN TSLA)");
         println!("  listening on http://{addr}");
         println!("  admin on http://{admin}");
@@ -311,51 +297,69 @@ async fn demo(mut config: Config, rate: f64) -> Result<()> {
     Ok(())
 }
 
-/// Runs the gateway until `shutdown`, then drains it.
 /// Runs the gateway until `shutdown`, then drains it. With the config
 /// file's `path`, SIGHUP and `POST /admin/reload` re-read it and apply its
 /// limits, thresholds and log level without dropping anyone.
 async fn serve(
     config: Config,
     path: Option<PathBuf>,
+    log: Option<sse_bridge::LogControl>,
     shutdown: impl Future<Output = ()>,
     started: impl FnOnce(SocketAddr, SocketAddr),
 ) -> Result<()> {
     let prometheus = init_metrics()?;
     #[cfg(feature = "soak")]
     let config = {
-        soak::install();
         let mut config = config;
         config.bridge.debug_vars = true;
         config
     };
-    let pool_config = config.pool_config()?;
-    let (tls, attempts) = config.connector()?;
-    let connector = Throttled::new(HttpsConnector::new(&tls)?, attempts);
-    let pool = Pool::new(pool_config, connector)?;
-    let log_level = config.log.level.clone();
-    let gateway = sse_bridge::start(config.bridge, pool, Some(prometheus))
+    let mut hooks = sse_bridge::Hooks::default()
+        .metrics(move || prometheus.render())
+        .process_probe(process::Proc);
+    #[cfg(feature = "soak")]
+    {
+        hooks = soak::install(hooks);
+    }
+    if let Some(log) = log {
+        hooks = hooks.log_control(log);
+    }
+    if let Some(path) = path.clone() {
+        let running = config.clone();
+        hooks = hooks.reload(move || reload_from(&path, &running));
+    }
+    let bridge = &config.bridge;
+    let streams = TcpAcceptor::streams(bridge.listen, bridge.send_buffer)
+        .with_context(|| format!("cannot listen on {} (bridge.listen)", bridge.listen))?;
+    let admin = TcpAcceptor::admin(bridge.admin_listen)
         .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (bridge.admin_listen)",
+                bridge.admin_listen
+            )
+        })?;
+    let mut upstream = config.upstream;
+    // Bound first, so that the pool knows the gateway's own addresses: an
+    // upstream URL or redirect that leads back to them is refused.
+    upstream.pool.stream.redirects.own = [streams.local_addr()?, admin.local_addr()?].into();
+    let connector = Throttled::new(HttpsConnector::new(&upstream.tls)?, upstream.attempts);
+    let pool = Pool::new(upstream.pool, connector)?;
+    let gateway = sse_bridge::start(config.bridge, pool, streams, admin, hooks)
         .context("cannot start the gateway")?;
-    let reload = path.map(|path| {
-        let reloader = gateway.reloader();
-        let reload = std::sync::Arc::new(move || reload_from(&path, &reloader, &log_level));
-        let hook = reload.clone();
-        sse_bridge::set_reload_hook(Box::new(move || hook()));
-        reload
-    });
+    let reloader = gateway.reloader();
     started(gateway.addr(), gateway.admin_addr());
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     let hangups = async {
         #[cfg(unix)]
-        if let Some(reload) = &reload
+        if path.is_some()
             && let Ok(mut hangup) =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         {
             while hangup.recv().await.is_some() {
                 // Reported in the log either way.
-                let _ = reload();
+                let _ = reloader.reload();
             }
         }
         std::future::pending::<()>().await;

@@ -54,13 +54,14 @@ fn probe() -> HeapStats {
     }
 }
 
-/// Hands the probe to the bridge's `/debug/vars`, and switches the
-/// deliberate leak on when `SSEGATE_SOAK_LEAK=1` (the harness's proof that
-/// it catches a leak; see `sse_bridge::leak`).
-pub(crate) fn install() {
-    sse_bridge::set_heap_probe(probe);
+/// Adds the probe (for `/debug/vars`) to the gateway's hooks, and the
+/// deliberate leak when `SSEGATE_SOAK_LEAK=1` (the harness's proof that it
+/// catches a leak; see `sse_bridge::Hooks::leak_on_release`).
+pub(crate) fn install(hooks: sse_bridge::Hooks) -> sse_bridge::Hooks {
+    let hooks = hooks.heap_probe(probe);
     if std::env::var_os("SSEGATE_SOAK_LEAK").is_some_and(|v| v == "1") {
         tracing::warn!("SSEGATE_SOAK_LEAK=1: leaking one entry per released subscriber");
-        sse_bridge::leak::enable();
+        return hooks.leak_on_release();
     }
+    hooks
 }

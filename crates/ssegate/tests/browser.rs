@@ -87,6 +87,7 @@ impl Browser {
                 break port;
             }
             assert!(Instant::now() < deadline, "chromium did not open DevTools");
+            // Wall clock: Chromium is another process; a bounded poll for its file.
             std::thread::sleep(Duration::from_millis(50));
         };
         Self {
@@ -181,6 +182,7 @@ impl Page {
                 Instant::now() < deadline,
                 "timed out waiting for {what}; the page saw {state}"
             );
+            // Wall clock: the page runs in Chromium; a bounded poll of its state.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -320,7 +322,12 @@ async fn the_demo_page_resumes_after_a_disconnect_and_the_status_page_lists_the_
     let before: Value = serde_json::from_str(before.as_str().expect("JSON text")).expect("JSON");
 
     // The gateway ends the page's stream; the browser comes back by itself.
-    let answer = http(&gateway.admin, "POST", "/admin/disconnect", &[]);
+    let answer = http(
+        &gateway.admin,
+        "POST",
+        "/admin/disconnect",
+        &[("x-ssegate-action", "1")],
+    );
     assert!(answer.contains("\"subscribers\":1"), "{answer}");
     let expression = format!(
         "ssegate.opens >= 2 && ssegate.topics.AAPL.events >= {} && ssegate.topics.MSFT.events >= {}",

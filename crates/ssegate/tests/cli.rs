@@ -1,6 +1,7 @@
 //! The `ssegate` binary as an operator runs it: the demo serves and exits 0
 //! on SIGTERM, `check-config` accepts the example and refuses a bad file
-//! naming the key, `run` refuses an invalid config at start.
+//! naming the key, `run` refuses an invalid config at start, reloads, and
+//! refuses an upstream redirect back to itself.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -102,7 +103,9 @@ fn http(addr: &str, method: &str, path: &str) -> String {
     socket.set_read_timeout(Some(WAIT)).expect("a read timeout");
     write!(
         socket,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{action}Content-Length: 0\r\nConnection: close\r\n\r\n",
+        // Every admin action carries it (see `sse_bridge::admin::guard`).
+        action = if method == "POST" { "X-Ssegate-Action: 1\r\n" } else { "" }
     )
     .expect("the request is sent");
     let mut answer = String::new();
@@ -132,11 +135,19 @@ fn the_demo_serves_a_stream_and_exits_zero_on_sigterm() {
             "50",
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("the demo starts");
     let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
     let mut demo = Demo(child);
+    // The log, read to its end by a thread (the demo's exit closes it).
+    let log = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
     let (tx, lines) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -233,9 +244,19 @@ fn the_demo_serves_a_stream_and_exits_zero_on_sigterm() {
             break status;
         }
         assert!(Instant::now() < deadline, "the demo did not exit");
+        // Wall clock: the demo is another process; a bounded poll for its exit.
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "exit status {status:?}");
+    // A normal shutdown warns about nothing (it used to warn once per
+    // topic that its upstream "stopped for good").
+    let log = log.join().expect("the log reader");
+    assert!(log.iter().any(|l| l.contains("stopped")), "{log:#?}");
+    let warnings: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("WARN") && !l.contains("admin action"))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
 }
 
 /// A loopback port free a moment ago.
@@ -282,6 +303,8 @@ fn run_reloads_its_file_on_request_and_on_sighup() {
             Instant::now() < deadline,
             "the admin listener never answered"
         );
+        // Wall clock: the gateway is another process; a bounded poll until it
+        // answers.
         std::thread::sleep(Duration::from_millis(50));
     }
 
@@ -325,4 +348,104 @@ fn run_reloads_its_file_on_request_and_on_sighup() {
         "still serving after SIGHUP"
     );
     drop(running);
+}
+
+/// Starts `ssegate run` on `config`; returns it once its admin listener
+/// (`admin`) answers `/healthz`.
+fn run_until_healthy(file: &TempFile, admin: &str) -> Demo {
+    let child = ssegate()
+        .args(["run", "--config"])
+        .arg(&file.0)
+        .env_remove("SSEGATE_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ssegate runs");
+    let running = Demo(child);
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(admin).is_err()
+        || !http(admin, "GET", "/healthz").starts_with("HTTP/1.1 200")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the admin listener never answered"
+        );
+        // Wall clock: the gateway is another process; a bounded poll until it
+        // answers.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    running
+}
+
+/// An upstream that answers every request with `302` to
+/// `http://{target}/{path}` (the path chosen by the requested topic), for
+/// at most `WAIT`.
+fn redirecting_upstream(targets: Vec<(&'static str, String)>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let port = listener.local_addr().expect("an address").port();
+    listener.set_nonblocking(true).expect("non-blocking");
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            let Ok((mut socket, _)) = listener.accept() else {
+                // Wall clock: polled so that the thread ends by itself.
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            let _ = socket.set_nonblocking(false);
+            let _ = socket.set_read_timeout(Some(WAIT));
+            let mut head = [0u8; 2048];
+            let n = socket.read(&mut head).unwrap_or(0);
+            let head = String::from_utf8_lossy(&head[..n]);
+            let location = targets
+                .iter()
+                .find(|(topic, _)| head.contains(topic))
+                .map_or_else(String::new, |(_, to)| to.clone());
+            let _ = write!(
+                socket,
+                "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn an_upstream_redirect_to_the_gateway_itself_is_refused() {
+    let (listen, admin) = (free_port(), free_port());
+    let upstream = redirecting_upstream(vec![
+        ("ADMIN", format!("http://127.0.0.1:{admin}/admin/events")),
+        ("LOOP", format!("http://localhost:{listen}/v1/stream/LOOP")),
+        ("AWAY", "http://127.0.0.2:9/elsewhere".to_string()),
+    ]);
+    let file = TempFile::new(
+        "redirect",
+        &format!(
+            "[upstream]\nurl_template = \"http://127.0.0.1:{upstream}/v1/{{topic}}\"\n\
+             redirect_hosts = [\"localhost\", \"127.0.0.1\"]\n\
+             [bridge]\nlisten = \"127.0.0.1:{listen}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n"
+        ),
+    );
+    let admin = format!("127.0.0.1:{admin}");
+    let _running = run_until_healthy(&file, &admin);
+    let listen = format!("127.0.0.1:{listen}");
+    // Its admin listener, its own stream listener (even with the host
+    // listed), another origin not listed: each a clear 502 at once, not a
+    // stream of the gateway's own pages.
+    for topic in ["ADMIN", "LOOP", "AWAY"] {
+        let answer = http(&listen, "GET", &format!("/v1/stream/{topic}"));
+        assert!(answer.starts_with("HTTP/1.1 502"), "{topic}: {answer}");
+        assert!(answer.contains("redirect"), "{topic}: {answer}");
+        assert!(!answer.contains("event:"), "{topic}: {answer}");
+    }
+    let metrics = http(&admin, "GET", "/metrics");
+    assert!(
+        metrics.contains("ssegate_upstream_streams_stopped_total{reason=\"redirect_refused\"} 3"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("stopped_total"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

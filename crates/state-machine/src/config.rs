@@ -1,5 +1,5 @@
 //! Configuration of a stream machine: timeouts, backoff and rotation, each with
-//! the default from `reliability.md` and a check that it makes sense.
+//! the default from `docs/RELIABILITY.md` and a check that it makes sense.
 
 use std::fmt;
 use std::time::Duration;
@@ -37,13 +37,32 @@ pub struct Backoff {
     /// open and received data for this long, so a flapping upstream (accepts,
     /// dies within a second) keeps backing off.
     pub reset_after: Duration,
-    /// The first reconnect after an established connection is lost waits an
-    /// extra uniform `[0, spread)`, so that the streams of a restarted upstream
-    /// do not all come back in the same second (fault F20). The default, 3 s,
-    /// is the least that keeps every 100 ms bucket of 1,000 simultaneous
-    /// reconnects under 5 %, and keeps recovery after one lost connection
-    /// (spread + 1 s backoff) under the 5 s goal.
+    /// An established connection that is lost (it had delivered data) is
+    /// reconnected at once, after only a spread: uniform over
+    /// `[0, min(reconnect_spread, k x reconnect_spread_step))`, where `k` is
+    /// how many streams of the same origin were lost within the last second
+    /// (the shell counts them: [`Machine::set_lost_together`]). One lost
+    /// stream is back within `reconnect_spread_step`; the streams of a
+    /// restarted upstream come back spread over up to `reconnect_spread`
+    /// (fault F20). The default, 3 s, keeps every 100 ms bucket of 1,000
+    /// simultaneous reconnects under 5 %. Without a count from the shell the
+    /// whole `reconnect_spread` is used.
+    ///
+    /// [`Machine::set_lost_together`]: crate::Machine::set_lost_together
     pub reconnect_spread: Duration,
+    /// The spread's window per stream lost together (see
+    /// `reconnect_spread`). Default 100 ms.
+    pub reconnect_spread_step: Duration,
+    /// A lost connection counts as established (reconnected at once, after
+    /// the spread) if it delivered data and stayed open this long; one that
+    /// dies sooner is a flapping upstream and backs off (F19). Default 1 s.
+    pub established_after: Duration,
+    /// If the reconnect after a lost established connection fails, the
+    /// retries start from this delay (doubling, jittered, up to `max`)
+    /// instead of `initial`: an upstream back from a restart within half a
+    /// second is found within a second. A server's `retry:` replaces it,
+    /// as it replaces `initial`. Default 100 ms.
+    pub after_loss: Duration,
 }
 
 impl Default for Backoff {
@@ -57,6 +76,9 @@ impl Default for Backoff {
             jitter: Jitter::Half,
             reset_after: Duration::from_secs(60),
             reconnect_spread: Duration::from_secs(3),
+            reconnect_spread_step: Duration::from_millis(100),
+            established_after: Duration::from_secs(1),
+            after_loss: Duration::from_millis(100),
         }
     }
 }
@@ -143,6 +165,29 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+impl ConfigError {
+    /// The flat key of the field (`backoff_initial` for `backoff.initial`),
+    /// as a configuration file writes it (the `serde` feature's
+    /// representation).
+    pub fn key(&self) -> &'static str {
+        match self.field {
+            "backoff.initial" => "backoff_initial",
+            "backoff.multiplier" => "backoff_multiplier",
+            "backoff.max" => "backoff_max",
+            "backoff.max_rate_limited" => "backoff_max_rate_limited",
+            "backoff.max_auth" => "backoff_max_auth",
+            "backoff.jitter" => "backoff_jitter",
+            "backoff.reset_after" => "backoff_reset_after",
+            "backoff.reconnect_spread" => "reconnect_spread",
+            "backoff.reconnect_spread_step" => "reconnect_spread_step",
+            "backoff.after_loss" => "backoff_after_loss",
+            "backoff.established_after" => "backoff_established_after",
+            "handover_timeout" => "rotation_handover_timeout",
+            other => other,
+        }
+    }
+}
+
 /// A duration long enough to mean "never" for this machine, yet far from
 /// overflowing `Instant` arithmetic.
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -177,6 +222,12 @@ impl Config {
             ("backoff.initial", self.backoff.initial),
             ("backoff.reset_after", self.backoff.reset_after),
             ("backoff.reconnect_spread", self.backoff.reconnect_spread),
+            (
+                "backoff.reconnect_spread_step",
+                self.backoff.reconnect_spread_step,
+            ),
+            ("backoff.after_loss", self.backoff.after_loss),
+            ("backoff.established_after", self.backoff.established_after),
             ("retry_min", self.retry_min),
             ("retry_max", self.retry_max),
             ("retry_after_max", self.retry_after_max),
@@ -192,6 +243,9 @@ impl Config {
         }
         if self.backoff.initial > self.backoff.max {
             return err("backoff.initial", "must not exceed backoff.max");
+        }
+        if self.backoff.after_loss > self.backoff.max {
+            return err("backoff.after_loss", "must not exceed backoff.max");
         }
         if self.backoff.max > self.backoff.max_rate_limited {
             return err("backoff.max_rate_limited", "must be at least backoff.max");

@@ -67,10 +67,17 @@
 //!   `max_rate_limited` after 429, `max_auth` after 401 and 403), jittered, reset only after a
 //!   connection stayed healthy for `reset_after`, so a flapping upstream keeps
 //!   backing off. A server's `retry:` replaces `initial` (clamped);
-//!   `Retry-After` sets a floor (clamped). The first retry after an
-//!   established connection is spread further, so that the streams of a
-//!   restarted upstream do not return together. An optional attempt budget
+//!   `Retry-After` sets a floor (clamped). An established connection (it
+//!   delivered data for at least `established_after`, 1 s) that is lost
+//!   reconnects at once, after only a spread that grows with the
+//!   streams of its origin lost together ([`Machine::set_lost_together`]):
+//!   one lost stream is back within 100 ms, the streams of a restarted
+//!   upstream return over up to 3 s. Should that reconnect fail, the
+//!   backoff starts short (`after_loss`, 100 ms). An optional attempt budget
 //!   leads to a cool-off, not to giving up.
+//! - **Queued attempts**: a shell that holds attempts for a limiter's permit
+//!   says so ([`Input::Queued`], [`Input::Dialing`]): the connect deadline
+//!   runs from the permit, so waiting in line is never a timeout.
 //! - **Statuses**: 200 with `text/event-stream` opens; 204 stops for good; 5xx,
 //!   408, 429, 401 and 403 retry; other 4xx stop and say why; a wrong content
 //!   type retries.
@@ -85,6 +92,8 @@
 //!   (and committed ids) set it, so a partial event's id never leaks.
 
 mod config;
+#[cfg(feature = "serde")]
+mod keys;
 mod machine;
 mod rng;
 

@@ -1,5 +1,12 @@
 //! The machine: the lifecycle of one upstream stream, as a pure function of
 //! inputs and `now`.
+//!
+//! This file is long because the private `State` enum, whose variants own
+//! their data, and every transition between them belong in one place (as in
+//! h2's `proto/streams/state.rs`): the invariants (at most one delivering
+//! connection, every connection opened is closed exactly once, no attempt
+//! before its backoff floor) are checked by reading the transitions
+//! together.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -51,8 +58,6 @@ pub enum Input {
     Data {
         /// The connection.
         conn: ConnId,
-        /// How many bytes.
-        bytes: usize,
         /// Whether, after these bytes, an event block is partly received (the
         /// parser's `has_partial`): this starts the event assembly deadline.
         mid_event: bool,
@@ -85,6 +90,21 @@ pub enum Input {
         /// What failed.
         kind: FailureKind,
     },
+    /// The shell holds `conn`'s attempt back before it starts (its limiter's
+    /// turn): the connect deadline is lifted until [`Input::Dialing`]. A
+    /// shell whose limiter is bounded sends it, so that time spent waiting
+    /// for a permit is never counted as a connect timeout.
+    Queued {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// `conn`'s attempt starts now (its permit came): the connect deadline
+    /// runs from now. Without [`Input::Queued`] it runs from the
+    /// [`Output::Connect`], and this input restarts it.
+    Dialing {
+        /// The connection.
+        conn: ConnId,
+    },
     /// Replace the open connection with a new one, make-before-break.
     Rotate(RotateReason),
     /// Drop the connection and connect again at once, without backoff (the
@@ -92,6 +112,26 @@ pub enum Input {
     Reconnect,
     /// Close everything, for good.
     Stop,
+}
+
+impl Input {
+    /// The input's name, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Start => "Start",
+            Self::Connected { .. } => "Connected",
+            Self::Data { .. } => "Data",
+            Self::Retry { .. } => "Retry",
+            Self::LastEventId { .. } => "LastEventId",
+            Self::EndOfBody { .. } => "EndOfBody",
+            Self::Failed { .. } => "Failed",
+            Self::Queued { .. } => "Queued",
+            Self::Dialing { .. } => "Dialing",
+            Self::Rotate(_) => "Rotate",
+            Self::Reconnect => "Reconnect",
+            Self::Stop => "Stop",
+        }
+    }
 }
 
 /// What the machine asks the shell to do, or tells it.
@@ -203,6 +243,10 @@ pub enum StopReason {
     /// The server answered a 4xx other than 401, 403, 408 and 429: retrying
     /// the same request cannot help. Alert on it.
     ClientError(u16),
+    /// A redirect led where the client may not go (another origin not
+    /// allowed, the gateway itself, a metadata or loopback address): the
+    /// same request would lead there again ([`FailureKind::RedirectRefused`]).
+    RedirectRefused,
 }
 
 /// Which deadline passed.
@@ -236,6 +280,9 @@ pub enum FailureKind {
     Protocol,
     /// The stream broke a parser limit (line or event too large).
     Limit,
+    /// A redirect the shell refused to follow (its policy): the stream
+    /// stops for good ([`StopReason::RedirectRefused`]).
+    RedirectRefused,
     /// Anything else.
     Other,
 }
@@ -289,6 +336,7 @@ impl fmt::Display for FailureKind {
             Self::Timeout => "connect deadline passed",
             Self::Protocol => "HTTP protocol error or unusable redirect",
             Self::Limit => "line or event over the size limit",
+            Self::RedirectRefused => "a redirect the gateway may not follow",
             Self::Other => "connection failed",
         })
     }
@@ -347,11 +395,20 @@ impl fmt::Display for Reason {
             Self::Rotated(reason) => write!(f, "rotated ({reason})"),
             Self::Reconnect => f.write_str("reconnect requested"),
             Self::Stop(StopReason::Requested) => f.write_str("stopped on request"),
-            Self::Stop(StopReason::NoContent) => {
-                f.write_str("upstream answered 204 No Content: not reconnecting")
-            }
-            Self::Stop(StopReason::ClientError(code)) => {
-                write!(f, "upstream answered HTTP {code}: not reconnecting")
+            Self::Stop(reason) => write!(f, "{reason}: not reconnecting"),
+        }
+    }
+}
+
+/// Operator-readable, as `Reason`'s.
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Requested => f.write_str("stopped on request"),
+            Self::NoContent => f.write_str("upstream answered 204 No Content"),
+            Self::ClientError(code) => write!(f, "upstream answered HTTP {code}"),
+            Self::RedirectRefused => {
+                f.write_str("upstream redirected somewhere the gateway may not go")
             }
         }
     }
@@ -539,6 +596,15 @@ pub struct Machine {
     server_retry: Option<Duration>,
     /// The last event ID delivered (or committed) on the delivering connection.
     last_event_id: Utf8Bytes,
+    /// Streams of this origin lost within the last second, as the shell
+    /// counted them for the next loss (taken by it).
+    lost_together: Option<u32>,
+    /// The failures since the last healthy connection began with the loss of
+    /// an established one: the backoff starts from `backoff.after_loss`.
+    after_loss: bool,
+    /// `attempts` when the last established connection was lost: the
+    /// backoff after it counts from there.
+    loss_base: u32,
     outputs: VecDeque<Output>,
 }
 
@@ -559,8 +625,24 @@ impl Machine {
             attempts: 0,
             server_retry: None,
             last_event_id: Utf8Bytes::new(),
+            lost_together: None,
+            after_loss: false,
+            loss_base: 0,
             outputs: VecDeque::new(),
         })
+    }
+
+    /// How many streams of this stream's origin were lost within the last
+    /// second, this one included, should its established connection be lost
+    /// now: the reconnect spreads over `min(reconnect_spread, k x
+    /// reconnect_spread_step)` (see [`Backoff::reconnect_spread`]). A shell
+    /// that runs many streams counts their losses per origin and sets this
+    /// before each input or timeout that may end a connection; it applies to
+    /// the next loss only. Unset, the whole `reconnect_spread` is used.
+    ///
+    /// [`Backoff::reconnect_spread`]: crate::Backoff::reconnect_spread
+    pub fn set_lost_together(&mut self, k: u32) {
+        self.lost_together = Some(k.max(1));
     }
 
     /// Sets the last event ID to send on the next connection (for example one
@@ -635,11 +717,7 @@ impl Machine {
                 event_stream,
                 retry_after,
             } => self.connected(now, conn, status, event_stream, retry_after),
-            Input::Data {
-                conn,
-                bytes: _,
-                mid_event,
-            } => self.data(now, conn, mid_event),
+            Input::Data { conn, mid_event } => self.data(now, conn, mid_event),
             Input::Retry { conn, delay } => {
                 if self.is_current(conn)? {
                     self.server_retry =
@@ -656,8 +734,24 @@ impl Machine {
             Input::EndOfBody { conn } => {
                 self.ended(now, conn, Reason::EndOfBody, CloseReason::EndOfBody)
             }
+            Input::Failed {
+                conn,
+                kind: FailureKind::RedirectRefused,
+            } if self.is_current(conn)? => {
+                self.stop(
+                    now,
+                    StopReason::RedirectRefused,
+                    CloseReason::Failed(FailureKind::RedirectRefused),
+                );
+                Ok(())
+            }
             Input::Failed { conn, kind } => {
                 self.ended(now, conn, Reason::Failed(kind), CloseReason::Failed(kind))
+            }
+            Input::Queued { conn } => self.set_connect_deadline(conn, None, "Queued"),
+            Input::Dialing { conn } => {
+                let deadline = now + self.config.connect_timeout;
+                self.set_connect_deadline(conn, Some(deadline), "Dialing")
             }
             Input::Rotate(reason) => {
                 self.start_rotation(now, reason);
@@ -797,6 +891,32 @@ impl Machine {
                 Ok(())
             }
             _ => self.stale_or(conn, "Connected"),
+        }
+    }
+
+    /// Sets the connect deadline of `conn` while it has no response yet.
+    fn set_connect_deadline(
+        &mut self,
+        conn: ConnId,
+        deadline: Option<Instant>,
+        input: &'static str,
+    ) -> Result<(), Error> {
+        let connecting = match &mut self.state {
+            State::Connecting(c) if c.id == conn => Some(c),
+            State::Open {
+                rotation: Rotation::InProgress { successor, .. },
+                ..
+            } if successor.id == conn => Some(successor),
+            _ => None,
+        };
+        match connecting {
+            Some(c) if !c.is_open() => {
+                c.connect_deadline = deadline;
+                Ok(())
+            }
+            // Answered already: the news came late.
+            Some(_) => Ok(()),
+            None => self.stale_or(conn, input),
         }
     }
 
@@ -986,11 +1106,26 @@ impl Machine {
             });
         if healthy {
             self.attempts = 0;
+            self.loss_base = 0;
+            self.after_loss = false;
         }
-        // The first retry after an established connection gets the spread.
-        let established = primary.got_data && self.attempts == 0;
+        // An established connection lost (it delivered data and outlived a
+        // flap): reconnect at once, after only the spread (gRPC reconnects a
+        // lost READY connection without backoff); should that fail, the
+        // backoff starts short (`after_loss`), counted from this loss. One
+        // that dies sooner is a flapping upstream: the backoff grows (F19).
+        let established = primary.got_data
+            && primary.opened_at.is_some_and(|t| {
+                now.saturating_duration_since(t) >= self.config.backoff.established_after
+            });
+        let lost_together = self.lost_together.take();
+        if established {
+            self.after_loss = true;
+            self.loss_base = self.attempts;
+        }
         self.attempts = self.attempts.saturating_add(1);
-        let attempt = self.attempts;
+        // Consecutive failures since the stream last delivered for a while.
+        let attempt = self.attempts - self.loss_base;
         if self
             .config
             .attempt_budget
@@ -1002,7 +1137,14 @@ impl Machine {
                 .push_back(Output::Retrying { attempt, at: until });
             return;
         }
-        let until = now + self.backoff_delay(class, retry_after, established);
+        let delay = if established {
+            // A server that set its reconnection time (`retry:`) gets it.
+            let asked = self.server_retry.unwrap_or(Duration::ZERO);
+            self.spread(lost_together).max(asked)
+        } else {
+            self.backoff_delay(class, retry_after)
+        };
+        let until = now + delay;
         self.enter(from, State::BackingOff { until }, reason);
         self.outputs
             .push_back(Output::Retrying { attempt, at: until });
@@ -1133,21 +1275,25 @@ impl Machine {
     }
 
     /// The backoff delay after the `self.attempts`-th consecutive failure.
-    fn backoff_delay(
-        &mut self,
-        class: Class,
-        retry_after: Option<Duration>,
-        spread: bool,
-    ) -> Duration {
+    fn backoff_delay(&mut self, class: Class, retry_after: Option<Duration>) -> Duration {
         let b = &self.config.backoff;
-        let base = self.server_retry.unwrap_or(b.initial);
+        // After a lost established connection the first retry was the
+        // immediate one: the schedule starts short, one step later.
+        let (base, skipped) = if self.after_loss {
+            (
+                self.server_retry.unwrap_or(b.after_loss),
+                self.loss_base + 1,
+            )
+        } else {
+            (self.server_retry.unwrap_or(b.initial), 0)
+        };
         let cap = match class {
             Class::Normal => b.max,
             Class::RateLimited => b.max_rate_limited,
             Class::Auth => b.max_auth,
         }
         .max(base);
-        let exponent = i32::try_from(self.attempts.saturating_sub(1))
+        let exponent = i32::try_from(self.attempts.saturating_sub(1 + skipped))
             .unwrap_or(i32::MAX)
             .min(1024);
         let raw = (base.as_secs_f64() * b.multiplier.powi(exponent)).min(cap.as_secs_f64());
@@ -1156,14 +1302,24 @@ impl Machine {
             Jitter::Half => raw * (0.5 + 0.5 * self.rng.unit()),
             Jitter::Full => raw * self.rng.unit(),
         };
-        let spread = if spread {
-            b.reconnect_spread.as_secs_f64() * self.rng.unit()
-        } else {
-            0.0
-        };
-        let delay = Duration::from_secs_f64(jittered + spread);
+        let delay = Duration::from_secs_f64(jittered);
         let floor = retry_after.map_or(Duration::ZERO, |d| d.min(self.config.retry_after_max));
         delay.max(floor)
+    }
+
+    /// The wait before reconnecting a lost established connection: uniform
+    /// over `[0, min(reconnect_spread, k x reconnect_spread_step))` for `k`
+    /// streams of the origin lost together (unknown: the whole spread).
+    fn spread(&mut self, lost_together: Option<u32>) -> Duration {
+        let b = &self.config.backoff;
+        let window = match lost_together {
+            Some(k) => b
+                .reconnect_spread_step
+                .saturating_mul(k)
+                .min(b.reconnect_spread),
+            None => b.reconnect_spread,
+        };
+        window.mul_f64(self.rng.unit())
     }
 
     fn age_deadline(&mut self, now: Instant) -> Option<Instant> {

@@ -1,4 +1,4 @@
-//! The fault rows of reliability.md that the state machine decides (F1-F4,
+//! The fault rows of docs/RELIABILITY.md that the state machine decides (F1-F4,
 //! F6, F14, F15, F19, F20), plus the transition table, each over virtual time.
 
 mod common;
@@ -100,7 +100,6 @@ fn f2_retry_after_is_honoured_and_clamped_and_the_body_is_not_parsed() {
     assert!(
         d.try_input(Input::Data {
             conn,
-            bytes: 5,
             mid_event: true
         })
         .is_ok(),
@@ -178,8 +177,10 @@ fn f4_a_stalled_stream_is_detected_at_the_idle_timeout() {
     assert!(silent_from > last_byte);
     assert_eq!(d.next_deadline(), config.idle_timeout);
     assert_eq!(d.closes(conn), [CloseReason::Timeout(TimeoutKind::Idle)]);
-    assert_eq!(d.last_reason(), Reason::Timeout(TimeoutKind::Idle));
-    assert_eq!(d.phase(), Phase::BackingOff);
+    // A stale connection is a lost established one: replaced at once (this
+    // config has no spread).
+    assert_eq!(d.phase(), Phase::Connecting);
+    assert_eq!(d.machine.attempts(), 1);
 }
 
 #[test]
@@ -315,10 +316,11 @@ fn f19_a_flapping_upstream_backs_off_up_to_the_cap() {
         d.input(Input::EndOfBody { conn });
         let k = d.machine.attempts();
         let delay = d.backoff();
-        let spread = k == 1; // only the first retry after data gets the spread
+        // Never established (it dies within a second): the backoff grows
+        // from the first loss on.
         assert_in(
             delay,
-            band(&config, secs(1), k, config.backoff.max, spread),
+            band(&config, secs(1), k, config.backoff.max, false),
             &format!("attempt {k}"),
         );
         delays.push(delay);
@@ -353,7 +355,11 @@ fn f19_a_healthy_minute_resets_the_backoff() {
     }
     d.input(Input::EndOfBody { conn });
     assert_eq!(d.machine.attempts(), 1);
-    assert_eq!(d.backoff(), secs(1));
+    assert_eq!(
+        d.backoff(),
+        Duration::ZERO,
+        "a healthy connection lost: at once"
+    );
 }
 
 #[test]
@@ -383,6 +389,178 @@ fn f20_a_thousand_streams_dropped_together_reconnect_spread_out() {
         fullest <= 50,
         "a 100 ms bucket holds {fullest} of 1000 reconnects: {buckets:?}"
     );
+}
+
+/// Reconnect delays of `n` streams dropped together, each told by the shell
+/// how many of its origin were lost before it in that second.
+fn dropped_together(config: &Config, n: u32) -> Vec<Duration> {
+    (0..n)
+        .map(|i| {
+            let seed = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xF20;
+            let (mut d, conn) = Driver::open(config.clone(), seed);
+            d.data(conn, false);
+            d.advance(secs(5));
+            d.machine.set_lost_together(i + 1);
+            d.input(Input::EndOfBody { conn });
+            d.backoff()
+        })
+        .collect()
+}
+
+/// Two healthy minutes on `conn` (data every 30 s): its loss is the loss
+/// of an established connection.
+fn stay_healthy(d: &mut Driver, conn: sse_state_machine::ConnId) {
+    for _ in 0..4 {
+        d.data(conn, false);
+        d.advance(secs(30));
+    }
+    d.data(conn, false);
+}
+
+#[test]
+fn f20_counted_by_the_shell_a_mass_drop_still_spreads() {
+    let config = Config::default();
+    let times = dropped_together(&config, 1000);
+    let mut buckets = std::collections::BTreeMap::new();
+    for t in &times {
+        *buckets.entry(t.as_millis() / 100).or_insert(0u32) += 1;
+    }
+    let fullest = buckets.values().max().copied().unwrap_or(0);
+    assert!(
+        fullest <= 50,
+        "a 100 ms bucket holds {fullest}: {buckets:?}"
+    );
+    assert!(times.iter().all(|t| *t < config.backoff.reconnect_spread));
+}
+
+#[test]
+fn f25_one_lost_stream_reconnects_within_the_spread_step() {
+    let config = Config::default();
+    for seed in 0..1000 {
+        let (mut d, conn) = Driver::open(config.clone(), seed);
+        stay_healthy(&mut d, conn);
+        d.machine.set_lost_together(1);
+        d.input(Input::EndOfBody { conn });
+        let delay = d.backoff();
+        assert!(delay < config.backoff.reconnect_spread_step, "{delay:?}");
+    }
+    // Two lost together: within two steps.
+    let times = dropped_together(&config, 2);
+    assert!(times[1] < config.backoff.reconnect_spread_step * 2);
+}
+
+#[test]
+fn f25_a_stream_restarted_every_few_seconds_reconnects_at_once_each_time() {
+    // Not a flapping upstream: each connection delivers for seconds. The
+    // consecutive-failure count is not reset (that takes a healthy minute),
+    // yet every loss is reconnected at once, and a failed reconnect starts
+    // the short schedule again.
+    let config = Config::default();
+    let (mut d, mut conn) = Driver::open(config.clone(), 27);
+    for round in 0..10 {
+        d.data(conn, false);
+        d.advance(secs(5));
+        d.data(conn, false);
+        d.machine.set_lost_together(1);
+        d.input(Input::EndOfBody { conn });
+        let delay = d.backoff();
+        assert!(
+            delay < config.backoff.reconnect_spread_step,
+            "round {round}: {delay:?}"
+        );
+        d.next_deadline();
+        if round % 2 == 1 {
+            // The upstream is still down once: the retry is short too.
+            let failed = d.last_connect();
+            d.input(Input::Failed {
+                conn: failed,
+                kind: FailureKind::Refused,
+            });
+            let retry = d.backoff();
+            assert!(
+                retry <= config.backoff.after_loss,
+                "round {round}: {retry:?}"
+            );
+            d.next_deadline();
+        }
+        conn = d.accept();
+    }
+}
+
+#[test]
+fn f25_after_a_lost_stream_the_retries_start_short() {
+    let config = Config {
+        max_age: None,
+        ..Config::default()
+    };
+    let (mut d, conn) = Driver::open(config.clone(), 25);
+    stay_healthy(&mut d, conn);
+    d.machine.set_lost_together(1);
+    d.input(Input::EndOfBody { conn });
+    let mut elapsed = d.next_deadline();
+    // The upstream is still restarting: the retries come at 50-100 ms,
+    // 100-200 ms, 200-400 ms, 400-800 ms (half jitter).
+    for k in 2..=5u32 {
+        let conn = d.last_connect();
+        d.input(Input::Failed {
+            conn,
+            kind: FailureKind::Refused,
+        });
+        let delay = d.backoff();
+        assert_in(
+            delay,
+            band(
+                &config,
+                config.backoff.after_loss,
+                k - 1,
+                config.backoff.max,
+                false,
+            ),
+            &format!("retry {k}"),
+        );
+        elapsed += d.next_deadline();
+    }
+    assert!(elapsed < secs(2), "five tries within {elapsed:?}");
+    // A server that set its reconnection time gets it, even at once.
+    let (mut d, conn) = Driver::open(config.clone(), 26);
+    d.data(conn, false);
+    d.advance(secs(2));
+    d.input(Input::Retry {
+        conn,
+        delay: secs(4),
+    });
+    d.input(Input::EndOfBody { conn });
+    assert_eq!(d.backoff(), secs(4));
+}
+
+#[test]
+fn time_queued_for_a_permit_is_not_a_connect_timeout() {
+    let config = exact();
+    let mut d = Driver::started(config.clone(), 14);
+    let conn = d.last_connect();
+    d.input(Input::Queued { conn });
+    // Four connect deadlines pass in the shell's queue: nothing fires.
+    d.advance(config.connect_timeout * 4);
+    assert_eq!(d.phase(), Phase::Connecting);
+    assert!(d.closes(conn).is_empty());
+    // The permit comes: the deadline runs from now.
+    d.input(Input::Dialing { conn });
+    assert_eq!(d.next_deadline(), config.connect_timeout);
+    assert_eq!(d.closes(conn), [CloseReason::Timeout(TimeoutKind::Connect)]);
+    // News about a closed connection is ignored; about an unknown one, an error.
+    d.input(Input::Dialing { conn });
+    let never = {
+        let mut other = Driver::new(exact(), 0);
+        other.input(Input::Start);
+        for _ in 0..5 {
+            other.input(Input::Reconnect);
+        }
+        other.last_connect()
+    };
+    assert!(matches!(
+        d.try_input(Input::Queued { conn: never }),
+        Err(Error::UnknownConnection(_))
+    ));
 }
 
 #[test]
@@ -680,7 +858,6 @@ fn illegal_inputs_are_typed_errors_and_change_nothing() {
     assert_eq!(
         d.try_input(Input::Data {
             conn,
-            bytes: 1,
             mid_event: false
         }),
         Err(Error::Unexpected {

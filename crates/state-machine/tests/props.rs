@@ -118,11 +118,9 @@ impl Checker {
                 event_stream,
                 retry_after: retry_after.map(|s| Duration::from_secs(s.into())),
             }),
-            Action::Data { which, mid_event } => conn_of(which).map(|conn| Input::Data {
-                conn,
-                bytes: 3,
-                mid_event,
-            }),
+            Action::Data { which, mid_event } => {
+                conn_of(which).map(|conn| Input::Data { conn, mid_event })
+            }
             Action::Event { which, id } => {
                 if let Some(conn) = conn_of(which) {
                     let id = if id == 0 {

@@ -10,8 +10,9 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::fault::{Fault, Garbage};
 use crate::feed::SplitMix;
-use crate::server::{Fault, Garbage, SimHandle};
+use crate::server::SimHandle;
 
 /// One injected fault.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -33,12 +33,14 @@
 //! script is used up).
 
 pub mod chaos;
+mod fault;
 mod feed;
 mod server;
 mod tls;
 
 pub use chaos::{Chaos, Injection};
-pub use server::{Fault, Garbage, RecordedRequest, Sim, SimBuilder, SimHandle, StreamLog};
+pub use fault::{Fault, Garbage};
+pub use server::{RecordedRequest, Sim, SimBuilder, SimHandle, StreamLog};
 pub use tls::TlsIdentity;
 
 // The README's examples are compiled as doctests.

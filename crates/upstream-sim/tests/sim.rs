@@ -97,6 +97,7 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
             tokio::time::Instant::now() < deadline,
             "timed out waiting for {what}"
         );
+        // Wall clock: the simulator serves real sockets; a bounded poll.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -461,6 +462,8 @@ async fn a_restart_drops_connections_refuses_for_a_while_and_keeps_the_ids() {
     // Back: resume from the last id, with no gap.
     let mut resumed = None;
     for _ in 0..400 {
+        // Wall clock: the restart's downtime is real time (2 s); retry every
+        // 25 ms, at most 400 times.
         tokio::time::sleep(Duration::from_millis(25)).await;
         if let Ok(response) = get(&sim, "T", &[("last-event-id", &last)]).await {
             resumed = Some(response);

@@ -8,12 +8,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use sse_bridge::{BridgeConfig, GatewayHandle};
 use sse_conn_pool::{Pool, PoolConfig, TcpConnector};
-use sse_parser::{Event, Item, Parser};
+use sse_parser::Event;
 use sse_upstream_sim::{Sim, SimHandle};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -31,6 +28,8 @@ pub fn bridge_config() -> BridgeConfig {
         // Short, like the pool's idle linger below: registries return to
         // zero quickly after a test's clients leave.
         replay_linger: Duration::from_millis(300),
+        // Every client of these tests comes from 127.0.0.1, quickly.
+        new_streams_per_ip_per_sec: 100_000,
         ..BridgeConfig::default()
     }
 }
@@ -58,19 +57,41 @@ pub async fn sim(topics: &[&str], rate: f64) -> SimHandle {
 
 pub async fn gateway(pool: PoolConfig, bridge: BridgeConfig) -> GatewayHandle<TcpConnector> {
     let pool = Pool::new(pool, TcpConnector).expect("a valid pool config");
-    sse_bridge::start(bridge, pool, None)
-        .await
-        .expect("the gateway starts")
+    start(bridge, pool, sse_bridge::Hooks::default()).await
 }
 
-/// A response: status, headers and, for 200, an SSE stream.
-pub struct Client {
-    pub status: http::StatusCode,
-    pub headers: http::HeaderMap,
-    body: Incoming,
-    parser: Parser,
-    _driver: tokio::task::JoinHandle<()>,
+/// The gateway on loopback sockets at `bridge.listen` and `admin_listen`.
+pub async fn start<C: sse_conn_pool::Connector>(
+    bridge: BridgeConfig,
+    pool: Pool<C>,
+    hooks: sse_bridge::Hooks,
+) -> GatewayHandle<C> {
+    let streams = sse_bridge::TcpAcceptor::streams(bridge.listen, bridge.send_buffer)
+        .expect("the stream listener binds");
+    let admin = sse_bridge::TcpAcceptor::admin(bridge.admin_listen)
+        .await
+        .expect("the admin listener binds");
+    sse_bridge::start(bridge, pool, streams, admin, hooks).expect("the gateway starts")
 }
+
+/// Applies `bridge` and the pool cap `max_streams` as a reload would: the
+/// keys applied and those that need a restart.
+pub fn reload<C: sse_conn_pool::Connector>(
+    gw: &GatewayHandle<C>,
+    bridge: &BridgeConfig,
+    max_streams: usize,
+) -> Result<(Vec<String>, Vec<String>), sse_bridge::ReloadError> {
+    let outcome = gw.reloader().apply(&sse_bridge::Reload {
+        source: "a test".into(),
+        bridge: bridge.clone(),
+        max_streams,
+        log_level: None,
+        restart: Vec::new(),
+    })?;
+    Ok((outcome.applied, outcome.restart))
+}
+
+pub use ssegate_tests::client::Client;
 
 async fn connect(addr: SocketAddr) -> TcpStream {
     timeout(WAIT, TcpStream::connect(addr))
@@ -146,88 +167,8 @@ async fn request_on(
     headers: &[(&str, &str)],
     body: Bytes,
 ) -> Client {
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(socket))
-        .await
-        .expect("handshake");
-    let driver = tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let mut request = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string());
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let request = request.body(Full::new(body)).expect("a request");
-    let response = timeout(WAIT, sender.send_request(request))
-        .await
-        .expect("a response in time")
-        .expect("a response");
-    let (parts, body) = response.into_parts();
-    Client {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-        parser: Parser::new(),
-        _driver: driver,
-    }
-}
-
-impl Client {
-    /// The next parsed item, or `None` when the stream ended.
-    pub async fn next_item(&mut self) -> Option<Item> {
-        loop {
-            if let Some(item) = self.parser.next_item().expect("within limits") {
-                return Some(item);
-            }
-            let frame = timeout(WAIT, self.body.frame())
-                .await
-                .expect("data in time")?;
-            let Ok(frame) = frame else { return None };
-            if let Ok(data) = frame.into_data() {
-                self.parser.feed(data);
-            }
-        }
-    }
-
-    /// The next event (skipping comments and retry fields).
-    pub async fn next_event(&mut self) -> Event {
-        loop {
-            match self.next_item().await.expect("the stream is open") {
-                Item::Event(event) => return event,
-                _ => continue,
-            }
-        }
-    }
-
-    /// The next `n` events.
-    pub async fn events(&mut self, n: usize) -> Vec<Event> {
-        let mut events = Vec::with_capacity(n);
-        for _ in 0..n {
-            events.push(self.next_event().await);
-        }
-        events
-    }
-
-    /// The body as text (for refusals).
-    pub async fn text(self) -> String {
-        let body = timeout(WAIT, self.body.collect())
-            .await
-            .expect("the body in time")
-            .expect("a body")
-            .to_bytes();
-        String::from_utf8_lossy(&body).into_owned()
-    }
-
-    /// Reads until the stream ends; returns the items seen.
-    pub async fn drain(&mut self) -> Vec<Item> {
-        let mut items = Vec::new();
-        while let Some(item) = self.next_item().await {
-            items.push(item);
-        }
-        items
-    }
+    let host = addr.to_string();
+    ssegate_tests::client::request(socket, &host, method, path, headers, body, WAIT).await
 }
 
 /// The upstream sequence number in a quote's data (`"s":..` is the symbol;
@@ -241,6 +182,8 @@ pub fn quote_symbol(event: &Event) -> String {
 pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let ok = timeout(WAIT, async {
         while !f() {
+            // Wall clock: the condition changes with real sockets' I/O in
+            // other tasks; a bounded poll every 10 ms.
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })

@@ -6,7 +6,7 @@
 //! ```
 //!
 //! Listens on ADDR (a loopback address only) until the harness sends
-//! `DELETE /`. The protocol is in `../shared/docs/sse-contract-service.md`;
+//! `DELETE /`. The protocol is in `docs/SSE-CONTRACT.md`;
 //! the service is in `service.rs`.
 
 mod service;

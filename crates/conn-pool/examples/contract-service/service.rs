@@ -1,4 +1,4 @@
-//! The SSE conformance test service (`sse-contract-service.md`) over
+//! The SSE conformance test service (`docs/SSE-CONTRACT.md`) over
 //! `sse-conn-pool`'s stream client.
 //!
 //! The harness creates clients with `POST /`, commands them with
@@ -31,7 +31,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 use url::Url;
 
-/// Every capability of `sse-contract-service.md`: the client has them all.
+/// Every capability of `docs/SSE-CONTRACT.md`: the client has them all.
 pub(crate) const CAPABILITIES: [&str; 10] = [
     "bom",
     "comments",
@@ -307,6 +307,7 @@ fn client_params(params: &Value) -> Result<(UpstreamRequest, StreamConfig, Url),
     config.machine.retry_min = Duration::ZERO;
     if let Some(delay) = millis(params, "initialDelayMs")? {
         config.machine.backoff.initial = delay.min(config.machine.backoff.max);
+        config.machine.backoff.after_loss = config.machine.backoff.initial;
     }
     // Without a read timeout the harness may keep a stream silent for as long
     // as a test runs.

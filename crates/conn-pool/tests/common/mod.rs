@@ -93,6 +93,8 @@ pub struct MemoryUpstream {
     pub open: Arc<AtomicUsize>,
     /// The headers of every request, in order.
     pub requests: Arc<parking_lot::Mutex<Vec<hyper::HeaderMap>>>,
+    /// When each connection was attempted (tokio's clock).
+    pub attempted_at: Arc<parking_lot::Mutex<Vec<tokio::time::Instant>>>,
 }
 
 impl MemoryUpstream {
@@ -104,6 +106,7 @@ impl MemoryUpstream {
             attempts: Arc::default(),
             open: Arc::default(),
             requests: Arc::default(),
+            attempted_at: Arc::default(),
         }
     }
 
@@ -159,9 +162,11 @@ async fn play(steps: Vec<Step>, tx: tokio::sync::mpsc::Sender<Bytes>) {
                     if tx.send(Bytes::copy_from_slice(&[*byte])).await.is_err() {
                         return;
                     }
+                    // Paused time: the drip's pace costs the test nothing.
                     tokio::time::sleep(every).await;
                 }
             }
+            // Paused time: scripts run in paused tests.
             Step::Wait(d) => tokio::time::sleep(d).await,
             Step::Hang => {
                 tx.closed().await;
@@ -176,6 +181,7 @@ impl sse_conn_pool::Connector for MemoryUpstream {
 
     async fn connect(&self, _: &sse_conn_pool::Target) -> std::io::Result<Self::Io> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
+        self.attempted_at.lock().push(tokio::time::Instant::now());
         let script = self
             .scripts
             .lock()
@@ -262,4 +268,19 @@ impl sse_conn_pool::Resolve for FakeResolver {
             ))
         })
     }
+}
+
+/// Waits until `done` holds, looking every 5 ms, at most `bound`: a bounded
+/// wait on something the test can observe. The 5 ms are paused time in a
+/// paused test, and the wall clock in one over real sockets (where the
+/// condition comes from another task's I/O).
+pub async fn until(bound: std::time::Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let waited = tokio::time::timeout(bound, async {
+        while !done() {
+            // Paused time in a paused test, the wall clock over sockets.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "timed out waiting for: {what}");
 }

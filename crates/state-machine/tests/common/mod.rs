@@ -162,11 +162,7 @@ impl Driver {
     }
 
     pub fn data(&mut self, conn: ConnId, mid_event: bool) {
-        self.input(Input::Data {
-            conn,
-            bytes: 10,
-            mid_event,
-        });
+        self.input(Input::Data { conn, mid_event });
     }
 
     pub fn phase(&self) -> Phase {

@@ -63,6 +63,11 @@ pub(crate) struct RunArgs {
     /// libnginx-mod-nchan).
     #[arg(long)]
     peer: Option<String>,
+    /// Also measure this other ssegate binary in the same run (an earlier
+    /// build, say), as `baseline`: a change's before and after side by
+    /// side, the ratio column ssegate / baseline.
+    #[arg(long, conflicts_with = "peer")]
+    baseline: Option<PathBuf>,
     /// Only 100 subscribers, short phases (a smoke run).
     #[arg(long)]
     quick: bool,
@@ -198,6 +203,9 @@ fn run(args: &RunArgs) -> Result<()> {
         }
         servers.push(peer.clone());
     }
+    if args.baseline.is_some() {
+        servers.push("baseline".into());
+    }
     for name in &servers {
         println!("== {name}");
         let outcome = runtime.block_on(measure(args, name))?;
@@ -220,7 +228,7 @@ fn run(args: &RunArgs) -> Result<()> {
 async fn measure(args: &RunArgs, name: &str) -> Result<Outcome> {
     let dir = args.out.join(name);
     std::fs::create_dir_all(&dir)?;
-    let server = Server::start(name, &args.ssegate, &dir).await?;
+    let server = Server::start(name, &args.ssegate, args.baseline.as_deref(), &dir).await?;
     let mut publisher = Publisher::connect(&server).await?;
     let mut load = Load::spawn(server.addr, &server.path)?;
     let counts: &[u64] = if !args.counts.is_empty() {

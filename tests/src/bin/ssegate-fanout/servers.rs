@@ -50,11 +50,20 @@ fn free_port() -> Result<SocketAddr> {
 }
 
 impl Server {
-    pub(crate) async fn start(name: &str, ssegate: &Path, dir: &Path) -> Result<Self> {
-        match name {
-            "ssegate" => Self::ssegate(ssegate, dir).await,
-            "nchan" => Self::nchan(dir).await,
-            other => bail!("unknown server {other}"),
+    /// Starts `name`: `ssegate` (the binary `ssegate`), `baseline` (the
+    /// binary `baseline`: another build of ssegate, the same way), or
+    /// `nchan`.
+    pub(crate) async fn start(
+        name: &str,
+        ssegate: &Path,
+        baseline: Option<&Path>,
+        dir: &Path,
+    ) -> Result<Self> {
+        match (name, baseline) {
+            ("ssegate", _) => Self::ssegate(ssegate, dir).await,
+            ("baseline", Some(binary)) => Self::ssegate(binary, dir).await,
+            ("nchan", _) => Self::nchan(dir).await,
+            (other, _) => bail!("unknown server {other}"),
         }
     }
 
@@ -77,6 +86,7 @@ admin_listen = "{admin}"
 max_subscribers = 20000
 max_per_ip = 20000
 new_streams_per_sec = 100000
+new_streams_per_ip_per_sec = 100000
 [log]
 level = "warn"
 "#

@@ -8,7 +8,7 @@ use plotters::prelude::*;
 
 use crate::harness::Record;
 
-type Series = (&'static str, fn(&crate::harness::Vars) -> f64);
+type Series = (&'static str, fn(&crate::sample::Vars) -> f64);
 
 const PANELS: [(&str, &[Series]); 6] = [
     (

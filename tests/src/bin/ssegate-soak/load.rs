@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail};
@@ -30,6 +30,11 @@ use serde::Serialize;
 use sse_parser::{Event, Item, Parser};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpSocket;
+
+/// Locks, ignoring poisoning (a panicking thread fails the run anyway).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// What a load process is told.
 #[derive(Debug, Clone, clap::Args)]
@@ -437,7 +442,7 @@ impl Ctx {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Checks) -> R) -> Option<R> {
-        crate::harness::lock(&self.checks).as_mut().map(f)
+        lock(&self.checks).as_mut().map(f)
     }
 }
 
@@ -481,7 +486,7 @@ async fn run(args: LoadArgs) -> Result<Report> {
     }
     while tasks.join_next().await.is_some() {}
     watcher.abort();
-    let checks = crate::harness::lock(&ctx.checks).take();
+    let checks = lock(&ctx.checks).take();
     Ok(checks.map(Checks::finish).unwrap_or_default())
 }
 

@@ -19,6 +19,7 @@ mod chart;
 mod harness;
 mod load;
 mod plan;
+mod sample;
 mod verdict;
 
 use std::path::PathBuf;

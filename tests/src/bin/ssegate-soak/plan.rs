@@ -191,6 +191,8 @@ replay_linger = {replay_linger}
 max_subscribers = 10000
 max_per_ip = 2000
 new_streams_per_sec = 5000
+# The load comes from a few 127.0.0.x addresses, at a compressed rate.
+new_streams_per_ip_per_sec = 100000
 drain_spread = {drain_spread}
 drain_deadline = {drain_deadline}
 debug_vars = true
