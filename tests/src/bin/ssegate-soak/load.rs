@@ -51,7 +51,8 @@ pub(crate) struct LoadArgs {
     /// The topics, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub(crate) topics: Vec<String>,
-    /// Sessions to run (churn, resume); 0: until stdin closes.
+    /// Sessions to run (churn), or resumes (resume: its fresh sessions
+    /// come on top); 0: until stdin closes.
     #[arg(long, default_value_t = 0)]
     pub(crate) ops: u64,
     /// Concurrent sessions.
@@ -126,9 +127,17 @@ pub(crate) struct Report {
     pub(crate) first_last: HashMap<String, (u64, u64)>,
 }
 
-/// A pause in a topic's events longer than this is a delivery gap (the
-/// soak feeds 100 events per second per topic).
-const GAP_MS: u64 = 500;
+/// A pause in a topic's events longer than this is recorded as a delivery
+/// gap: the resolution at which reconnections are measured (the soak feeds
+/// 100 events per second per topic, one every 10 ms).
+pub(crate) const GAP_MS: u64 = 25;
+
+/// A gap longer than this is an outage: the events right after it are
+/// catching up, not live, and stay out of the latency.
+const OUTAGE_MS: u64 = 500;
+
+/// The delivery gaps one load process records at most.
+const MAX_GAPS: usize = 300_000;
 
 pub(crate) fn now_ms() -> u64 {
     u64::try_from(
@@ -264,13 +273,16 @@ impl Checks {
                 .entry(topic.to_string())
                 .or_insert((now, now));
             entry.1 = now;
-            if check.last_arrival > 0 && now - check.last_arrival.min(now) > GAP_MS {
-                if self.report.delivery_gaps.len() < 100_000 {
+            let gap = now - check.last_arrival.min(now);
+            if check.last_arrival > 0 && gap > GAP_MS {
+                if self.report.delivery_gaps.len() < MAX_GAPS {
                     self.report
                         .delivery_gaps
                         .push((topic.to_string(), check.last_arrival, now));
                 }
-                check.catch_up_until = now.saturating_sub(100);
+                if gap > OUTAGE_MS {
+                    check.catch_up_until = now.saturating_sub(100);
+                }
             }
             check.last_arrival = now;
             if t < check.catch_up_until {
@@ -419,8 +431,14 @@ struct Ctx {
     args: LoadArgs,
     stop: AtomicBool,
     started: AtomicU64,
+    /// Fresh (non-resume) sessions of the resume role, which claim no quota.
+    fresh: AtomicU64,
     checks: Mutex<Option<Checks>>,
 }
+
+/// Where the resume role's fresh sessions number from (quota sessions
+/// number from 0).
+const FRESH_IDS: u64 = 1 << 40;
 
 impl Ctx {
     /// Claims the next session, or `None` when done.
@@ -453,6 +471,7 @@ async fn run(args: LoadArgs) -> Result<Report> {
         args,
         stop: AtomicBool::new(false),
         started: AtomicU64::new(0),
+        fresh: AtomicU64::new(0),
     });
     // Stdin closing (the harness's signal) stops every worker.
     let watcher = {
@@ -562,16 +581,26 @@ async fn churn(ctx: &Ctx, rng: &mut Rng) {
 
 async fn resume(ctx: &Ctx, rng: &mut Rng) {
     let topics = &ctx.args.topics;
-    // A chain: a fresh session, then up to three resumes of it.
+    // A chain: a fresh session, then resumes of it, each going on with
+    // probability 3/4 (4 sessions a chain on average). The quota (`--ops`)
+    // counts resumes, not sessions: a fresh session claims no quota, so a
+    // round's resume count is its plan, whatever the chains' lengths.
     let mut chain: Option<(String, String, u64)> = None; // (topic, id, last n)
-    while let Some(k) = ctx.next_session() {
-        let (topic, last_id, last_n) = match chain.take() {
-            Some((t, id, n)) => (t, Some(id), Some(n)),
-            None => (
-                topics[usize::try_from(rng.below(topics.len() as u64)).unwrap_or(0)].clone(),
-                None,
-                None,
-            ),
+    loop {
+        let (k, topic, last_id, last_n) = match chain.take() {
+            Some((t, id, n)) => {
+                let Some(k) = ctx.next_session() else { break };
+                (k, t, Some(id), Some(n))
+            }
+            None => {
+                if ctx.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                // Ids of fresh sessions live above every quota's.
+                let k = FRESH_IDS + ctx.fresh.fetch_add(1, Ordering::SeqCst);
+                let t = &topics[usize::try_from(rng.below(topics.len() as u64)).unwrap_or(0)];
+                (k, t.clone(), None, None)
+            }
         };
         let path = format!("/v1/stream/{topic}");
         let mut first: Option<u64> = None;

@@ -21,6 +21,11 @@ pub(crate) mod production {
     pub(crate) const BUDGET_BYTES: f64 = 8.0 * 1024.0 * 1024.0;
 }
 
+/// The part of a reconnection that the time scale cannot shorten: a
+/// loopback TCP connect, the request, the upstream's replay and the
+/// delivery through a gateway that shares two cores with the load.
+pub(crate) const RECONNECT_ALLOWANCE: Duration = Duration::from_millis(100);
+
 /// Modes of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -152,9 +157,18 @@ impl Plan {
             );
             format!("\"{}ms\"", scaled.as_millis().max(1))
         };
+        // The reconnection keys: the shipped value divided by the time
+        // scale and nothing else (no floor that would lengthen or shorten
+        // it), written in microseconds so that 100 ms / 720 stays itself.
+        let exact = |default_ms: u64| {
+            let scaled = Duration::from_millis(default_ms).div_f64(self.time_scale);
+            format!("\"{}us\"", scaled.as_micros().max(1))
+        };
         format!(
             r#"# Written by ssegate-soak: the defaults, durations divided by the time
-# scale ({scale}) with floors; a quarter of the default queue bytes.
+# scale ({scale}) with floors; a quarter of the default queue bytes. The
+# reconnection keys (backoff, spread, attempt rate) are the shipped values
+# divided by the scale exactly: the reconnection gates test them.
 [upstream]
 url_template = "{sim}/v1/quotes/{{topic}}/stream"
 max_streams = 50
@@ -168,7 +182,10 @@ backoff_max = {backoff_max}
 backoff_max_rate_limited = {backoff_limited}
 backoff_max_auth = {backoff_limited}
 backoff_reset_after = {reset_after}
+backoff_after_loss = {after_loss}
+backoff_established_after = {established_after}
 reconnect_spread = {spread}
+reconnect_spread_step = {spread_step}
 retry_after_max = {retry_after_max}
 max_age = {max_age}
 rotation_handover_timeout = {handover}
@@ -176,7 +193,7 @@ max_line_bytes = 262144
 max_event_bytes = 1048576
 
 [upstream.attempts]
-# A rate is one over a duration: scaled like the backoff it paces.
+# A rate is one over a duration: the shipped 200 a second, times the scale.
 per_second = {attempts_per_second}
 
 [bridge]
@@ -216,13 +233,16 @@ level = "info"
             first_byte = d(30, 2000),
             idle = d(90, 2000),
             assembly = d(30, 2000),
-            backoff_initial = d(1, 50),
-            backoff_max = d(30, 1000),
+            backoff_initial = exact(1000),
+            backoff_max = exact(30_000),
+            after_loss = exact(100),
+            established_after = exact(1000),
             backoff_limited = d(300, 2000),
             reset_after = d(60, 2000),
-            spread = d(3, 100),
+            spread = exact(3000),
+            spread_step = exact(100),
             retry_after_max = d(600, 1000),
-            attempts_per_second = 10.0 * self.backoff_scale(),
+            attempts_per_second = 200.0 * self.time_scale,
             max_age = d(12 * 3600, 30_000),
             handover = d(30, 2000),
             heartbeat = d(15, 500),
@@ -233,11 +253,12 @@ level = "info"
         )
     }
 
-    /// How much faster the backoff runs than in production (its initial
-    /// delay's ratio, floors included).
-    pub(crate) fn backoff_scale(&self) -> f64 {
-        let initial = self.scaled(Duration::from_secs(1), Duration::from_millis(50));
-        1.0 / initial.as_secs_f64()
+    /// The reconnection goal in this run: the old plan's "back in under a
+    /// second", divided by the time scale, plus what does not scale with
+    /// it (a loopback connect, the request, the replay and the delivery on
+    /// a loaded two-core machine; see [`RECONNECT_ALLOWANCE`]).
+    pub(crate) fn reconnect_goal(&self) -> Duration {
+        Duration::from_secs(1).div_f64(self.time_scale) + RECONNECT_ALLOWANCE
     }
 
     /// The sim's heartbeat: a third of the gateway's idle timeout.
@@ -300,6 +321,40 @@ mod tests {
         let [(_, s72), (_, r72), ..] = Plan::production_counts();
         assert!(sessions as f64 >= 0.1 * s72, "{sessions} < 10 % of {s72}");
         assert!(resumes as f64 >= 0.1 * r72, "{resumes} < 10 % of {r72}");
+    }
+
+    #[test]
+    fn the_full_plan_reaches_every_72_hour_count_it_schedules() {
+        let plan = Plan::new(Mode::Full, 1);
+        let rounds = plan.rounds as f64;
+        let [(_, s72), (_, r72), (_, e72), _] = Plan::production_counts();
+        // Churn sessions and resumes are quotas (the resume role's quota
+        // counts resumes, its fresh sessions come on top); events accrue
+        // for at least `round_min` a round.
+        assert!(plan.sessions_per_round as f64 * rounds >= s72);
+        assert!(plan.resumes_per_round as f64 * rounds >= r72);
+        let events = plan.round_min.as_secs_f64() * plan.rate * plan.topics as f64 * rounds;
+        assert!(events >= e72, "{events} < {e72}");
+        assert!((plan.min_fraction - 1.0).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn the_reconnection_keys_are_the_shipped_values_scaled_and_nothing_else() {
+        for (mode, spread, step, initial) in [
+            (Mode::Ci, "4166us", "138us", "1388us"),
+            (Mode::Full, "41666us", "1388us", "13888us"),
+        ] {
+            let plan = Plan::new(mode, 1);
+            let text = plan.gateway_config("http://127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3");
+            let value: toml::Value = toml::from_str(&text).unwrap();
+            let up = &value["upstream"];
+            assert_eq!(up["reconnect_spread"].as_str(), Some(spread));
+            assert_eq!(up["reconnect_spread_step"].as_str(), Some(step));
+            assert_eq!(up["backoff_initial"].as_str(), Some(initial));
+            assert_eq!(up["backoff_established_after"].as_str(), Some(initial));
+            let rate = up["attempts"]["per_second"].as_float().unwrap();
+            assert!((rate - 200.0 * plan.time_scale).abs() < 1e-6);
+        }
     }
 
     #[test]
