@@ -499,7 +499,16 @@ pub(crate) fn judge(plan: &Plan, record: &Record, leak_injected: bool) -> Verdic
         // after a restart, from the moment it accepted again) to the next
         // event a subscriber got. Other faults keep the upstream faulty
         // for a while (bursts of errors, stalls): recovery covers them.
-        if matches!(kind.as_str(), "close" | "restart") {
+        // A fault injected before the upstream served the topic again (a
+        // burst of errors scripted during a restart's downtime, say) makes
+        // it a recovery, not a reconnection.
+        let overlapped = record.sim.iter().any(|e| {
+            e.ev == "inject"
+                && *injected < e.t
+                && e.t <= *back
+                && e.topic.as_ref().is_none_or(|t| t == topic)
+        });
+        if matches!(kind.as_str(), "close" | "restart") && !overlapped {
             reconnect.push(reconnection(&gaps, topic, *fault_end));
         }
         recovery.push(delivered.saturating_sub(*fault_end));
