@@ -193,8 +193,55 @@ impl Authenticator {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::auth::{JwtConfig, Secret};
+
+    #[test]
+    fn a_verified_token_costs_a_lookup_until_it_expires() {
+        let secret = "s".repeat(40);
+        let auth = AuthConfig {
+            jwt: Some(JwtConfig {
+                algorithms: vec!["HS256".into()],
+                hs256_secret: Some(Secret::new(&secret)),
+                ..JwtConfig::default()
+            }),
+            ..AuthConfig::default()
+        }
+        .load()
+        .expect("an HS256 verifier");
+        let claims = serde_json::json!({ "sub": "a", "exp": 4_000_000_000u64, "topics": ["A"] });
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .expect("encodes");
+        let grant = auth.verify(&token).expect("valid");
+        assert_eq!(&*grant.principal, "jwt:a");
+        assert_eq!(auth.cache.lock().len(), 1, "remembered");
+        assert_eq!(auth.verify(&token).expect("again").principal, grant.principal);
+        assert_eq!(auth.cache.lock().len(), 1);
+
+        // What the cache holds is answered without a signature check (a
+        // token shaped like a JWT whose signature would never verify) ...
+        let now = SystemTime::now();
+        let unsigned = "e30.e30.bm90LWEtc2lnbmF0dXJl";
+        let cached = |expires| Grant {
+            expires: Some(expires),
+            ..grant.clone()
+        };
+        auth.cache
+            .lock()
+            .insert(Arc::from(unsigned), cached(now + Duration::from_secs(60)));
+        assert!(auth.verify(unsigned).is_ok(), "served from the cache");
+        // ... until the grant expires: then it is checked again, and refused.
+        auth.cache
+            .lock()
+            .insert(Arc::from(unsigned), cached(now - Duration::from_secs(1)));
+        assert!(auth.verify(unsigned).is_err(), "checked again once expired");
+    }
 
     #[test]
     fn a_config_without_keys_or_with_none_is_refused() {

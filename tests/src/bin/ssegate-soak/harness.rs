@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde::Serialize;
 
-use crate::load::{Report, lock, now_ms};
+use crate::load::{lock, now_ms};
+use crate::report::Report;
 use crate::plan::Plan;
 use crate::sample::{Sample, Status, Vars, get_json, sampler};
 

@@ -18,7 +18,9 @@
 mod chart;
 mod harness;
 mod load;
+mod outage;
 mod plan;
+mod report;
 mod sample;
 mod verdict;
 

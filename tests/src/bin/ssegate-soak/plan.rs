@@ -261,6 +261,14 @@ level = "info"
         Duration::from_secs(1).div_f64(self.time_scale) + RECONNECT_ALLOWANCE
     }
 
+    /// After a restart, the stream's return is bounded by the backoff cap
+    /// (the shipped 30 s, scaled like the rest), plus the same allowance:
+    /// the restart's downtime is long in production time, so the backoff
+    /// reached its cap meanwhile.
+    pub(crate) fn restart_goal(&self) -> Duration {
+        Duration::from_secs(30).div_f64(self.time_scale) + RECONNECT_ALLOWANCE
+    }
+
     /// The sim's heartbeat: a third of the gateway's idle timeout.
     pub(crate) fn sim_heartbeat(&self) -> Duration {
         self.scaled(Duration::from_secs(90), Duration::from_millis(2000)) / 3
