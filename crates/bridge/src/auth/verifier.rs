@@ -221,7 +221,10 @@ mod tests {
         let grant = auth.verify(&token).expect("valid");
         assert_eq!(&*grant.principal, "jwt:a");
         assert_eq!(auth.cache.lock().len(), 1, "remembered");
-        assert_eq!(auth.verify(&token).expect("again").principal, grant.principal);
+        assert_eq!(
+            auth.verify(&token).expect("again").principal,
+            grant.principal
+        );
         assert_eq!(auth.cache.lock().len(), 1);
 
         // What the cache holds is answered without a signature check (a

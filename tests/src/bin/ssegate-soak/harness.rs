@@ -16,8 +16,8 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use serde::Serialize;
 
 use crate::load::{lock, now_ms};
-use crate::report::Report;
 use crate::plan::Plan;
+use crate::report::Report;
 use crate::sample::{Sample, Status, Vars, get_json, sampler};
 
 /// A quiet checkpoint's reading and verdict.

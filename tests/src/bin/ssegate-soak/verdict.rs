@@ -9,9 +9,9 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::harness::{Record, heap_tolerance};
-use crate::report::{self, Report};
 use crate::outage::{Outage, first_delivery, outages, reconnection};
 use crate::plan::{Mode, Plan, production};
+use crate::report::{self, Report};
 
 /// One gate.
 #[derive(Debug, Clone, Serialize)]
