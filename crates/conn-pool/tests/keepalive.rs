@@ -4,6 +4,8 @@
 //! sockets have TCP keepalive (issue 14, item 16). Paused time over
 //! in-memory HTTP/2, except the socket option check (loopback).
 
+mod common;
+
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use sse_conn_pool::{
     Connections, Connector, Http2PriorKnowledge, StreamConfig, StreamHandle, StreamItem, Target,
@@ -85,20 +87,6 @@ impl H2Upstream {
     }
 }
 
-struct Ticks(tokio::sync::mpsc::Receiver<Bytes>);
-
-impl Body for Ticks {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
-    }
-}
-
 impl Connector for H2Upstream {
     type Io = TokioIo<Freezable>;
 
@@ -120,11 +108,7 @@ impl Connector for H2Upstream {
                         tokio::time::sleep(TICK).await;
                     }
                 });
-                let mut response = hyper::Response::new(Ticks(rx));
-                response.headers_mut().insert(
-                    "content-type",
-                    hyper::header::HeaderValue::from_static("text/event-stream"),
-                );
+                let response = common::event_stream(common::ChannelBody(rx));
                 async move { Ok::<_, Infallible>(response) }
             });
             let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())

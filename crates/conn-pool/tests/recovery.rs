@@ -7,13 +7,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use sse_conn_pool::{
@@ -75,59 +73,30 @@ impl Connector for Upstream {
         if down {
             return Err(std::io::ErrorKind::ConnectionRefused.into());
         }
-        let (client, server) = tokio::io::duplex(64 * 1024);
         let kick = self.kick.subscribe();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |_: hyper::Request<Incoming>| {
-                let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
-                let mut kick = kick.clone();
-                // Events say which incarnation of the upstream sent them.
-                let generation = *kick.borrow_and_update();
-                tokio::spawn(async move {
-                    let mut id = 0u64;
-                    loop {
-                        id += 1;
-                        let event = Bytes::from(format!("id: {id}\ndata: {generation}\n\n"));
-                        if tx.send(event).await.is_err() {
-                            return;
-                        }
-                        tokio::select! {
-                            // Paused time: the upstream's pace.
-                            () = tokio::time::sleep(TICK) => {}
-                            // A restart ends the body.
-                            _ = kick.changed() => return,
-                        }
+        Ok(common::serve_in_memory(move |_| {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+            let mut kick = kick.clone();
+            // Events say which incarnation of the upstream sent them.
+            let generation = *kick.borrow_and_update();
+            tokio::spawn(async move {
+                let mut id = 0u64;
+                loop {
+                    id += 1;
+                    let event = Bytes::from(format!("id: {id}\ndata: {generation}\n\n"));
+                    if tx.send(event).await.is_err() {
+                        return;
                     }
-                });
-                let mut response = hyper::Response::new(Ticks(rx));
-                response.headers_mut().insert(
-                    "content-type",
-                    hyper::header::HeaderValue::from_static("text/event-stream"),
-                );
-                async move { Ok::<_, Infallible>(response) }
+                    tokio::select! {
+                        // Paused time: the upstream's pace.
+                        () = tokio::time::sleep(TICK) => {}
+                        // A restart ends the body.
+                        _ = kick.changed() => return,
+                    }
+                }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(server), service)
-                .await;
-        });
-        Ok(TokioIo::new(client))
-    }
-}
-
-/// A body fed by the upstream's ticking task.
-struct Ticks(tokio::sync::mpsc::Receiver<Bytes>);
-
-impl hyper::body::Body for Ticks {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|b| b.map(|b| Ok(hyper::body::Frame::data(b))))
+            common::ChannelBody(rx)
+        }))
     }
 }
 

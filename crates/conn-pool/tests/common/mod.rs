@@ -23,11 +23,7 @@ where
     let (client, server) = tokio::io::duplex(64 * 1024);
     tokio::spawn(async move {
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            let mut response = hyper::Response::new(make_body(&req));
-            response.headers_mut().insert(
-                "content-type",
-                HeaderValue::from_static("text/event-stream"),
-            );
+            let response = event_stream(make_body(&req));
             async move { Ok::<_, Infallible>(response) }
         });
         let _ = hyper::server::conn::http1::Builder::new()
@@ -35,6 +31,16 @@ where
             .await;
     });
     TokioIo::new(client)
+}
+
+/// A `200 text/event-stream` response carrying `body`.
+pub fn event_stream<B>(body: B) -> hyper::Response<B> {
+    let mut response = hyper::Response::new(body);
+    response.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream"),
+    );
+    response
 }
 
 /// One step of a scripted in-memory response body.
@@ -121,11 +127,27 @@ impl MemoryUpstream {
     }
 }
 
-type Frames = tokio::sync::mpsc::Receiver<Bytes>;
+/// A body whose chunks a feeding task sends: the task sets the pace, and
+/// ends the body by dropping its sender.
+pub struct ChannelBody(pub tokio::sync::mpsc::Receiver<Bytes>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|frame| frame.map(|data| Ok(hyper::body::Frame::data(data))))
+    }
+}
 
 /// A body fed by a task playing the steps; counts itself open until dropped.
 pub struct ScriptBody {
-    frames: Frames,
+    frames: ChannelBody,
     open: Arc<AtomicUsize>,
 }
 
@@ -143,9 +165,7 @@ impl Body for ScriptBody {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-        self.frames
-            .poll_recv(cx)
-            .map(|frame| frame.map(|data| Ok(hyper::body::Frame::data(data))))
+        std::pin::Pin::new(&mut self.frames).poll_frame(cx)
     }
 }
 
@@ -208,7 +228,7 @@ impl sse_conn_pool::Connector for MemoryUpstream {
                 }
                 open.fetch_add(1, Ordering::SeqCst);
                 let mut response = hyper::Response::new(ScriptBody {
-                    frames,
+                    frames: ChannelBody(frames),
                     open: open.clone(),
                 });
                 *response.status_mut() =
