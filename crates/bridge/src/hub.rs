@@ -75,8 +75,6 @@ struct Topic {
     /// The client address that created it, while it has not delivered an
     /// event (its share of unproven topics).
     creator: Mutex<Option<IpAddr>>,
-    /// Whether `creator` may still be set: read per event without a lock.
-    unproven: std::sync::atomic::AtomicBool,
 }
 
 /// Every topic with a subscriber.
@@ -340,7 +338,6 @@ impl<C: Connector> Hub<C> {
             pump: Mutex::new(None),
             emptied: Notify::new(),
             creator: Mutex::new(Some(creator)),
-            unproven: std::sync::atomic::AtomicBool::new(true),
         });
         let span = tracing::info_span!("topic", topic = %name);
         let pump = tokio::spawn(tracing::Instrument::instrument(
@@ -361,11 +358,10 @@ impl<C: Connector> Hub<C> {
     }
 
     /// The topic proved itself (its first event) or went: its creator's
-    /// share is freed.
+    /// share is freed, once. The pump calls this for its first event only,
+    /// so later events cost nothing here.
     fn proven(&self, topic: &Topic) {
-        if topic.unproven.swap(false, Ordering::Relaxed)
-            && let Some(ip) = topic.creator.lock().take()
-        {
+        if let Some(ip) = topic.creator.lock().take() {
             self.release_unproven(ip);
         }
     }
@@ -587,6 +583,8 @@ async fn pump<C: Connector>(
     policy: Policy,
     linger: Duration,
 ) {
+    // Whether an event came yet: the creator's share is freed at the first.
+    let mut delivered = false;
     loop {
         let received = tokio::select! {
             received = subscription.recv() => received,
@@ -637,7 +635,10 @@ async fn pump<C: Connector>(
         let Some(hub) = hub.upgrade() else { return };
         match item {
             StreamItem::Event(event) => {
-                hub.proven(&topic);
+                if !delivered {
+                    delivered = true;
+                    hub.proven(&topic);
+                }
                 let mut state = topic.state.lock();
                 let seq = hub.seq.fetch_add(1, Ordering::SeqCst) + 1;
                 let Some(event) = HubEvent::encode(&hub.run, &topic.name, seq, &event) else {
