@@ -28,6 +28,7 @@ use futures_util::{Stream, StreamExt};
 use sse_parser::{Event, Utf8Bytes};
 
 use crate::key::topic_token;
+use crate::metrics;
 
 /// What a stream keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +162,7 @@ impl EventLog {
             .map_err(nats)?
             .await
             .map_err(nats)?;
+        metrics::record_published(ack.duplicate);
         Ok(Published {
             sequence: ack.sequence,
             duplicate: ack.duplicate,

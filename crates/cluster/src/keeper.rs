@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
 use crate::lease::{Lease, LeaseError, Leases};
+use crate::metrics;
 
 /// Why a lease was given up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +34,17 @@ pub enum Lost {
     Expired,
     /// The holder released it ([`Keeper::release`]).
     Released,
+}
+
+impl Lost {
+    /// The metric label: `released`, `taken_over` or `expired`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Released => "released",
+            Self::TakenOver => "taken_over",
+            Self::Expired => "expired",
+        }
+    }
 }
 
 /// The state a keeper publishes.
@@ -126,6 +138,9 @@ async fn keep(
     state: watch::Sender<Holding>,
     mut released: oneshot::Receiver<()>,
 ) {
+    // Counts the lease as held until this task ends, however it ends.
+    metrics::record_held(1.0);
+    let mut held = Held { end: None };
     let every = leases.ttl() / 3;
     let mut next = Instant::now() + every;
     loop {
@@ -133,6 +148,7 @@ async fn keep(
             biased;
             asked = &mut released => {
                 state.send_replace(Holding::Lost(Lost::Released));
+                held.end = Some(Lost::Released);
                 // Asked to release: the keys go now. Dropped without
                 // asking (the holder is gone): they expire.
                 if asked.is_ok()
@@ -144,6 +160,7 @@ async fn keep(
             }
             () = sleep_until(fence(&leases, &lease)) => {
                 state.send_replace(Holding::Lost(Lost::Expired));
+                held.end = Some(Lost::Expired);
                 tracing::warn!(topic = lease.topic(), "lease not renewed in time: giving the topic up");
                 return;
             }
@@ -159,6 +176,7 @@ async fn keep(
             }
             Ok(Err(LeaseError::Lost)) => {
                 state.send_replace(Holding::Lost(Lost::TakenOver));
+                held.end = Some(Lost::TakenOver);
                 tracing::warn!(
                     topic = lease.topic(),
                     "lease taken over: giving the topic up"
@@ -168,10 +186,12 @@ async fn keep(
             // NATS slow or away: try again soon, until the fence.
             Ok(Err(LeaseError::Nats(e))) => {
                 tracing::debug!(topic = lease.topic(), error = %e, "lease renewal failed");
+                metrics::record_renew_failure();
                 next = Instant::now() + retry_after(every);
             }
             Err(_elapsed) => {
                 state.send_replace(Holding::Lost(Lost::Expired));
+                held.end = Some(Lost::Expired);
                 tracing::warn!(
                     topic = lease.topic(),
                     "lease renewal timed out: giving the topic up"
@@ -179,6 +199,20 @@ async fn keep(
                 return;
             }
         }
+    }
+}
+
+/// The keeping task's share of the held-leases gauge, and how its lease
+/// ended, recorded when the task ends (an aborted task, whose keeper was
+/// dropped without a release, leaves its keys to expire).
+struct Held {
+    end: Option<Lost>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        metrics::record_held(-1.0);
+        metrics::record_end(self.end.unwrap_or(Lost::Expired).label());
     }
 }
 

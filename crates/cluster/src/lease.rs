@@ -36,6 +36,7 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use crate::key::{topic_of, topic_token};
+use crate::metrics;
 
 /// The most bytes the lease bucket may hold: far above what `max_streams`
 /// topics and as many slots need (under 200 bytes a key), so reaching it
@@ -195,6 +196,17 @@ impl Leases {
 
     /// Takes `topic` if no instance owns it and a slot of the cap is free.
     pub async fn acquire(&self, topic: &str) -> Result<Acquired, LeaseError> {
+        let acquired = self.try_acquire(topic).await;
+        metrics::record_acquire(match &acquired {
+            Ok(Acquired::Owned(_)) => "owned",
+            Ok(Acquired::Taken { .. }) => "taken",
+            Ok(Acquired::AtCapacity) => "at_capacity",
+            Err(_) => "error",
+        });
+        acquired
+    }
+
+    async fn try_acquire(&self, topic: &str) -> Result<Acquired, LeaseError> {
         let token = topic_token(topic);
         let owner_key = format!("t.{token}");
         let sent = Instant::now();

@@ -24,6 +24,10 @@
 //!   local subscribers of, in a bucket whose values age out after
 //!   `lease_ttl`: the member list, and whether anyone still wants a topic.
 //!
+//! Metrics (`ssegate_cluster_*`) are defined in [`metrics`]; the
+//! application installs the recorder and calls
+//! [`metrics::describe_metrics`].
+//!
 //! Every bucket and subject is prefixed by the cluster's name, so two
 //! clusters can share one NATS. Topics become keys by a reversible escape
 //! ([`topic_token`]).
@@ -42,6 +46,7 @@ mod keeper;
 mod key;
 mod lease;
 mod members;
+pub mod metrics;
 
 pub use config::{ClusterConfig, ConfigError, MAX_NAME_LEN};
 pub use events::{EventError, EventLog, Published, Retention, Start, Stored};

@@ -1,0 +1,78 @@
+//! The metrics cluster mode reports: names, units and descriptions in one
+//! place. Labels come from fixed sets: never topic or instance names.
+
+use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
+
+/// Counter: lease acquisitions, by result. Label `result`: owned, taken,
+/// at_capacity, error.
+pub const ACQUIRES: &str = "ssegate_cluster_lease_acquires_total";
+/// Gauge: leases this instance holds (topics whose upstream it owns).
+pub const HELD: &str = "ssegate_cluster_leases_held";
+/// Counter: leases ended, by reason. Label `reason`: released, taken_over,
+/// expired. A rising `expired` is lease flapping or NATS trouble.
+pub const ENDS: &str = "ssegate_cluster_lease_ends_total";
+/// Counter: renewals that failed and were retried before the fence.
+pub const RENEW_FAILURES: &str = "ssegate_cluster_lease_renew_failures_total";
+/// Counter: events published to the event stream, stored for the first time.
+pub const PUBLISHED: &str = "ssegate_cluster_events_published_total";
+/// Counter: events the stream already had (same topic and upstream id),
+/// dropped by its duplicate window.
+pub const DUPLICATES: &str = "ssegate_cluster_events_duplicate_total";
+
+/// Registers the descriptions with the installed recorder.
+pub fn describe_metrics() {
+    describe_counter!(
+        ACQUIRES,
+        Unit::Count,
+        "Topic lease acquisitions (label: result: owned, taken, at_capacity, error)."
+    );
+    describe_gauge!(
+        HELD,
+        Unit::Count,
+        "Topic leases this instance holds (upstreams it owns)."
+    );
+    describe_counter!(
+        ENDS,
+        Unit::Count,
+        "Topic leases ended (label: reason: released, taken_over, expired)."
+    );
+    describe_counter!(
+        RENEW_FAILURES,
+        Unit::Count,
+        "Lease renewals that failed and were retried before the fence."
+    );
+    describe_counter!(
+        PUBLISHED,
+        Unit::Count,
+        "Upstream events stored in the cluster's event stream."
+    );
+    describe_counter!(
+        DUPLICATES,
+        Unit::Count,
+        "Upstream events the event stream already had (dropped as duplicates)."
+    );
+}
+
+pub(crate) fn record_acquire(result: &'static str) {
+    counter!(ACQUIRES, "result" => result).increment(1);
+}
+
+pub(crate) fn record_held(delta: f64) {
+    gauge!(HELD).increment(delta);
+}
+
+pub(crate) fn record_end(reason: &'static str) {
+    counter!(ENDS, "reason" => reason).increment(1);
+}
+
+pub(crate) fn record_renew_failure() {
+    counter!(RENEW_FAILURES).increment(1);
+}
+
+pub(crate) fn record_published(duplicate: bool) {
+    if duplicate {
+        counter!(DUPLICATES).increment(1);
+    } else {
+        counter!(PUBLISHED).increment(1);
+    }
+}
