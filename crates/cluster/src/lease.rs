@@ -71,6 +71,15 @@ fn nats(e: impl std::fmt::Display) -> LeaseError {
     LeaseError::Nats(e.to_string())
 }
 
+/// A conditional write or delete that found another revision: the key is
+/// someone else's now.
+fn lost_or_nats(e: kv::UpdateError) -> LeaseError {
+    match e.kind() {
+        UpdateErrorKind::WrongLastRevision => LeaseError::Lost,
+        _ => nats(e),
+    }
+}
+
 /// What creating an owner key found.
 enum OwnerKey {
     Created(u64),
@@ -96,9 +105,13 @@ pub enum Acquired {
 #[derive(Debug)]
 pub struct Lease {
     topic: String,
-    token: String,
     slot: usize,
+    /// `t.<token>`, and its revision last written by this instance.
+    owner_key: String,
     topic_revision: u64,
+    /// `s.<slot>`, its value (the token), and its revision.
+    slot_key: String,
+    slot_value: Bytes,
     slot_revision: u64,
     expires: Instant,
 }
@@ -137,6 +150,8 @@ pub struct LeaseInfo {
 pub struct Leases {
     kv: kv::Store,
     instance: Arc<str>,
+    /// `instance` as the owner keys' value.
+    owner_value: Bytes,
     ttl: Duration,
     max_streams: AtomicUsize,
 }
@@ -167,6 +182,7 @@ impl Leases {
         Ok(Self {
             kv,
             instance: instance.into(),
+            owner_value: Bytes::copy_from_slice(instance.as_bytes()),
             ttl,
             max_streams: AtomicUsize::new(max_streams),
         })
@@ -214,29 +230,26 @@ impl Leases {
             OwnerKey::Created(revision) => revision,
             OwnerKey::Taken(owner) => return Ok(Acquired::Taken { owner }),
         };
-        match self.claim_slot(&token).await {
+        let slot_value = Bytes::from(token);
+        match self.claim_slot(&slot_value).await {
             Ok(Some((slot, slot_revision))) => Ok(Acquired::Owned(Lease {
                 topic: topic.to_string(),
-                token,
                 slot,
+                owner_key,
                 topic_revision,
+                slot_key: format!("s.{slot}"),
+                slot_value,
                 slot_revision,
                 expires: sent + self.ttl,
             })),
-            Ok(None) => {
-                // Best effort: the key expires by itself if this fails.
+            no_slot => {
+                // No slot (or no answer): the owner key goes back. Best
+                // effort: it expires by itself if this fails.
                 let _ = self
                     .kv
                     .delete_expect_revision(&owner_key, Some(topic_revision))
                     .await;
-                Ok(Acquired::AtCapacity)
-            }
-            Err(e) => {
-                let _ = self
-                    .kv
-                    .delete_expect_revision(&owner_key, Some(topic_revision))
-                    .await;
-                Err(e)
+                no_slot.map(|_| Acquired::AtCapacity)
             }
         }
     }
@@ -245,7 +258,7 @@ impl Leases {
     /// has it. A key that expires between the create and the read is
     /// created on the second try.
     async fn create_owner_key(&self, key: &str) -> Result<OwnerKey, LeaseError> {
-        let value = Bytes::copy_from_slice(self.instance.as_bytes());
+        let value = self.owner_value.clone();
         for _ in 0..2 {
             match self.kv.create(key, value.clone()).await {
                 Ok(revision) => return Ok(OwnerKey::Created(revision)),
@@ -262,10 +275,7 @@ impl Leases {
                         .update(key, value, entry.revision)
                         .await
                         .map(OwnerKey::Created)
-                        .map_err(|e| match e.kind() {
-                            UpdateErrorKind::WrongLastRevision => LeaseError::Lost,
-                            _ => nats(e),
-                        });
+                        .map_err(lost_or_nats);
                 }
                 Some(entry) if entry.operation == kv::Operation::Put => {
                     return Ok(OwnerKey::Taken(
@@ -283,24 +293,17 @@ impl Leases {
 
     /// Creates the first free slot, starting from one the token chooses
     /// (so that instances acquiring at once mostly try different slots).
-    async fn claim_slot(&self, token: &str) -> Result<Option<(usize, u64)>, LeaseError> {
+    async fn claim_slot(&self, token: &Bytes) -> Result<Option<(usize, u64)>, LeaseError> {
         let max = self.max_streams();
         if max == 0 {
             return Ok(None);
         }
-        let start = token.bytes().fold(0usize, |h, b| {
+        let start = token.iter().fold(0usize, |h, &b| {
             h.wrapping_mul(31).wrapping_add(usize::from(b))
         }) % max;
         for i in 0..max {
             let slot = (start + i) % max;
-            match self
-                .kv
-                .create(
-                    format!("s.{slot}"),
-                    Bytes::copy_from_slice(token.as_bytes()),
-                )
-                .await
-            {
+            match self.kv.create(format!("s.{slot}"), token.clone()).await {
                 Ok(revision) => return Ok(Some((slot, revision))),
                 Err(e) if e.kind() == CreateErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(nats(e)),
@@ -315,30 +318,24 @@ impl Leases {
     /// was taken over or removed.
     pub async fn renew(&self, lease: &mut Lease) -> Result<(), LeaseError> {
         let sent = Instant::now();
-        let lost = |e: kv::UpdateError| match e.kind() {
-            UpdateErrorKind::WrongLastRevision => LeaseError::Lost,
-            _ => nats(e),
-        };
-        let topic_revision = self
+        lease.topic_revision = self
             .kv
             .update(
-                format!("t.{}", lease.token),
-                Bytes::copy_from_slice(self.instance.as_bytes()),
+                &lease.owner_key,
+                self.owner_value.clone(),
                 lease.topic_revision,
             )
             .await
-            .map_err(lost)?;
-        lease.topic_revision = topic_revision;
-        let slot_revision = self
+            .map_err(lost_or_nats)?;
+        lease.slot_revision = self
             .kv
             .update(
-                format!("s.{}", lease.slot),
-                Bytes::copy_from_slice(lease.token.as_bytes()),
+                &lease.slot_key,
+                lease.slot_value.clone(),
                 lease.slot_revision,
             )
             .await
-            .map_err(lost)?;
-        lease.slot_revision = slot_revision;
+            .map_err(lost_or_nats)?;
         lease.expires = sent + self.ttl;
         Ok(())
     }
@@ -350,16 +347,13 @@ impl Leases {
     pub async fn release(&self, lease: Lease) -> Result<(), LeaseError> {
         let slot = self
             .kv
-            .delete_expect_revision(format!("s.{}", lease.slot), Some(lease.slot_revision))
+            .delete_expect_revision(&lease.slot_key, Some(lease.slot_revision))
             .await;
         let topic = self
             .kv
-            .delete_expect_revision(format!("t.{}", lease.token), Some(lease.topic_revision))
+            .delete_expect_revision(&lease.owner_key, Some(lease.topic_revision))
             .await;
-        slot.and(topic).map_err(|e| match e.kind() {
-            UpdateErrorKind::WrongLastRevision => LeaseError::Lost,
-            _ => nats(e),
-        })
+        slot.and(topic).map_err(lost_or_nats)
     }
 
     /// Every topic that has an owner now, sorted by topic.

@@ -156,7 +156,12 @@ impl Members {
                 continue;
             };
             match serde_json::from_slice::<Member>(&value) {
-                Ok(member) => members.push(member),
+                Ok(mut member) => {
+                    // Sorted here, not trusted from the writer: `others_want`
+                    // searches it.
+                    member.topics.sort_unstable();
+                    members.push(member);
+                }
                 Err(e) => tracing::debug!(%key, error = %e, "not a member announcement"),
             }
         }
