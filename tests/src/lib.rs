@@ -11,6 +11,7 @@
 //! in-memory pipes in the bridge's paused-time tests).
 
 pub mod client;
+pub mod nats;
 
 pub mod procfs {
     //! What the harnesses (`ssegate-soak`, `ssegate-fanout`) read about

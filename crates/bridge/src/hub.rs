@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use sse_conn_pool::{Connector, Pool, PoolError, StreamItem, Subscription};
+use sse_conn_pool::{Connector, From, Pool, PoolError, Source, StreamItem, Subscription};
+use sse_parser::Event;
 use sse_state_machine::{Reason, StopReason};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -80,6 +81,12 @@ struct Topic {
 /// Every topic with a subscriber.
 pub(crate) struct Hub<C: Connector> {
     pool: Pool<C>,
+    /// Where topics' events come from: the pool itself, or a cluster.
+    source: Arc<dyn Source>,
+    /// Whether the source numbers its events (a cluster): then an event's
+    /// sequence number is its position in the source, and a resume that
+    /// this instance cannot serve from its buffer asks the source.
+    numbered: bool,
     config: Arc<BridgeConfig>,
     run: Arc<str>,
     seq: Arc<AtomicU64>,
@@ -131,9 +138,17 @@ impl<C: Connector> Drop for Membership<C> {
 }
 
 impl<C: Connector> Hub<C> {
-    pub(crate) fn new(pool: Pool<C>, config: Arc<BridgeConfig>, run: Arc<str>) -> Arc<Self> {
+    pub(crate) fn new(
+        pool: Pool<C>,
+        source: Arc<dyn Source>,
+        config: Arc<BridgeConfig>,
+        run: Arc<str>,
+    ) -> Arc<Self> {
+        let numbered = source.positions().is_some();
         Arc::new(Self {
             pool,
+            source,
+            numbered,
             config,
             run,
             seq: Arc::new(AtomicU64::new(0)),
@@ -188,20 +203,26 @@ impl<C: Connector> Hub<C> {
                 // No guard may live across the await (parking_lot guards are
                 // not Send), so the map is locked only after it.
                 if fresh.is_none() && !self.topics.lock().contains_key(name.as_str()) {
-                    fresh = Some(self.new_subscription(name, ip).await?);
+                    // A numbered source starts a resume where the client
+                    // left: the new topic's window begins there.
+                    let from = match *start {
+                        Start::After(p) if self.numbered => From::After(p),
+                        _ => From::Now,
+                    };
+                    fresh = Some(self.new_subscription(name, ip, from).await?);
                 }
                 let mut map = self.topics.lock();
                 if let Some(topic) = map.get(name.as_str()).cloned() {
                     topic.state.lock().empty_since = None;
                     // Someone else created it meanwhile: ours goes back.
-                    if let Some((subscription, creator)) = fresh.take() {
+                    if let Some((subscription, _, creator)) = fresh.take() {
                         drop(subscription);
                         self.release_unproven(creator);
                     }
                     break (map, topic);
                 }
-                if let Some((subscription, creator)) = fresh.take() {
-                    let topic = self.create(&mut map, name, subscription, creator);
+                if let Some((subscription, after, creator)) = fresh.take() {
+                    let topic = self.create(&mut map, name, subscription, after, creator);
                     break (map, topic);
                 }
                 // It went between the look and the lock: ask again.
@@ -271,12 +292,14 @@ impl<C: Connector> Hub<C> {
     /// A pool subscription for a new topic, asked for by `ip`: within that
     /// address's share of topics not yet proven (no event delivered yet),
     /// so that one client cannot fill the pool with topics that never
-    /// deliver. Returns the subscription and the address charged.
+    /// deliver. Returns the subscription, the position it starts after (a
+    /// numbered source's) and the address charged.
     async fn new_subscription(
         &self,
         name: &str,
         ip: IpAddr,
-    ) -> Result<(Subscription, IpAddr), JoinError> {
+        from: From,
+    ) -> Result<(Subscription, Option<u64>, IpAddr), JoinError> {
         {
             let mut unproven = self.unproven.lock();
             let held = unproven.entry(ip).or_insert(0);
@@ -290,8 +313,8 @@ impl<C: Connector> Hub<C> {
             }
             *held += 1;
         }
-        match self.pool.subscribe_or_wait(name).await {
-            Ok(subscription) => Ok((subscription, ip)),
+        match self.source.subscribe(name, from).await {
+            Ok(opened) => Ok((opened.subscription, opened.after, ip)),
             Err(e) => {
                 self.release_unproven(ip);
                 Err(JoinError::Pool(e))
@@ -317,12 +340,18 @@ impl<C: Connector> Hub<C> {
         topics: &mut HashMap<Arc<str>, Arc<Topic>>,
         name: &str,
         subscription: Subscription,
+        after: Option<u64>,
         creator: IpAddr,
     ) -> Arc<Topic> {
         // A new incarnation takes a number of its own: a position from an
         // earlier incarnation is below its floor and gets a reset, because
-        // what the upstream sent between incarnations reached nobody.
-        let floor = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        // what the upstream sent between incarnations reached nobody. A
+        // numbered source says where its subscription starts instead:
+        // everything after that comes, so the window begins there.
+        let floor = match after {
+            Some(after) => after,
+            None => self.seq.fetch_add(1, Ordering::SeqCst) + 1,
+        };
         let name: Arc<str> = Arc::from(name);
         let topic = Arc::new(Topic {
             name: name.clone(),
@@ -548,6 +577,38 @@ impl<C: Connector> Hub<C> {
     }
 }
 
+impl<C: Connector> Hub<C> {
+    /// Encodes `event` as `seq` once, keeps it in the replay window and
+    /// queues it for every member of `topic`.
+    fn deliver(
+        &self,
+        topic: &Topic,
+        state: &mut TopicState,
+        seq: u64,
+        event: &Event,
+        policy: Policy,
+    ) {
+        let Some(event) = HubEvent::encode(&self.run, &topic.name, seq, event) else {
+            // An upstream type with CR/LF/NUL cannot come out of the
+            // parser; skip rather than corrupt the stream.
+            return;
+        };
+        let event = Arc::new(event);
+        state.last = seq;
+        state.replay_bytes += event.len();
+        state.replay.push_back(event.clone());
+        while state.replay.len() > self.config.replay_events
+            || state.replay_bytes > self.config.replay_bytes
+        {
+            evict(state);
+        }
+        for member in state.members.values() {
+            member.queue.push(member.index, event.clone(), policy);
+        }
+        metrics::record_event(state.members.len());
+    }
+}
+
 fn evict(state: &mut TopicState) {
     if let Some(old) = state.replay.pop_front() {
         state.replay_bytes -= old.len();
@@ -641,24 +702,42 @@ async fn pump<C: Connector>(
                 }
                 let mut state = topic.state.lock();
                 let seq = hub.seq.fetch_add(1, Ordering::SeqCst) + 1;
-                let Some(event) = HubEvent::encode(&hub.run, &topic.name, seq, &event) else {
-                    // An upstream type with CR/LF/NUL cannot come out of the
-                    // parser; skip rather than corrupt the stream.
-                    continue;
-                };
-                let event = Arc::new(event);
-                state.last = seq;
-                state.replay_bytes += event.len();
-                state.replay.push_back(event.clone());
-                while state.replay.len() > hub.config.replay_events
-                    || state.replay_bytes > hub.config.replay_bytes
-                {
-                    evict(&mut state);
+                hub.deliver(&topic, &mut state, seq, &event, policy);
+            }
+            StreamItem::Sequenced { sequence, event } => {
+                if !delivered {
+                    delivered = true;
+                    hub.proven(&topic);
                 }
+                let mut state = topic.state.lock();
+                // Positions only grow: one seen already is not sent twice.
+                if sequence > state.last {
+                    hub.deliver(&topic, &mut state, sequence, &event, policy);
+                }
+            }
+            StreamItem::Missed { resumes_after } => {
+                // The source lost events: no position before the loss is
+                // continuous with what follows. Members are told (a reset:
+                // their position is beyond the window now), and the window
+                // starts again after the loss.
+                let mut state = topic.state.lock();
+                tracing::warn!(
+                    resumes_after,
+                    last = state.last,
+                    "the source lost events of the topic; its subscribers are reset"
+                );
+                state.replay.clear();
+                state.replay_bytes = 0;
+                state.gaps.clear();
+                state.floor = resumes_after;
+                state.last = resumes_after;
                 for member in state.members.values() {
-                    member.queue.push(member.index, event.clone(), policy);
+                    member.queue.push_unbounded(Out::Reset {
+                        topic: member.index,
+                        reason: "beyond-window",
+                    });
                 }
-                metrics::record_event(state.members.len());
+                metrics::record_reset();
             }
             StreamItem::Status(status) if status.terminal => {
                 // Stopped by the pool (a shutdown, a release): nothing wrong.
@@ -679,7 +758,8 @@ async fn pump<C: Connector>(
             StreamItem::Status(status) => {
                 tracing::debug!(phase = %status.phase, reason = %status.reason, "upstream");
             }
-            StreamItem::Comment(_) => {}
+            // Comments, and kinds a newer source may send: nothing to do.
+            _ => {}
         }
     }
 }

@@ -104,4 +104,4 @@ pub use hooks::{HeapStats, Hooks, LogControl, ProcessProbe, Reload, ReloadSource
 pub use listener::{Listener, MemoryDialer, MemoryListener, TcpAcceptor, memory};
 pub use policy::Policy;
 pub use reload::{Outcome, ReloadError, Reloader};
-pub use server::{GatewayHandle, start};
+pub use server::{GatewayHandle, start, start_with_source};

@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use parking_lot::Mutex;
-use sse_conn_pool::{Connector, Pool};
+use sse_conn_pool::{Connector, Pool, Source};
 use sse_health::Reports;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, watch};
@@ -78,6 +78,27 @@ pub fn start<C: Connector, S: Listener, A: Listener>(
     admin: A,
     hooks: Hooks,
 ) -> io::Result<GatewayHandle<C>> {
+    let source = Arc::new(pool.clone());
+    start_with_source(config, pool, source, streams, admin, hooks)
+}
+
+/// As [`start`], with the topics' events from `source` instead of from
+/// `pool` directly: a cluster (`sse-cluster`) that shares upstreams
+/// between instances. `pool` still serves the admin views and is closed at
+/// shutdown. When the source numbers its events, event ids are its
+/// positions under its token, so a client resumes on any instance.
+///
+/// # Errors
+///
+/// As [`start`].
+pub fn start_with_source<C: Connector, S: Listener, A: Listener>(
+    config: BridgeConfig,
+    pool: Pool<C>,
+    source: Arc<dyn Source>,
+    streams: S,
+    admin: A,
+    hooks: Hooks,
+) -> io::Result<GatewayHandle<C>> {
     let invalid = |e: String| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -109,7 +130,12 @@ pub fn start<C: Connector, S: Listener, A: Listener>(
         hooks.leak,
     );
     let shared = Arc::new(Shared {
-        hub: Hub::new(pool, config.clone(), run_token().into()),
+        hub: Hub::new(
+            pool,
+            source.clone(),
+            config.clone(),
+            source.positions().unwrap_or_else(|| run_token().into()),
+        ),
         limits,
         draining: AtomicBool::new(false),
         drain: watch::channel(None).0,

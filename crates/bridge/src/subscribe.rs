@@ -88,6 +88,7 @@ impl Refusal {
             Self::Limit(refusal, _) => refusal.label(),
             Self::Pool(PoolError::UnknownStream(_)) => "unknown_stream",
             Self::Pool(PoolError::Stopped { .. }) => "upstream_stopped",
+            Self::Pool(PoolError::Unavailable(_)) => "source_unavailable",
             Self::Pool(_) => "upstream_capacity",
             Self::Unproven { .. } => "unproven",
         })

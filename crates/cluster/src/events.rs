@@ -18,6 +18,13 @@
 //! The stream's sequence orders the events of all topics. A position in a
 //! topic is the stream sequence of its last event seen; following from a
 //! position gives every retained event after it, in order, once.
+//!
+//! Each message names the sequence of the topic's event before it (the
+//! header `Ssegate-Previous`), as its owner knew it: a chain. A follower
+//! that starts after position `p` and whose first event names another
+//! predecessor knows that events between were lost (aged out, or never
+//! stored while the owner could not reach NATS), and says so instead of
+//! crossing the hole silently.
 
 use std::time::Duration;
 
@@ -85,11 +92,17 @@ fn nats(e: impl std::fmt::Display) -> EventError {
     EventError::Nats(e.to_string())
 }
 
+/// The header that names the topic's previous event's sequence.
+pub const PREVIOUS_HEADER: &str = "Ssegate-Previous";
+
 /// An event as the stream holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     /// Its stream sequence: a position, cluster-wide.
     pub sequence: u64,
+    /// The sequence of the topic's event before it, as its publisher knew
+    /// it (0: none); `None` if the publisher did not say.
+    pub previous: Option<u64>,
     /// The upstream event.
     pub event: Event,
 }
@@ -142,13 +155,42 @@ impl EventLog {
         })
     }
 
+    /// The token of this stream's positions: made from the stream's
+    /// creation time, so every instance computes the same one, and a
+    /// stream deleted and made again (its sequences start over) has
+    /// another. Event ids carry it: an id from another stream is not
+    /// mistaken for a position in this one.
+    pub fn epoch(&self) -> String {
+        let nanos = self.stream.cached_info().created.unix_timestamp_nanos();
+        // The low 64 bits vary; base 36 keeps ids short.
+        let mut n = u64::try_from(nanos.rem_euclid(1 << 64)).unwrap_or(0);
+        let alphabet = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        let mut token = String::from("c");
+        while n > 0 {
+            token.push(char::from(alphabet[(n % 36) as usize]));
+            n /= 36;
+        }
+        token
+    }
+
     fn subject(&self, topic: &str) -> String {
         format!("{}{}", self.prefix, topic_token(topic))
     }
 
     /// Stores `event` of `topic` and waits for the stream's answer.
-    pub async fn publish(&self, topic: &str, event: &Event) -> Result<Published, EventError> {
+    /// `previous` is the sequence of the topic's event before it (0 for
+    /// none), for the followers' check that nothing is missing; `None`
+    /// leaves the check out.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        event: &Event,
+        previous: Option<u64>,
+    ) -> Result<Published, EventError> {
         let mut headers = HeaderMap::new();
+        if let Some(previous) = previous {
+            headers.insert(PREVIOUS_HEADER, previous.to_string());
+        }
         if !event.id.is_empty() {
             headers.insert(
                 "Nats-Msg-Id",
@@ -179,6 +221,10 @@ impl EventLog {
         {
             Ok(message) => Ok(Some(Stored {
                 sequence: message.sequence,
+                previous: message
+                    .headers
+                    .get(PREVIOUS_HEADER)
+                    .and_then(|v| v.as_str().parse().ok()),
                 event: unframe(message.payload).ok_or(EventError::Malformed {
                     sequence: message.sequence,
                 })?,
@@ -219,7 +265,17 @@ impl EventLog {
             let sequence = message.info().map_err(nats)?.stream_sequence;
             let event = unframe(message.message.payload.clone())
                 .ok_or(EventError::Malformed { sequence })?;
-            Ok(Stored { sequence, event })
+            let previous = message
+                .message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(PREVIOUS_HEADER))
+                .and_then(|v| v.as_str().parse().ok());
+            Ok(Stored {
+                sequence,
+                previous,
+                event,
+            })
         }))
     }
 }

@@ -47,13 +47,15 @@ mod key;
 mod lease;
 mod members;
 pub mod metrics;
+mod source;
 
 pub use config::{ClusterConfig, ConfigError, MAX_NAME_LEN};
-pub use events::{EventError, EventLog, Published, Retention, Start, Stored};
+pub use events::{EventError, EventLog, PREVIOUS_HEADER, Published, Retention, Start, Stored};
 pub use keeper::{Holding, Keeper, Lost};
 pub use key::{topic_of, topic_token};
 pub use lease::{Acquired, Lease, LeaseError, LeaseInfo, Leases};
 pub use members::{MAX_ANNOUNCEMENT_BYTES, Member, Members, MembersError};
+pub use source::{ClusterSource, JoinError, Owner, SourceOptions, TopicView};
 
 // The README's examples are compiled as doctests.
 #[doc = include_str!("../README.md")]

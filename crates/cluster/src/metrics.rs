@@ -18,6 +18,13 @@ pub const PUBLISHED: &str = "ssegate_cluster_events_published_total";
 /// Counter: events the stream already had (same topic and upstream id),
 /// dropped by its duplicate window.
 pub const DUPLICATES: &str = "ssegate_cluster_events_duplicate_total";
+/// Counter: breaks in a topic's chain of events seen by a follower (events
+/// aged out before they were read, or never stored).
+pub const MISSED: &str = "ssegate_cluster_events_missed_total";
+/// Counter: events an owner read from its upstream and could not store.
+pub const PUBLISH_FAILURES: &str = "ssegate_cluster_publish_failures_total";
+/// Gauge: topics this instance follows (one consumer each).
+pub const FOLLOWED: &str = "ssegate_cluster_topics_followed";
 
 /// Registers the descriptions with the installed recorder.
 pub fn describe_metrics() {
@@ -51,6 +58,33 @@ pub fn describe_metrics() {
         Unit::Count,
         "Upstream events the event stream already had (dropped as duplicates)."
     );
+    describe_counter!(
+        MISSED,
+        Unit::Count,
+        "Breaks in a topic's chain of events seen by a follower; its subscribers were reset."
+    );
+    describe_counter!(
+        PUBLISH_FAILURES,
+        Unit::Count,
+        "Upstream events an owner could not store in the event stream."
+    );
+    describe_gauge!(
+        FOLLOWED,
+        Unit::Count,
+        "Topics this instance follows in the event stream (one consumer each)."
+    );
+}
+
+pub(crate) fn record_missed() {
+    counter!(MISSED).increment(1);
+}
+
+pub(crate) fn record_publish_failure() {
+    counter!(PUBLISH_FAILURES).increment(1);
+}
+
+pub(crate) fn record_followed(delta: f64) {
+    gauge!(FOLLOWED).increment(delta);
 }
 
 pub(crate) fn record_acquire(result: &'static str) {

@@ -15,7 +15,7 @@ use sse_parser::Event;
 const WAIT: Duration = Duration::from_secs(5);
 
 async fn log(nats: &NatsServer, retention: Retention) -> EventLog {
-    EventLog::open(&nats.jetstream().await, "test", retention)
+    EventLog::open(&common::jetstream(nats).await, "test", retention)
         .await
         .expect("open the event stream")
 }
@@ -47,11 +47,16 @@ async fn a_topics_events_come_back_exact_and_in_order() {
         .with_id(" 1 ");
     let mut sequences = Vec::new();
     for event in [odd.clone(), quote(2), quote(3)] {
-        sequences.push(log.publish("a.b*", &event).await.expect("publish").sequence);
+        sequences.push(
+            log.publish("a.b*", &event, None)
+                .await
+                .expect("publish")
+                .sequence,
+        );
     }
     // Another topic's events interleave in the stream, not in the topic.
-    log.publish("MSFT", &quote(9)).await.expect("publish");
-    log.publish("a.b*", &quote(4)).await.expect("publish");
+    log.publish("MSFT", &quote(9), None).await.expect("publish");
+    log.publish("a.b*", &quote(4), None).await.expect("publish");
 
     let mut follow = Box::pin(log.follow("a.b*", Start::Oldest).await.expect("follow"));
     let got: Vec<Stored> = [
@@ -78,7 +83,7 @@ async fn a_resume_from_a_position_has_no_gap_and_no_duplicate() {
     let mut positions = Vec::new();
     for n in 1..=10 {
         positions.push(
-            log.publish("AAPL", &quote(n))
+            log.publish("AAPL", &quote(n), None)
                 .await
                 .expect("publish")
                 .sequence,
@@ -93,12 +98,16 @@ async fn a_resume_from_a_position_has_no_gap_and_no_duplicate() {
         assert_eq!(next(&mut follow).await.event, quote(n));
     }
     // Then live.
-    log.publish("AAPL", &quote(11)).await.expect("publish");
+    log.publish("AAPL", &quote(11), None)
+        .await
+        .expect("publish");
     assert_eq!(next(&mut follow).await.event, quote(11));
 
     // From now: only what comes after.
     let mut live = Box::pin(log.follow("AAPL", Start::Now).await.expect("follow"));
-    log.publish("AAPL", &quote(12)).await.expect("publish");
+    log.publish("AAPL", &quote(12), None)
+        .await
+        .expect("publish");
     assert_eq!(next(&mut live).await.event, quote(12));
 }
 
@@ -108,22 +117,22 @@ async fn a_resume_from_a_position_has_no_gap_and_no_duplicate() {
 async fn an_upstream_id_published_twice_is_stored_once() {
     let nats = NatsServer::start().await;
     let log = log(&nats, Retention::default()).await;
-    let first = log.publish("AAPL", &quote(1)).await.expect("publish");
-    let again = log.publish("AAPL", &quote(1)).await.expect("publish");
+    let first = log.publish("AAPL", &quote(1), None).await.expect("publish");
+    let again = log.publish("AAPL", &quote(1), None).await.expect("publish");
     assert!(!first.duplicate);
     assert!(again.duplicate);
     assert_eq!(again.sequence, first.sequence);
     // The same id on another topic is another event.
     assert!(
-        !log.publish("MSFT", &quote(1))
+        !log.publish("MSFT", &quote(1), None)
             .await
             .expect("publish")
             .duplicate
     );
     // Without an id nothing tells two events apart: both are kept.
     let plain = Event::new("tick");
-    let a = log.publish("AAPL", &plain).await.expect("publish");
-    let b = log.publish("AAPL", &plain).await.expect("publish");
+    let a = log.publish("AAPL", &plain, None).await.expect("publish");
+    let b = log.publish("AAPL", &plain, None).await.expect("publish");
     assert!(!a.duplicate && !b.duplicate && a.sequence != b.sequence);
 
     let mut follow = Box::pin(log.follow("AAPL", Start::Oldest).await.expect("follow"));
@@ -137,9 +146,9 @@ async fn the_newest_event_is_where_a_new_owner_resumes() {
     let nats = NatsServer::start().await;
     let log = log(&nats, Retention::default()).await;
     assert_eq!(log.last("AAPL").await.expect("last"), None);
-    log.publish("AAPL", &quote(1)).await.expect("publish");
-    let newest = log.publish("AAPL", &quote(2)).await.expect("publish");
-    log.publish("MSFT", &quote(3)).await.expect("publish");
+    log.publish("AAPL", &quote(1), None).await.expect("publish");
+    let newest = log.publish("AAPL", &quote(2), None).await.expect("publish");
+    log.publish("MSFT", &quote(3), None).await.expect("publish");
     let last = log.last("AAPL").await.expect("last").expect("an event");
     assert_eq!(last.sequence, newest.sequence);
     assert_eq!(last.event.id.as_str(), "2");
@@ -157,9 +166,11 @@ async fn each_topic_keeps_its_window() {
     )
     .await;
     for n in 1..=8 {
-        log.publish("AAPL", &quote(n)).await.expect("publish");
+        log.publish("AAPL", &quote(n), None).await.expect("publish");
     }
-    log.publish("MSFT", &quote(100)).await.expect("publish");
+    log.publish("MSFT", &quote(100), None)
+        .await
+        .expect("publish");
     let mut follow = Box::pin(log.follow("AAPL", Start::Oldest).await.expect("follow"));
     for n in 4..=8 {
         assert_eq!(next(&mut follow).await.event, quote(n));

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 const TTL: Duration = Duration::from_secs(1);
 
 async fn member(nats: &NatsServer, name: &str) -> Members {
-    Members::open(&nats.jetstream().await, "test", name, "0.1.0", TTL)
+    Members::open(&common::jetstream(nats).await, "test", name, "0.1.0", TTL)
         .await
         .expect("open the members bucket")
 }

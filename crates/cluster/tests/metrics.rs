@@ -25,7 +25,7 @@ fn acquisitions_lease_ends_and_publishes_are_counted() {
         .expect("a runtime");
     runtime.block_on(async {
         let nats = NatsServer::start().await;
-        let jetstream = nats.jetstream().await;
+        let jetstream = common::jetstream(&nats).await;
         let ttl = Duration::from_secs(1);
         let a = Arc::new(
             Leases::open(&jetstream, "test", "gw-a", ttl, 1)
@@ -58,8 +58,8 @@ fn acquisitions_lease_ends_and_publishes_are_counted() {
             .await
             .expect("open");
         let event = Event::new("x").with_id("1");
-        log.publish("AAPL", &event).await.expect("publish");
-        log.publish("AAPL", &event).await.expect("publish");
+        log.publish("AAPL", &event, None).await.expect("publish");
+        log.publish("AAPL", &event, None).await.expect("publish");
     });
 
     let snapshot = snapshotter.snapshot().into_vec();

@@ -45,7 +45,9 @@ mod redirect;
 mod refused;
 mod request;
 mod slots;
+mod source;
 mod stream;
+mod subscription;
 mod throttle;
 mod transport;
 
@@ -57,6 +59,7 @@ pub use connector::{
 pub use pool::{Pool, PoolConfig, PoolCounts, PoolError, StreamInfo, Subscription};
 pub use redirect::{RedirectPolicy, RedirectRefusal};
 pub use request::{RequestError, UpstreamRequest, retry_after};
+pub use source::{From, Opened, Source, SourceFuture};
 pub use stream::{Status, StreamConfig, StreamHandle, StreamItem, StreamState, spawn_stream};
 pub use throttle::{AttemptLimits, Throttled};
 pub use transport::Connections;

@@ -19,6 +19,8 @@ use crate::refused::Refused;
 use crate::request::UpstreamRequest;
 use crate::slots::{Join, Slots};
 use crate::stream::{StreamHandle, StreamItem, StreamState, spawn_stream};
+pub use crate::subscription::Subscription;
+use crate::subscription::{Guard, Release};
 use sse_state_machine::{Phase, Reason, StopReason};
 
 /// Why a subscription was refused.
@@ -63,6 +65,9 @@ pub enum PoolError {
     },
     /// The pool was closed.
     Closed,
+    /// The source of the events cannot be reached now (a cluster's NATS):
+    /// try again shortly.
+    Unavailable(String),
     /// The URL template or the stream configuration is invalid.
     Config(String),
 }
@@ -89,6 +94,7 @@ impl fmt::Display for PoolError {
                 write!(f, "the upstream answered topic {topic:?} with: {reason}")
             }
             Self::Closed => f.write_str("the upstream pool is closed"),
+            Self::Unavailable(why) => write!(f, "the event source is unavailable: {why}"),
             Self::Config(why) => write!(f, "invalid upstream configuration: {why}"),
         }
     }
@@ -262,6 +268,22 @@ impl<C: Connector> Pool<C> {
     /// An invalid topic, the cap reached, or a closed pool. Nothing is
     /// half-created on error.
     pub fn subscribe(&self, topic: &str) -> Result<Subscription, PoolError> {
+        self.subscribe_from(topic, None)
+    }
+
+    /// As [`subscribe`](Self::subscribe); a stream this opens sends
+    /// `last_event_id` (if any) as `Last-Event-ID` on its first request, so
+    /// the upstream continues after it. A stream already open is joined as
+    /// it is. A cluster's new owner resumes a topic where the old one left.
+    ///
+    /// # Errors
+    ///
+    /// As `subscribe`.
+    pub fn subscribe_from(
+        &self,
+        topic: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<Subscription, PoolError> {
         let config = &self.inner.config;
         if !valid_topic(topic, config.max_topic_len) {
             metrics::record_refused("invalid_topic");
@@ -295,7 +317,7 @@ impl<C: Connector> Pool<C> {
                 // for a new subscriber: new demand, one new attempt.
                 if slot.value.handle.is_finished()
                     && let Ok((request, _)) = self.request_for(topic)
-                    && let Ok(handle) = self.spawn(topic, request)
+                    && let Ok(handle) = self.spawn(topic, request, last_event_id)
                 {
                     slot.value.handle = handle;
                 }
@@ -326,7 +348,7 @@ impl<C: Connector> Pool<C> {
                 retry_after: config.idle_linger,
             });
         }
-        let handle = self.spawn(topic, request)?;
+        let handle = self.spawn(topic, request, last_event_id)?;
         let rx = handle.subscribe();
         let shared: Arc<str> = Arc::from(topic);
         self.watch_for_stop(shared.clone(), handle.watch_state());
@@ -413,9 +435,17 @@ impl<C: Connector> Pool<C> {
     }
 
     /// Starts the stream of `topic` on the pool's runtime.
-    fn spawn(&self, topic: &str, request: UpstreamRequest) -> Result<StreamHandle, PoolError> {
+    fn spawn(
+        &self,
+        topic: &str,
+        request: UpstreamRequest,
+        last_event_id: Option<&str>,
+    ) -> Result<StreamHandle, PoolError> {
         let mut stream_config = self.inner.config.stream.clone();
         stream_config.seed = self.inner.seed ^ seed_of(topic);
+        if let Some(id) = last_event_id {
+            stream_config.last_event_id = Some(id.to_string());
+        }
         let _runtime = self.inner.runtime.enter();
         spawn_stream(self.inner.connector.clone(), request, stream_config)
             .map_err(|e| PoolError::Config(e.to_string()))
@@ -463,6 +493,30 @@ impl<C: Connector> Pool<C> {
         }
     }
 
+    /// Stops `topic`'s stream now if no subscriber is left (skipping its
+    /// idle linger): a cluster owner that lost its lease must close the
+    /// upstream within the lease's time, not after a linger. Whether it
+    /// stopped one.
+    pub async fn stop_idle(&self, topic: &str) -> bool {
+        let entry = {
+            let mut state = self.inner.state.lock();
+            let entry = match state.get(topic) {
+                Some(slot) if slot.subscribers == 0 => state.evict(topic),
+                _ => None,
+            };
+            record(&state);
+            entry
+        };
+        let Some(entry) = entry else { return false };
+        if let Some(linger) = &entry.linger {
+            linger.abort();
+        }
+        self.inner.slot_freed.notify_waiters();
+        self.inner.retire(&entry);
+        entry.handle.stop().await;
+        true
+    }
+
     /// Drops `topic`'s connection and reconnects at once (an operator's
     /// "kick"). False if the pool has no such stream.
     pub fn reconnect(&self, topic: &str) -> bool {
@@ -491,7 +545,7 @@ impl<C: Connector> Pool<C> {
     fn subscription(&self, topic: Arc<str>, rx: broadcast::Receiver<StreamItem>) -> Subscription {
         Subscription {
             rx,
-            _guard: Guard {
+            _guard: Guard::Pool {
                 pool: Arc::downgrade(&self.inner) as Weak<dyn Release>,
                 topic,
             },
@@ -594,11 +648,6 @@ impl Drop for Pending<'_> {
     }
 }
 
-/// What a subscription's guard calls back into, without the connector type.
-trait Release: Send + Sync {
-    fn release(self: Arc<Self>, topic: &Arc<str>);
-}
-
 impl<C: Connector> Release for Inner<C> {
     fn release(self: Arc<Self>, topic: &Arc<str>) {
         let mut state = self.state.lock();
@@ -678,37 +727,6 @@ impl<C: Connector> Inner<C> {
     /// (read as it stops: a connection it was still opening is not counted).
     fn retire(&self, entry: &Entry) {
         self.retired.lock().add(&entry.handle.state());
-    }
-}
-
-/// A subscription to one topic's stream. Dropping it releases the topic.
-pub struct Subscription {
-    rx: broadcast::Receiver<StreamItem>,
-    _guard: Guard,
-}
-
-impl Subscription {
-    /// The next item. `Err(Lagged(n))`: this subscriber fell behind and
-    /// missed `n` items; the next call continues with the oldest kept.
-    ///
-    /// # Errors
-    ///
-    /// Lagging, or the stream ended (`Closed`).
-    pub async fn recv(&mut self) -> Result<StreamItem, broadcast::error::RecvError> {
-        self.rx.recv().await
-    }
-}
-
-struct Guard {
-    pool: Weak<dyn Release>,
-    topic: Arc<str>,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(pool) = self.pool.upgrade() {
-            pool.release(&self.topic);
-        }
     }
 }
 

@@ -71,11 +71,31 @@ impl Default for StreamConfig {
     }
 }
 
-/// What subscribers receive.
+/// What subscribers receive. Non-exhaustive: a [`Source`](crate::Source)
+/// may send kinds a stream does not.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum StreamItem {
     /// An event the machine delivered (no duplicate across rotations).
     Event(Event),
+    /// An event numbered by its [`Source`](crate::Source) (a cluster's
+    /// event stream): `sequence` orders it among all the source's events
+    /// and outlives the process, so a resume can continue from it anywhere.
+    /// A stream of the pool never sends this.
+    Sequenced {
+        /// Its position, from the source.
+        sequence: u64,
+        /// The event.
+        event: Event,
+    },
+    /// The source lost events of this topic (its retention dropped them
+    /// before they were read, or its owner could not store them): what
+    /// follows continues after `resumes_after`, not after the last item.
+    /// A stream of the pool never sends this.
+    Missed {
+        /// The position the next event follows.
+        resumes_after: u64,
+    },
     /// A comment from the delivering connection.
     Comment(Utf8Bytes),
     /// The stream changed phase. Errors are non-terminal updates unless the

@@ -213,7 +213,7 @@ async fn f12_the_cap_refuses_clearly_and_frees_after_release() {
     let pool = Pool::new(config(), upstream.clone()).unwrap();
     let a = pool.subscribe("A").unwrap();
     let _b = pool.subscribe("B").unwrap();
-    let err = pool.subscribe("C").err().expect("at capacity");
+    let err = pool.subscribe("C").expect_err("at capacity");
     assert_eq!(
         err,
         PoolError::AtCapacity {

@@ -17,7 +17,9 @@
 //! `SSEGATE_UPSTREAM_HEADER_AUTHORIZATION="Bearer ..."`.
 //! `SSEGATE_ADMIN_TOKEN` sets `bridge.admin_token`; `SSEGATE_SUBSCRIBER_TOKENS`
 //! sets `bridge.auth.tokens`; `SSEGATE_JWT_HS256_SECRET` sets
-//! `bridge.auth.jwt.hs256_secret`.
+//! `bridge.auth.jwt.hs256_secret`. `SSEGATE_CLUSTER_PASSWORD`,
+//! `SSEGATE_CLUSTER_TOKEN` and `SSEGATE_CLUSTER_NKEY` set the NATS
+//! credentials of `[cluster]` (`sse_cluster::ClusterConfig`).
 
 use std::path::Path;
 
@@ -34,8 +36,12 @@ pub(crate) struct Config {
     pub(crate) upstream: Upstream,
     pub(crate) bridge: BridgeConfig,
     pub(crate) log: Log,
+    /// `[cluster]`: off by default.
+    pub(crate) cluster: sse_cluster::ClusterConfig,
     /// `[upstream]` as written, to tell a reload which of its keys changed.
     pub(crate) upstream_table: toml::Table,
+    /// `[cluster]` as written, likewise (it applies only at a restart).
+    pub(crate) cluster_table: toml::Table,
 }
 
 /// `[upstream]`: where streams come from and how they are kept.
@@ -82,6 +88,7 @@ struct File {
     upstream: toml::Table,
     bridge: BridgeConfig,
     log: Log,
+    cluster: toml::Table,
 }
 
 impl Default for File {
@@ -90,6 +97,7 @@ impl Default for File {
             upstream: toml::Table::new(),
             bridge: BridgeConfig::default(),
             log: Log::default(),
+            cluster: toml::Table::new(),
         }
     }
 }
@@ -112,7 +120,9 @@ impl Config {
             upstream: Upstream::compose(file.upstream.clone())?,
             bridge: file.bridge,
             log: file.log,
+            cluster: part("cluster", file.cluster.clone())?,
             upstream_table: file.upstream,
+            cluster_table: file.cluster,
         })
     }
 
@@ -123,6 +133,21 @@ impl Config {
             if key == "SSEGATE_ADMIN_TOKEN" {
                 self.bridge.admin_token = Some(sse_bridge::AdminToken::new(value));
                 continue;
+            }
+            match key.as_str() {
+                "SSEGATE_CLUSTER_PASSWORD" => {
+                    self.cluster.password = Some(value);
+                    continue;
+                }
+                "SSEGATE_CLUSTER_TOKEN" => {
+                    self.cluster.token = Some(value);
+                    continue;
+                }
+                "SSEGATE_CLUSTER_NKEY" => {
+                    self.cluster.nkey = Some(value);
+                    continue;
+                }
+                _ => {}
             }
             if key == "SSEGATE_SUBSCRIBER_TOKENS" {
                 self.bridge.auth.tokens = Some(sse_bridge::Secret::new(value));
@@ -168,6 +193,8 @@ impl Config {
             .map_err(|e| anyhow!("upstream.tls: {e}"))?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| anyhow!("log.level: {e}"))?;
+        // Checked on or off, so a section being prepared is checked too.
+        self.cluster.validate().map_err(|e| anyhow!("{e}"))?;
         Ok(())
     }
 }
@@ -195,6 +222,16 @@ impl Config {
         if self.log.format != new.log.format {
             keys.push("log.format".into());
         }
+        let mut cluster: Vec<String> = self
+            .cluster_table
+            .keys()
+            .chain(new.cluster_table.keys())
+            .filter(|k| self.cluster_table.get(*k) != new.cluster_table.get(*k))
+            .map(|k| format!("cluster.{k}"))
+            .collect();
+        cluster.sort();
+        cluster.dedup();
+        keys.extend(cluster);
         keys
     }
 }

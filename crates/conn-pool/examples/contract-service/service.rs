@@ -359,6 +359,9 @@ async fn report(mut items: broadcast::Receiver<StreamItem>, callback: Url) {
                 Some(message) => json!({"kind": "error", "error": message}),
                 None => continue,
             },
+            // Numbered events and losses come from other sources, never
+            // from a stream.
+            Ok(_) => continue,
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 json!({"kind": "error", "error": format!("the reporter missed {missed} items")})
             }

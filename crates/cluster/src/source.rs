@@ -1,0 +1,677 @@
+//! [`ClusterSource`]: the gateway's [`Source`] in cluster mode.
+//!
+//! Per topic with local subscribers, an instance runs two things:
+//!
+//! - a *steward*, which tries to own the topic (a lease), and while it does,
+//!   holds the topic's upstream in the local pool (resumed with the id of
+//!   the last event in the log as `Last-Event-ID`) and publishes every
+//!   event to the log, each naming its predecessor. It gives the upstream
+//!   up when the lease is lost (the keeper's fence), and releases both when
+//!   no instance has wanted the topic for `idle_linger`. While another
+//!   instance owns the topic, the steward checks every third of the lease
+//!   time whether the lease is free, so a dead owner's topic is taken over
+//!   within `lease_ttl` and a third.
+//! - a *follower* per subscription (the gateway's hub holds one per topic),
+//!   an ordered consumer of the topic's subject from the position asked
+//!   for. Every event comes numbered by its stream sequence
+//!   ([`StreamItem::Sequenced`]); a break in the chain of predecessors
+//!   comes as [`StreamItem::Missed`].
+//!
+//! The cluster-wide cap: a topic that nobody owns and for which every slot
+//! is held is refused (`PoolError::AtCapacity`) on whichever instance it is
+//! asked.
+//!
+//! Interest: every third of the lease time each instance announces the
+//! topics it has local subscribers of ([`Members`]); an owner keeps a topic
+//! while it or any other instance wants it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use sse_conn_pool::{
+    Connector, From, Opened, Pool, PoolError, Source, SourceFuture, Status, StreamItem,
+    Subscription,
+};
+use sse_state_machine::{Phase, Reason, StopReason};
+use tokio::sync::{Notify, broadcast, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::events::{EventLog, Start};
+use crate::keeper::Keeper;
+use crate::lease::{Acquired, Lease, Leases};
+use crate::members::Members;
+use crate::metrics;
+
+/// The predecessor a publish names after an event was lost on the way to
+/// the log: no position equals it, so every follower sees the break.
+const BROKEN: u64 = u64::MAX;
+
+/// How a [`ClusterSource`] behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceOptions {
+    /// How long an owner keeps a topic nobody wants any more (the pool's
+    /// `idle_linger`).
+    pub idle_linger: Duration,
+    /// Items buffered per follower for the gateway's hub.
+    pub channel_capacity: usize,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        Self {
+            idle_linger: Duration::from_secs(300),
+            channel_capacity: 1024,
+        }
+    }
+}
+
+/// Who owns a topic, as this instance last saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// Not known yet.
+    Unknown,
+    /// This instance.
+    Me,
+    /// Another instance, by name.
+    Other(String),
+    /// Nobody, and the cap is reached.
+    Capped,
+    /// NATS could not say.
+    Unreachable,
+}
+
+/// One topic's local state.
+struct Interest {
+    topic: Arc<str>,
+    /// Local subscriptions now, and since when there were none.
+    local: Mutex<(usize, Option<Instant>)>,
+    owner: Mutex<Owner>,
+    /// Since when this instance owns the topic.
+    owned_since: Mutex<Option<Instant>>,
+    /// Wakes the steward when the local count changes.
+    changed: Notify,
+}
+
+impl Interest {
+    fn idle_since(&self) -> Option<Instant> {
+        let local = self.local.lock();
+        if local.0 == 0 { local.1 } else { None }
+    }
+}
+
+struct Inner<C: Connector> {
+    pool: Pool<C>,
+    leases: Arc<Leases>,
+    events: EventLog,
+    members: Members,
+    epoch: Arc<str>,
+    options: SourceOptions,
+    topics: Mutex<HashMap<Arc<str>, Arc<Interest>>>,
+    stewards: Mutex<Vec<JoinHandle<()>>>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// The gateway's source of events in cluster mode. Cheap to clone.
+pub struct ClusterSource<C: Connector> {
+    inner: Arc<Inner<C>>,
+    announcer: Arc<JoinHandle<()>>,
+}
+
+impl<C: Connector> Clone for ClusterSource<C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            announcer: self.announcer.clone(),
+        }
+    }
+}
+
+/// A topic as `/admin/cluster` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicView {
+    /// The topic.
+    pub topic: String,
+    /// Local subscriptions (the hub holds one per topic).
+    pub local: usize,
+    /// Its owner as last seen.
+    pub owner: Owner,
+    /// How long this instance has owned it.
+    pub owned_for: Option<Duration>,
+}
+
+/// Why joining a cluster failed.
+#[derive(Debug)]
+pub struct JoinError(pub String);
+
+impl std::fmt::Display for JoinError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+impl<C: Connector> ClusterSource<C> {
+    /// Connects to the cluster's NATS as `config` says, opens its buckets
+    /// and stream (creating them if this is the first instance), and
+    /// returns the source over `pool`. The cluster-wide cap is the pool's
+    /// `max_streams`.
+    ///
+    /// # Errors
+    ///
+    /// The configuration is invalid, or NATS (with JetStream) does not
+    /// answer within `request_timeout`.
+    pub async fn join(
+        config: &crate::config::ClusterConfig,
+        pool: Pool<C>,
+        retention: crate::events::Retention,
+        options: SourceOptions,
+    ) -> Result<Self, JoinError> {
+        config.validate().map_err(|e| JoinError(e.to_string()))?;
+        let urls = config.nats_urls.join(",");
+        let connect = config
+            .connect_options()
+            .await
+            .map_err(|e| JoinError(e.to_string()))?
+            .connect(urls.as_str());
+        let client = tokio::time::timeout(config.request_timeout, connect)
+            .await
+            .map_err(|_| {
+                JoinError(format!(
+                    "NATS at {urls} did not answer within {:?} (cluster.request_timeout)",
+                    config.request_timeout
+                ))
+            })?
+            .map_err(|e| JoinError(format!("cannot connect to NATS at {urls}: {e}")))?;
+        let mut jetstream = async_nats::jetstream::new(client);
+        jetstream.set_timeout(config.request_timeout);
+        let instance = config.instance_name();
+        let nats = |what: &str, e: &dyn std::fmt::Display| {
+            JoinError(format!("NATS at {urls}: cannot open {what}: {e}"))
+        };
+        let leases = Leases::open(
+            &jetstream,
+            &config.name,
+            &instance,
+            config.lease_ttl,
+            pool.max_streams(),
+        )
+        .await
+        .map_err(|e| nats("the lease bucket", &e))?;
+        let events = EventLog::open(&jetstream, &config.name, retention)
+            .await
+            .map_err(|e| nats("the event stream", &e))?;
+        let members = Members::open(
+            &jetstream,
+            &config.name,
+            &instance,
+            env!("CARGO_PKG_VERSION"),
+            config.lease_ttl,
+        )
+        .await
+        .map_err(|e| nats("the member bucket", &e))?;
+        tracing::info!(%instance, cluster = %config.name, nats = %urls, epoch = %events.epoch(), "joined the cluster");
+        Ok(Self::new(pool, Arc::new(leases), events, members, options))
+    }
+
+    /// A source over `pool` (this instance's upstreams), the cluster's
+    /// `leases`, event log and members. Starts announcing this instance.
+    pub fn new(
+        pool: Pool<C>,
+        leases: Arc<Leases>,
+        events: EventLog,
+        members: Members,
+        options: SourceOptions,
+    ) -> Self {
+        let epoch = events.epoch().into();
+        let inner = Arc::new(Inner {
+            pool,
+            leases,
+            events,
+            members,
+            epoch,
+            options,
+            topics: Mutex::default(),
+            stewards: Mutex::default(),
+            shutdown: watch::channel(false).0,
+        });
+        let announcer = Arc::new(tokio::spawn(announce(Arc::downgrade(&inner))));
+        Self { inner, announcer }
+    }
+
+    /// The topics this instance has interest in or owns, sorted.
+    pub fn topics(&self) -> Vec<TopicView> {
+        let mut out: Vec<TopicView> = self
+            .inner
+            .topics
+            .lock()
+            .values()
+            .map(|i| TopicView {
+                topic: i.topic.to_string(),
+                local: i.local.lock().0,
+                owner: i.owner.lock().clone(),
+                owned_for: i.owned_since.lock().map(|t| t.elapsed()),
+            })
+            .collect();
+        out.sort_by(|a, b| a.topic.cmp(&b.topic));
+        out
+    }
+
+    /// The leases, for `/admin/cluster`.
+    pub fn leases(&self) -> &Arc<Leases> {
+        &self.inner.leases
+    }
+
+    /// The members bucket, for `/admin/cluster`.
+    pub fn members(&self) -> &Members {
+        &self.inner.members
+    }
+
+    /// Releases every lease this instance holds (its upstreams close and
+    /// other instances take the topics over at once) and leaves the member
+    /// list. Returns when done; the source serves nothing new after.
+    pub async fn close(&self) {
+        let _ = self.inner.shutdown.send(true);
+        self.announcer.abort();
+        let stewards: Vec<JoinHandle<()>> = std::mem::take(&mut *self.inner.stewards.lock());
+        for steward in stewards {
+            let _ = steward.await;
+        }
+        if let Err(e) = self.inner.members.leave().await {
+            tracing::warn!(error = %e, "could not leave the member list; it ages out");
+        }
+    }
+}
+
+impl<C: Connector> Source for ClusterSource<C> {
+    fn subscribe<'a>(
+        &'a self,
+        topic: &'a str,
+        from: From,
+    ) -> SourceFuture<'a, Result<Opened, PoolError>> {
+        Box::pin(self.inner.clone().subscribe(topic, from))
+    }
+
+    fn positions(&self) -> Option<Arc<str>> {
+        Some(self.inner.epoch.clone())
+    }
+}
+
+/// Drops a follower: its task ends, and the topic has one local
+/// subscription fewer.
+struct FollowGuard {
+    task: JoinHandle<()>,
+    interest: Arc<Interest>,
+}
+
+impl Drop for FollowGuard {
+    fn drop(&mut self) {
+        self.task.abort();
+        metrics::record_followed(-1.0);
+        let mut local = self.interest.local.lock();
+        local.0 = local.0.saturating_sub(1);
+        if local.0 == 0 {
+            local.1 = Some(Instant::now());
+        }
+        drop(local);
+        self.interest.changed.notify_one();
+    }
+}
+
+impl<C: Connector> Inner<C> {
+    async fn subscribe(self: Arc<Self>, topic: &str, from: From) -> Result<Opened, PoolError> {
+        self.pool.check_topic(topic)?;
+        if *self.shutdown.borrow() {
+            return Err(PoolError::Closed);
+        }
+        let (interest, fresh) = {
+            let mut topics = self.topics.lock();
+            let (interest, fresh) = match topics.get(topic) {
+                Some(interest) => (interest.clone(), false),
+                None => {
+                    let interest = Arc::new(Interest {
+                        topic: topic.into(),
+                        local: Mutex::new((0, None)),
+                        owner: Mutex::new(Owner::Unknown),
+                        owned_since: Mutex::new(None),
+                        changed: Notify::new(),
+                    });
+                    topics.insert(interest.topic.clone(), interest.clone());
+                    (interest, true)
+                }
+            };
+            let mut local = interest.local.lock();
+            local.0 += 1;
+            local.1 = None;
+            drop(local);
+            (interest, fresh)
+        };
+        // Counted from here: dropped on every error path below.
+        let mut guard = LocalCount(Some(interest.clone()));
+        if fresh {
+            // The first local subscriber asks for the lease at once: a topic
+            // over the cluster-wide cap is refused here, on any instance.
+            let lease = match self.leases.acquire(topic).await {
+                Ok(Acquired::Owned(lease)) => Some(lease),
+                Ok(Acquired::Taken { owner }) => {
+                    *interest.owner.lock() = Owner::Other(owner);
+                    None
+                }
+                Ok(Acquired::AtCapacity) => {
+                    *interest.owner.lock() = Owner::Capped;
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(%topic, error = %e, "NATS did not answer for the topic's lease");
+                    *interest.owner.lock() = Owner::Unreachable;
+                    None
+                }
+            };
+            let steward = tokio::spawn(steward(Arc::downgrade(&self), interest.clone(), lease));
+            self.stewards.lock().push(steward);
+            self.stewards.lock().retain(|s| !s.is_finished());
+        }
+        if *interest.owner.lock() == Owner::Capped {
+            return Err(PoolError::AtCapacity {
+                limit: self.leases.max_streams(),
+                retry_after: self.leases.ttl(),
+            });
+        }
+        let after = match from {
+            From::After(p) => p,
+            From::Now => match self.events.last(topic).await {
+                Ok(last) => last.map_or(0, |s| s.sequence),
+                Err(e) => return Err(PoolError::Unavailable(e.to_string())),
+            },
+        };
+        let stream = self
+            .events
+            .follow(topic, Start::After(after))
+            .await
+            .map_err(|e| PoolError::Unavailable(e.to_string()))?;
+        let (tx, rx) = broadcast::channel(self.options.channel_capacity);
+        metrics::record_followed(1.0);
+        let task = tokio::spawn(follow(stream, tx, after));
+        let interest = guard.0.take().expect("counted above");
+        Ok(Opened {
+            subscription: Subscription::new(rx, FollowGuard { task, interest }),
+            after: Some(after),
+        })
+    }
+}
+
+/// A local count taken, given back unless handed to a follower.
+struct LocalCount(Option<Arc<Interest>>);
+
+impl Drop for LocalCount {
+    fn drop(&mut self) {
+        if let Some(interest) = self.0.take() {
+            let mut local = interest.local.lock();
+            local.0 = local.0.saturating_sub(1);
+            if local.0 == 0 {
+                local.1 = Some(Instant::now());
+            }
+            drop(local);
+            interest.changed.notify_one();
+        }
+    }
+}
+
+/// Feeds one subscription from the log, checking the chain of
+/// predecessors from `after`.
+async fn follow(
+    mut stream: impl futures_util::Stream<
+        Item = Result<crate::events::Stored, crate::events::EventError>,
+    > + Unpin,
+    tx: broadcast::Sender<StreamItem>,
+    after: u64,
+) {
+    let mut last = after;
+    while let Some(stored) = stream.next().await {
+        let stored = match stored {
+            Ok(stored) => stored,
+            Err(e) => {
+                // The ordered consumer re-creates itself after a loss of
+                // the server; a malformed message is skipped.
+                tracing::debug!(error = %e, "following the event log");
+                continue;
+            }
+        };
+        if stored.sequence <= last {
+            continue;
+        }
+        if stored.previous.is_some_and(|p| p != last) {
+            metrics::record_missed();
+            let _ = tx.send(StreamItem::Missed {
+                resumes_after: stored.sequence - 1,
+            });
+        }
+        last = stored.sequence;
+        if tx
+            .send(StreamItem::Sequenced {
+                sequence: stored.sequence,
+                event: stored.event,
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+    // The consumer ended for good: the hub ends its subscribers with a
+    // retry hint, and they come back to a fresh follower.
+    let _ = tx.send(StreamItem::Status(Status {
+        phase: Phase::Stopped,
+        reason: Reason::Stop(StopReason::Requested),
+        terminal: true,
+    }));
+}
+
+/// How a spell of ownership ended.
+enum Ended {
+    /// Nobody wanted the topic for the linger: released, and forgotten.
+    Idle,
+    /// The lease was lost or could not be used: try again.
+    Lost,
+    /// The source is closing.
+    Shutdown,
+}
+
+/// Owns `interest`'s topic whenever it can, while anyone wants it.
+async fn steward<C: Connector>(
+    inner: Weak<Inner<C>>,
+    interest: Arc<Interest>,
+    mut lease: Option<Lease>,
+) {
+    let Some(ttl) = inner.upgrade().map(|i| i.leases.ttl()) else {
+        return;
+    };
+    let mut shutdown = match inner.upgrade() {
+        Some(i) => i.shutdown.subscribe(),
+        None => return,
+    };
+    loop {
+        if let Some(held) = lease.take() {
+            let Some(strong) = inner.upgrade() else {
+                return;
+            };
+            match own(&strong, &interest, held, &mut shutdown).await {
+                Ended::Idle | Ended::Shutdown => return,
+                Ended::Lost => {}
+            }
+        }
+        {
+            let Some(strong) = inner.upgrade() else {
+                return;
+            };
+            if *shutdown.borrow() || forget_if_idle(&strong, &interest) {
+                return;
+            }
+        }
+        // Not the owner: look again in a third of the lease time (a dead
+        // owner's lease is gone after at most `lease_ttl`), or as soon as
+        // the last local subscriber leaves.
+        tokio::select! {
+            () = tokio::time::sleep(ttl / 3) => {}
+            () = interest.changed.notified() => continue,
+            _ = shutdown.changed() => return,
+        }
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        match strong.leases.acquire(&interest.topic).await {
+            Ok(Acquired::Owned(held)) => lease = Some(held),
+            Ok(Acquired::Taken { owner }) => *interest.owner.lock() = Owner::Other(owner),
+            Ok(Acquired::AtCapacity) => *interest.owner.lock() = Owner::Capped,
+            Err(_) => *interest.owner.lock() = Owner::Unreachable,
+        }
+    }
+}
+
+/// Forgets `interest` if it has no local subscriber (under the map's
+/// lock, which new subscribers take too). Whether it did.
+fn forget_if_idle<C: Connector>(inner: &Inner<C>, interest: &Arc<Interest>) -> bool {
+    let mut topics = inner.topics.lock();
+    if interest.local.lock().0 > 0 {
+        return false;
+    }
+    if topics
+        .get(&interest.topic)
+        .is_some_and(|i| Arc::ptr_eq(i, interest))
+    {
+        topics.remove(&interest.topic);
+    }
+    true
+}
+
+/// Holds the topic's upstream and publishes its events while the lease
+/// lasts.
+async fn own<C: Connector>(
+    inner: &Arc<Inner<C>>,
+    interest: &Arc<Interest>,
+    lease: Lease,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Ended {
+    let topic = interest.topic.clone();
+    let keeper = Keeper::spawn(inner.leases.clone(), lease);
+    *interest.owner.lock() = Owner::Me;
+    *interest.owned_since.lock() = Some(Instant::now());
+    let ended = publish_while_held(inner, interest, &keeper, shutdown).await;
+    *interest.owned_since.lock() = None;
+    *interest.owner.lock() = Owner::Unknown;
+    // The upstream closes first, then the lease goes: never two owners.
+    inner.pool.stop_idle(&topic).await;
+    keeper.release().await;
+    if matches!(ended, Ended::Idle) && !forget_if_idle(inner, interest) {
+        // A subscriber came back at the last moment: the steward goes on.
+        return Ended::Lost;
+    }
+    ended
+}
+
+async fn publish_while_held<C: Connector>(
+    inner: &Arc<Inner<C>>,
+    interest: &Arc<Interest>,
+    keeper: &Keeper,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Ended {
+    let topic = &*interest.topic;
+    let ttl = inner.leases.ttl();
+    // Where the last owner left: the upstream resumes after its last event.
+    let last = match inner.events.last(topic).await {
+        Ok(last) => last,
+        Err(e) => {
+            tracing::warn!(%topic, error = %e, "cannot read the topic's last event; giving the lease back");
+            return Ended::Lost;
+        }
+    };
+    let mut previous = last.as_ref().map_or(0, |s| s.sequence);
+    let resume_id = last
+        .as_ref()
+        .map(|s| s.event.id.to_string())
+        .filter(|id| !id.is_empty());
+    let mut upstream = match inner.pool.subscribe_from(topic, resume_id.as_deref()) {
+        Ok(subscription) => subscription,
+        Err(e) => {
+            tracing::warn!(%topic, error = %e, "the local pool refused the topic it owns");
+            return Ended::Lost;
+        }
+    };
+    tracing::info!(%topic, resume = resume_id.as_deref().unwrap_or(""), "owner: upstream opened");
+    // When another instance last wanted the topic (the start counts).
+    let mut wanted_at = Instant::now();
+    let mut check = tokio::time::interval(ttl);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            why = keeper.lost() => {
+                tracing::warn!(%topic, why = why.label(), "owner: lease lost; upstream closed");
+                return Ended::Lost;
+            }
+            _ = shutdown.changed() => return Ended::Shutdown,
+            item = upstream.recv() => match item {
+                Ok(StreamItem::Event(event)) => {
+                    previous = match inner.events.publish(topic, &event, Some(previous)).await {
+                        Ok(published) => published.sequence,
+                        Err(e) => {
+                            tracing::warn!(%topic, error = %e, "owner: an event could not be stored");
+                            metrics::record_publish_failure();
+                            BROKEN
+                        }
+                    };
+                }
+                Ok(StreamItem::Status(status)) if status.terminal => {
+                    tracing::warn!(%topic, reason = %status.reason, "owner: the upstream stopped the topic");
+                    return Ended::Lost;
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(%topic, missed = n, "owner: fell behind its upstream");
+                    previous = BROKEN;
+                }
+                Err(broadcast::error::RecvError::Closed) => return Ended::Lost,
+            },
+            _ = check.tick() => {
+                let Some(idle) = interest.idle_since() else {
+                    wanted_at = Instant::now();
+                    continue;
+                };
+                match inner.members.list().await {
+                    Ok(members) if !inner.members.others_want(&members, topic) => {}
+                    // Wanted elsewhere, or unknown: kept.
+                    _ => wanted_at = Instant::now(),
+                }
+                let linger = inner.options.idle_linger;
+                if idle.elapsed() >= linger && wanted_at.elapsed() >= linger {
+                    tracing::info!(%topic, "owner: nobody wants the topic; released");
+                    return Ended::Idle;
+                }
+            }
+        }
+    }
+}
+
+/// Announces this instance and its topics every third of the lease time.
+async fn announce<C: Connector>(inner: Weak<Inner<C>>) {
+    loop {
+        let (members, topics, ttl) = {
+            let Some(inner) = inner.upgrade() else { return };
+            let mut topics: Vec<String> = inner
+                .topics
+                .lock()
+                .values()
+                .filter(|i| i.local.lock().0 > 0)
+                .map(|i| i.topic.to_string())
+                .collect();
+            topics.sort();
+            (inner.members.clone(), topics, inner.leases.ttl())
+        };
+        if let Err(e) = members.announce(&topics).await {
+            tracing::debug!(error = %e, "announcing this instance");
+        }
+        tokio::time::sleep(ttl / 3).await;
+    }
+}

@@ -1,0 +1,341 @@
+//! Cluster mode from outside: `ssegate` processes with `[cluster]` on, one
+//! real `nats-server -js` and the upstream simulator, all on loopback. The
+//! simulator's own records (stream starts and ends, request headers) say
+//! how many upstream connections the cluster opened and where they
+//! resumed; its sequence numbers (`"n"` in every event) say whether a
+//! subscriber missed or repeated anything. Every wait is bounded.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::Stdio;
+use std::time::Duration;
+
+use sse_upstream_sim::{Sim, SimHandle};
+use ssegate_tests::nats::{NatsServer, free_port};
+use tokio::net::TcpStream;
+use tokio::process::Child;
+use tokio::time::Instant;
+
+/// The bound on each step.
+const WAIT: Duration = Duration::from_secs(20);
+/// The lease time the instances run with (the default).
+const LEASE_TTL: Duration = Duration::from_secs(3);
+
+/// One `ssegate run` in cluster mode; killed (SIGKILL) when dropped.
+struct Gateway {
+    child: Child,
+    listen: u16,
+    admin: u16,
+    file: std::path::PathBuf,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+impl Gateway {
+    async fn start(nats: &NatsServer, sim: &SimHandle, cluster: &str, max_streams: usize) -> Self {
+        let (listen, admin) = (free_port(), free_port());
+        let file = std::env::temp_dir().join(format!(
+            "ssegate-cluster-{}-{listen}.toml",
+            std::process::id()
+        ));
+        std::fs::write(
+            &file,
+            format!(
+                "[upstream]\nurl_template = \"{}/v1/quotes/{{topic}}/stream\"\nmax_streams = {max_streams}\n\
+                 [bridge]\nlisten = \"127.0.0.1:{listen}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n\
+                 [cluster]\nenabled = true\nname = \"{cluster}\"\ninstance = \"gw-{listen}\"\n\
+                 nats_urls = [\"{}\"]\n",
+                sim.url(),
+                nats.url()
+            ),
+        )
+        .expect("write the config");
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ssegate"))
+            .args(["run", "--config"])
+            .arg(&file)
+            .env("SSEGATE_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("ssegate runs");
+        let deadline = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", listen)).is_err() {
+            assert!(Instant::now() < deadline, "the gateway never listened");
+            // Wall clock: another process starting; a bounded poll.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self {
+            child,
+            listen,
+            admin,
+            file,
+        }
+    }
+
+    async fn subscribe(&self, topic: &str, last_id: Option<&str>) -> ssegate_tests::client::Client {
+        let io = TcpStream::connect(("127.0.0.1", self.listen))
+            .await
+            .expect("connects");
+        let headers: Vec<(&str, &str)> = last_id
+            .map(|id| ("last-event-id", id))
+            .into_iter()
+            .collect();
+        ssegate_tests::client::request(
+            io,
+            &format!("127.0.0.1:{}", self.listen),
+            http::Method::GET,
+            &format!("/v1/stream/{topic}"),
+            &headers,
+            bytes::Bytes::new(),
+            WAIT,
+        )
+        .await
+    }
+
+    /// Whether this instance's pool holds `topic`'s upstream (it owns it).
+    async fn owns(&self, topic: &str) -> bool {
+        let io = TcpStream::connect(("127.0.0.1", self.admin))
+            .await
+            .expect("connects");
+        let reply = ssegate_tests::client::get(
+            io,
+            &format!("127.0.0.1:{}", self.admin),
+            "/admin/streams",
+            WAIT,
+        )
+        .await;
+        let streams: serde_json::Value =
+            serde_json::from_str(&reply.text().await).expect("JSON from /admin/streams");
+        streams["streams"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["topic"] == topic))
+    }
+}
+
+/// An event as a subscriber saw it: the gateway's id and the upstream's
+/// sequence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    id: String,
+    n: u64,
+}
+
+async fn next(client: &mut ssegate_tests::client::Client) -> Seen {
+    let event = client.next_event().await;
+    let data: serde_json::Value = serde_json::from_str(&event.data).expect("a quote");
+    Seen {
+        id: event.id.to_string(),
+        n: data["n"].as_u64().expect("a sequence number"),
+    }
+}
+
+/// Upstream stream responses per topic: (started, still open).
+fn upstreams(
+    sim: &SimHandle,
+    log: &mut Vec<sse_upstream_sim::StreamLog>,
+) -> HashMap<String, (usize, usize)> {
+    log.extend(sim.take_log().0);
+    let mut out: HashMap<String, (usize, usize)> = HashMap::new();
+    for entry in log.iter() {
+        let counts = out.entry(entry.topic.clone()).or_default();
+        if entry.ended {
+            counts.1 -= 1;
+        } else {
+            counts.0 += 1;
+            counts.1 += 1;
+        }
+    }
+    out
+}
+
+async fn sim(topics: &[&str]) -> SimHandle {
+    Sim::builder()
+        .topics(topics.iter().copied())
+        .events_per_sec(20.0)
+        .history(10_000)
+        .log_streams(true)
+        .start("127.0.0.1:0")
+        .await
+        .expect("the simulator starts")
+}
+
+/// Asserts that `seen` counts up by one (no gap, no duplicate).
+fn contiguous(seen: &[Seen], what: &str) {
+    for pair in seen.windows(2) {
+        assert_eq!(
+            pair[1].n,
+            pair[0].n + 1,
+            "{what}: {:?} then {:?}",
+            pair[0],
+            pair[1]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_share_one_upstream_per_topic_and_give_the_same_ids() {
+    let nats = NatsServer::start().await;
+    let topics = ["AAPL", "MSFT", "GOOG"];
+    let sim = sim(&topics).await;
+    let mut gateways = Vec::new();
+    for _ in 0..3 {
+        gateways.push(Gateway::start(&nats, &sim, "t1", 50).await);
+    }
+    // A subscriber of every topic on every instance, asked for at once.
+    let mut clients = Vec::new();
+    for gateway in &gateways {
+        for topic in topics {
+            clients.push((topic, gateway.subscribe(topic, None)));
+        }
+    }
+    let mut subscribers = Vec::new();
+    for (topic, client) in clients {
+        let client = client.await;
+        assert_eq!(client.status, 200, "{topic}");
+        subscribers.push((topic, client));
+    }
+    let mut seen: BTreeMap<&str, Vec<Vec<Seen>>> = BTreeMap::new();
+    for (topic, client) in &mut subscribers {
+        let mut events = Vec::new();
+        for _ in 0..30 {
+            events.push(next(client).await);
+        }
+        contiguous(&events, topic);
+        seen.entry(*topic).or_default().push(events);
+    }
+    // The same event has the same id on every instance.
+    for (topic, per_instance) in &seen {
+        let by_n: HashMap<u64, &str> = per_instance[0]
+            .iter()
+            .map(|s| (s.n, s.id.as_str()))
+            .collect();
+        let mut common = 0;
+        for other in &per_instance[1..] {
+            for s in other {
+                if let Some(id) = by_n.get(&s.n) {
+                    assert_eq!(*id, s.id, "{topic}: event {} has two ids", s.n);
+                    common += 1;
+                }
+            }
+        }
+        assert!(common > 0, "{topic}: the instances saw no event in common");
+    }
+    // One upstream per topic, cluster-wide, ever.
+    let mut log = Vec::new();
+    let counts = upstreams(&sim, &mut log);
+    for topic in topics {
+        assert_eq!(counts.get(topic), Some(&(1, 1)), "{topic}: {counts:?}");
+    }
+    let owners: usize = {
+        let mut n = 0;
+        for gateway in &gateways {
+            for topic in topics {
+                n += usize::from(gateway.owns(topic).await);
+            }
+        }
+        n
+    };
+    assert_eq!(owners, topics.len(), "one owner per topic");
+    drop(subscribers);
+    drop(gateways);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_owner_is_replaced_within_the_lease_and_survivors_miss_nothing() {
+    let nats = NatsServer::start().await;
+    let sim = sim(&["AAPL"]).await;
+    let mut gateways = Vec::new();
+    for _ in 0..3 {
+        gateways.push(Gateway::start(&nats, &sim, "t3", 50).await);
+    }
+    let mut subscribers = Vec::new();
+    for gateway in &gateways {
+        let client = gateway.subscribe("AAPL", None).await;
+        assert_eq!(client.status, 200);
+        subscribers.push(client);
+    }
+    // Under way: a few events everywhere before the kill.
+    let mut seen: Vec<Vec<Seen>> = vec![Vec::new(); subscribers.len()];
+    for (client, seen) in subscribers.iter_mut().zip(&mut seen) {
+        for _ in 0..10 {
+            seen.push(next(client).await);
+        }
+    }
+    let mut owner = None;
+    for (i, gateway) in gateways.iter().enumerate() {
+        if gateway.owns("AAPL").await {
+            owner = Some(i);
+        }
+    }
+    let owner = owner.expect("an owner");
+    let mut log = Vec::new();
+    upstreams(&sim, &mut log);
+    let mut dead = gateways.remove(owner);
+    drop(subscribers.remove(owner));
+    seen.remove(owner);
+    let killed_at = std::time::SystemTime::now();
+    dead.child.start_kill().expect("SIGKILL");
+    let _ = dead.child.wait().await;
+    // The survivors' subscribers read on, across the hand-over.
+    for (client, seen) in subscribers.iter_mut().zip(&mut seen) {
+        // Until well after a new owner can have started (20 events/s).
+        for _ in 0..120 {
+            seen.push(next(client).await);
+        }
+    }
+    for (i, seen) in seen.iter().enumerate() {
+        contiguous(seen, &format!("survivor {i}"));
+    }
+    // They joined at different moments: compared from the later start.
+    let from = seen[0][0].n.max(seen[1][0].n);
+    let tail = |s: &[Seen]| {
+        s.iter()
+            .filter(|e| e.n >= from)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (tail(&seen[0]), tail(&seen[1]));
+    let common = a.len().min(b.len());
+    assert_eq!(
+        a[..common],
+        b[..common],
+        "both survivors saw the same events and ids"
+    );
+    // A new upstream, within the lease time and a second of the kill.
+    log.extend(sim.take_log().0);
+    let started = log
+        .iter()
+        .find(|e| !e.ended && e.at > killed_at)
+        .expect("a new owner opened the upstream");
+    let took = started.at.duration_since(killed_at).unwrap_or_default();
+    println!("a new owner opened the upstream {took:?} after the kill");
+    assert!(
+        took <= LEASE_TTL + Duration::from_secs(1),
+        "the new owner took {took:?}"
+    );
+    // It resumed where the log ended: the upstream was asked to continue.
+    let request = sim
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.uri.contains("AAPL"))
+        .expect("a request");
+    let resumed: u64 = request
+        .header("last-event-id")
+        .expect("the new owner sent Last-Event-ID")
+        .parse()
+        .expect("a number");
+    assert!(
+        seen[0].iter().any(|s| s.n == resumed),
+        "it resumed after {resumed}, an event the survivors saw"
+    );
+    drop(dead);
+    sim.shutdown().await;
+}
