@@ -31,41 +31,7 @@ use crate::event::HubEvent;
 use crate::metrics;
 use crate::policy::Policy;
 use crate::queue::{Closed, Out, Queue};
-
-/// A subscriber's registration in one topic.
-struct Member {
-    queue: Arc<Queue>,
-    /// Which of the subscriber's topics this is.
-    index: usize,
-}
-
-/// Events missed by the whole topic (the hub fell behind the pool's
-/// channel) after the event `after`: a resume across it is told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Gap {
-    after: u64,
-    missed: u64,
-}
-
-/// Gaps remembered per topic, at most.
-const MAX_GAPS: usize = 64;
-
-struct TopicState {
-    replay: VecDeque<Arc<HubEvent>>,
-    replay_bytes: usize,
-    /// The gaps inside the replay window, oldest first (dropped with the
-    /// events before them).
-    gaps: VecDeque<Gap>,
-    /// Every event after this sequence number is in `replay`.
-    floor: u64,
-    /// The last sequence number assigned here.
-    last: u64,
-    members: HashMap<u64, Member>,
-    /// Since when nobody is subscribed: the topic (its replay buffer and
-    /// upstream subscription) lingers `replay_linger` after that, so a
-    /// client that comes back resumes without a gap.
-    empty_since: Option<Instant>,
-}
+use crate::window::{Gap, MAX_GAPS, Member, TopicState, evict, replay};
 
 struct Topic {
     name: Arc<str>,
@@ -196,6 +162,12 @@ impl<C: Connector> Hub<C> {
         };
         let mut positions = Vec::with_capacity(topics.len());
         for (index, (name, start)) in topics.iter().zip(starts).enumerate() {
+            // A resume from before what this instance holds of a topic: a
+            // numbered source may still have the events in between.
+            let older = match *start {
+                Start::After(p) if self.numbered => self.older(name, p).await,
+                _ => None,
+            };
             // A new topic's pool subscription is taken first, without the
             // lock: the pool may make it wait for a slot (`pending_wait`).
             let mut fresh = None;
@@ -231,32 +203,26 @@ impl<C: Connector> Hub<C> {
             // leave cannot remove the topic between lookup and join.
             let mut state = topic.state.lock();
             self.expire(&mut state);
+            // The source's events reach up to where the buffer begins.
+            let older = older.filter(|(upto, _)| *upto >= state.floor && *upto <= state.last);
             let position = match *start {
                 Start::After(p) if p >= state.floor && p <= state.last => {
-                    let replay = state.replay.iter().filter(|e| e.seq > p);
-                    let mut gaps = state.gaps.iter().filter(|g| g.after >= p).peekable();
-                    let mut replayed = 0u64;
-                    for event in replay {
-                        // A gap recorded before this event: told in its place.
-                        while let Some(gap) = gaps.next_if(|g| g.after < event.seq) {
-                            queue.push_unbounded(Out::Gap {
+                    replay(&state, queue, index, p, 0);
+                    p
+                }
+                Start::After(p) if older.is_some() => {
+                    let (upto, events) = older.unwrap_or_default();
+                    let mut replayed = 0;
+                    for (seq, event) in events {
+                        if let Some(event) = HubEvent::encode(&self.run, name, seq, &event) {
+                            queue.push_unbounded(Out::Event {
                                 topic: index,
-                                missed: gap.missed,
+                                event: Arc::new(event),
                             });
+                            replayed += 1;
                         }
-                        queue.push_unbounded(Out::Event {
-                            topic: index,
-                            event: event.clone(),
-                        });
-                        replayed += 1;
                     }
-                    for gap in gaps {
-                        queue.push_unbounded(Out::Gap {
-                            topic: index,
-                            missed: gap.missed,
-                        });
-                    }
-                    metrics::record_replay(replayed);
+                    replay(&state, queue, index, upto, replayed);
                     p
                 }
                 Start::After(_) | Start::Reset => {
@@ -287,6 +253,24 @@ impl<C: Connector> Hub<C> {
             membership.topics.push(topic);
         }
         Ok((membership, positions))
+    }
+
+    /// For a resume at `p` from before this instance's window of topic
+    /// `name`: the source's events from `p` to the newest this instance
+    /// has, and the position they reach. `None` if the topic is not here,
+    /// `p` is inside the window, or the source cannot give them all.
+    async fn older(&self, name: &str, p: u64) -> Option<(u64, Vec<(u64, Event)>)> {
+        let last = {
+            let topics = self.topics.lock();
+            let state = topics.get(name)?.state.lock();
+            if p >= state.floor || p > state.last {
+                return None;
+            }
+            state.last
+        };
+        let events = self.source.history(name, p, last).await?;
+        let upto = events.last().map_or(p, |(seq, _)| *seq);
+        Some((upto, events))
     }
 
     /// A pool subscription for a new topic, asked for by `ip`: within that
@@ -606,17 +590,6 @@ impl<C: Connector> Hub<C> {
             member.queue.push(member.index, event.clone(), policy);
         }
         metrics::record_event(state.members.len());
-    }
-}
-
-fn evict(state: &mut TopicState) {
-    if let Some(old) = state.replay.pop_front() {
-        state.replay_bytes -= old.len();
-        state.floor = old.seq;
-        // A gap before the window's start concerns no resume any more.
-        while state.gaps.front().is_some_and(|g| g.after < state.floor) {
-            state.gaps.pop_front();
-        }
     }
 }
 

@@ -97,6 +97,7 @@ mod reply;
 mod server;
 mod state;
 mod subscribe;
+mod window;
 
 pub use auth::{AuthConfig, AuthConfigError, JwtConfig, Secret};
 pub use config::{AdminToken, BridgeConfig, ConfigError};

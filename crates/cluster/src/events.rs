@@ -280,6 +280,69 @@ impl EventLog {
     }
 }
 
+impl EventLog {
+    /// The events of `topic` after `after` up to `until` (inclusive), if
+    /// the log still has every one of them and none is missing between
+    /// (the chain of predecessors is unbroken from `after`); `None`
+    /// otherwise, or if NATS does not answer within `wait`.
+    pub async fn history(
+        &self,
+        topic: &str,
+        after: u64,
+        until: u64,
+        wait: Duration,
+    ) -> Option<Vec<Stored>> {
+        let consumer = self
+            .stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: self.subject(topic),
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: after.saturating_add(1),
+                },
+                ..Default::default()
+            })
+            .await
+            .ok()?;
+        // Nothing kept after `after`: nothing to continue with.
+        if consumer.cached_info().num_pending == 0 {
+            return None;
+        }
+        let read = async {
+            let mut messages = consumer.messages().await.ok()?;
+            let mut out: Vec<Stored> = Vec::new();
+            let mut last = after;
+            while let Some(message) = messages.next().await {
+                let message = message.ok()?;
+                let info = message.info().ok()?;
+                let (sequence, pending) = (info.stream_sequence, info.pending);
+                if sequence > until {
+                    break;
+                }
+                let previous = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(PREVIOUS_HEADER))
+                    .and_then(|v| v.as_str().parse::<u64>().ok());
+                if previous.is_some_and(|p| p != last) {
+                    return None;
+                }
+                let event = unframe(message.message.payload.clone())?;
+                last = sequence;
+                out.push(Stored {
+                    sequence,
+                    previous,
+                    event,
+                });
+                if sequence == until || pending == 0 {
+                    break;
+                }
+            }
+            Some(out)
+        };
+        tokio::time::timeout(wait, read).await.ok().flatten()
+    }
+}
+
 /// Where [`EventLog::follow`] starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {

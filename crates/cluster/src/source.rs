@@ -299,6 +299,19 @@ impl<C: Connector> Source for ClusterSource<C> {
     fn positions(&self) -> Option<Arc<str>> {
         Some(self.inner.epoch.clone())
     }
+
+    fn history<'a>(
+        &'a self,
+        topic: &'a str,
+        after: u64,
+        until: u64,
+    ) -> SourceFuture<'a, Option<Vec<(u64, sse_parser::Event)>>> {
+        Box::pin(async move {
+            let wait = self.inner.leases.ttl();
+            let stored = self.inner.events.history(topic, after, until, wait).await?;
+            Some(stored.into_iter().map(|s| (s.sequence, s.event)).collect())
+        })
+    }
 }
 
 /// Drops a follower: its task ends, and the topic has one local
@@ -431,6 +444,7 @@ async fn follow(
     after: u64,
 ) {
     let mut last = after;
+    tracing::debug!(after, "follower: started");
     while let Some(stored) = stream.next().await {
         let stored = match stored {
             Ok(stored) => stored,
@@ -444,6 +458,7 @@ async fn follow(
         if stored.sequence <= last {
             continue;
         }
+        tracing::trace!(sequence = stored.sequence, previous = ?stored.previous, "follower: event");
         if stored.previous.is_some_and(|p| p != last) {
             metrics::record_missed();
             let _ = tx.send(StreamItem::Missed {
@@ -461,6 +476,7 @@ async fn follow(
             return;
         }
     }
+    tracing::debug!(last, "follower: the consumer ended");
     // The consumer ended for good: the hub ends its subscribers with a
     // retry hint, and they come back to a fresh follower.
     let _ = tx.send(StreamItem::Status(Status {
@@ -615,7 +631,10 @@ async fn publish_while_held<C: Connector>(
             item = upstream.recv() => match item {
                 Ok(StreamItem::Event(event)) => {
                     previous = match inner.events.publish(topic, &event, Some(previous)).await {
-                        Ok(published) => published.sequence,
+                        Ok(published) => {
+                            tracing::trace!(%topic, sequence = published.sequence, duplicate = published.duplicate, "owner: published");
+                            published.sequence
+                        }
                         Err(e) => {
                             tracing::warn!(%topic, error = %e, "owner: an event could not be stored");
                             metrics::record_publish_failure();

@@ -18,6 +18,7 @@ use crate::pool::{Pool, PoolError};
 #[cfg(doc)]
 use crate::stream::StreamItem;
 use crate::subscription::Subscription;
+use sse_parser::Event;
 
 /// A boxed future, as a trait object's method returns one.
 pub type SourceFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -63,6 +64,22 @@ pub trait Source: Send + Sync + 'static {
     /// another token is not one of its positions. `None` for the pool.
     fn positions(&self) -> Option<Arc<str>> {
         None
+    }
+
+    /// The events of `topic` after position `after` up to position
+    /// `until` (inclusive), numbered, in order, if the source numbers its
+    /// events, still keeps all of them, and none is missing between
+    /// (otherwise `None`): a client resuming from before what the gateway
+    /// holds in memory continues from the source's log. The pool keeps no
+    /// log: `None`.
+    fn history<'a>(
+        &'a self,
+        topic: &'a str,
+        after: u64,
+        until: u64,
+    ) -> SourceFuture<'a, Option<Vec<(u64, Event)>>> {
+        let _ = (topic, after, until);
+        Box::pin(std::future::ready(None))
     }
 }
 

@@ -28,6 +28,31 @@ struct Gateway {
     file: std::path::PathBuf,
 }
 
+fn spawn(file: &std::path::Path) -> Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_ssegate"))
+        .args(["run", "--config"])
+        .arg(file)
+        .env(
+            "SSEGATE_LOG",
+            std::env::var("TEST_GW_LOG").unwrap_or("warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ssegate runs")
+}
+
+async fn listening(port: u16) {
+    let deadline = Instant::now() + WAIT;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the gateway never listened");
+        // Wall clock: another process starting; a bounded poll.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
@@ -47,6 +72,7 @@ impl Gateway {
             format!(
                 "[upstream]\nurl_template = \"{}/v1/quotes/{{topic}}/stream\"\nmax_streams = {max_streams}\n\
                  [bridge]\nlisten = \"127.0.0.1:{listen}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n\
+                 drain_spread = \"500ms\"\ndrain_deadline = \"2s\"\nretry_hint = \"200ms\"\n\
                  [cluster]\nenabled = true\nname = \"{cluster}\"\ninstance = \"gw-{listen}\"\n\
                  nats_urls = [\"{}\"]\n",
                 sim.url(),
@@ -54,28 +80,32 @@ impl Gateway {
             ),
         )
         .expect("write the config");
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ssegate"))
-            .args(["run", "--config"])
-            .arg(&file)
-            .env("SSEGATE_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("ssegate runs");
-        let deadline = Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", listen)).is_err() {
-            assert!(Instant::now() < deadline, "the gateway never listened");
-            // Wall clock: another process starting; a bounded poll.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let child = spawn(&file);
+        listening(listen).await;
         Self {
             child,
             listen,
             admin,
             file,
         }
+    }
+
+    /// A deploy: SIGTERM, its drain to the end, and a new process on the
+    /// same ports and configuration.
+    async fn restart(&mut self) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let exited = tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("it exits after its drain")
+            .expect("an exit status");
+        assert!(exited.success(), "{exited:?}");
+        self.child = spawn(&self.file);
+        listening(self.listen).await;
     }
 
     async fn subscribe(&self, topic: &str, last_id: Option<&str>) -> ssegate_tests::client::Client {
@@ -337,5 +367,178 @@ async fn a_killed_owner_is_replaced_within_the_lease_and_survivors_miss_nothing(
         "it resumed after {resumed}, an event the survivors saw"
     );
     drop(dead);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resumes_on_another_instance_with_no_gap_and_no_duplicate() {
+    let nats = NatsServer::start().await;
+    let sim = sim(&["AAPL"]).await;
+    let mut gateways = Vec::new();
+    for _ in 0..3 {
+        gateways.push(Gateway::start(&nats, &sim, "t2", 50).await);
+    }
+    // Read on A, then leave.
+    let mut a = gateways[0].subscribe("AAPL", None).await;
+    let mut before = Vec::new();
+    for _ in 0..20 {
+        before.push(next(&mut a).await);
+    }
+    drop(a);
+    let left = before.last().expect("events").clone();
+    // B gets its first subscriber after that: its window starts later than
+    // the position, which only the cluster's log still covers.
+    let mut b = gateways[1].subscribe("AAPL", None).await;
+    for _ in 0..10 {
+        next(&mut b).await;
+    }
+    for (name, gateway) in [
+        ("B (window starts later)", &gateways[1]),
+        ("C (no subscriber yet)", &gateways[2]),
+    ] {
+        let mut resumed = gateway.subscribe("AAPL", Some(&left.id)).await;
+        assert_eq!(resumed.status, 200);
+        let mut after = vec![left.clone()];
+        for _ in 0..30 {
+            let item = next_item(&mut resumed).await;
+            after.push(item);
+        }
+        contiguous(&after, name);
+    }
+    drop(b);
+    sim.shutdown().await;
+}
+
+/// The next event, which must be an upstream event: a reset or gap notice
+/// fails the test.
+async fn next_item(client: &mut ssegate_tests::client::Client) -> Seen {
+    let event = client.next_event().await;
+    assert!(
+        !event.event_type.starts_with("ssegate-"),
+        "a notice instead of an event: {} {}",
+        event.event_type,
+        event.data
+    );
+    let data: serde_json::Value = serde_json::from_str(&event.data).expect("a quote");
+    Seen {
+        id: event.id.to_string(),
+        n: data["n"].as_u64().expect("a sequence number"),
+    }
+}
+
+/// Reads `topic` as a browser's `EventSource` does: when a stream ends it
+/// connects again (to the next instance, as a load balancer may send it)
+/// with the last id it saw, until it has `want` events.
+async fn event_source(
+    ports: Vec<u16>,
+    start: usize,
+    topic: &str,
+    want: usize,
+    seen: std::sync::Arc<parking_lot::Mutex<Vec<Seen>>>,
+) {
+    let mut k = start;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while seen.lock().len() < want {
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: only {} events",
+            seen.lock().len()
+        );
+        let port = ports[k % ports.len()];
+        k += 1;
+        let Ok(io) = TcpStream::connect(("127.0.0.1", port)).await else {
+            // Wall clock: an instance restarting; try the next one soon.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let last = seen.lock().last().map(|s| s.id.clone());
+        let headers: Vec<(&str, &str)> = last
+            .as_deref()
+            .map(|id| ("last-event-id", id))
+            .into_iter()
+            .collect();
+        let mut client = ssegate_tests::client::request(
+            io,
+            &format!("127.0.0.1:{port}"),
+            http::Method::GET,
+            &format!("/v1/stream/{topic}"),
+            &headers,
+            bytes::Bytes::new(),
+            WAIT,
+        )
+        .await;
+        if client.status != 200 {
+            continue;
+        }
+        // The count is read on its own: a guard in a `while let` chain
+        // would live through the body, which locks again.
+        let more = || seen.lock().len() < want;
+        while more()
+            && let Some(item) = client.next_item().await
+        {
+            let sse_parser::Item::Event(event) = item else {
+                continue;
+            };
+            assert!(
+                !event.event_type.starts_with("ssegate-"),
+                "{topic}: a notice instead of an event: {} {}",
+                event.event_type,
+                event.data
+            );
+            let data: serde_json::Value = serde_json::from_str(&event.data).expect("a quote");
+            seen.lock().push(Seen {
+                id: event.id.to_string(),
+                n: data["n"].as_u64().expect("a sequence number"),
+            });
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_deploy_loses_and_repeats_nothing_for_reconnecting_clients() {
+    let nats = NatsServer::start().await;
+    let topics = ["AAPL", "MSFT"];
+    let sim = sim(&topics).await;
+    let mut gateways = Vec::new();
+    for _ in 0..3 {
+        gateways.push(Gateway::start(&nats, &sim, "t2r", 50).await);
+    }
+    let ports: Vec<u16> = gateways.iter().map(|g| g.listen).collect();
+    let mut clients = Vec::new();
+    let mut logs = Vec::new();
+    for (i, topic) in ["AAPL", "MSFT", "AAPL"].into_iter().enumerate() {
+        let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        logs.push((topic, seen.clone()));
+        clients.push(tokio::spawn(event_source(
+            ports.clone(),
+            i,
+            topic,
+            260,
+            seen,
+        )));
+    }
+    let progress = |logs: &[(&str, std::sync::Arc<parking_lot::Mutex<Vec<Seen>>>)]| -> usize {
+        logs.iter().map(|(_, s)| s.lock().len()).min().unwrap_or(0)
+    };
+    for gateway in &mut gateways {
+        // Every client a second of events further, then the next deploy.
+        let target = progress(&logs) + 20;
+        let deadline = Instant::now() + WAIT;
+        while progress(&logs) < target {
+            assert!(Instant::now() < deadline, "the clients stalled");
+            // Wall clock: real processes streaming; a bounded poll.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        gateway.restart().await;
+    }
+    for client in clients {
+        tokio::time::timeout(Duration::from_secs(150), client)
+            .await
+            .expect("the clients finish")
+            .expect("no client failed");
+    }
+    for (topic, seen) in &logs {
+        contiguous(&seen.lock(), topic);
+    }
     sim.shutdown().await;
 }
