@@ -106,6 +106,12 @@ pub struct Reload {
 /// application's source of settings. `Err` says why it cannot be used.
 pub type ReloadSource = Arc<dyn Fn() -> Result<Reload, String> + Send + Sync>;
 
+/// Renders the cluster's state as JSON (`/admin/cluster`): the
+/// application's cluster, if it runs one.
+pub type ClusterView = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = serde_json::Value> + Send>> + Send + Sync,
+>;
+
 /// Renders every metric in the Prometheus text format (`/metrics`).
 pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 
@@ -118,6 +124,7 @@ pub struct Hooks {
     pub(crate) reload: Option<ReloadSource>,
     pub(crate) heap: Option<fn() -> HeapStats>,
     pub(crate) process: Option<Arc<dyn ProcessProbe>>,
+    pub(crate) cluster: Option<ClusterView>,
     pub(crate) leak: bool,
 }
 
@@ -151,6 +158,17 @@ impl Hooks {
     #[must_use]
     pub fn heap_probe(mut self, probe: fn() -> HeapStats) -> Self {
         self.heap = Some(probe);
+        self
+    }
+
+    /// `GET /admin/cluster` answers with what `view` renders (without it,
+    /// 404: cluster mode is off).
+    #[must_use]
+    pub fn cluster_view<F>(mut self, view: impl Fn() -> F + Send + Sync + 'static) -> Self
+    where
+        F: Future<Output = serde_json::Value> + Send + 'static,
+    {
+        self.cluster = Some(Arc::new(move || Box::pin(view())));
         self
     }
 

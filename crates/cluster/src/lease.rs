@@ -83,7 +83,7 @@ fn lost_or_nats(e: kv::UpdateError) -> LeaseError {
 /// What creating an owner key found.
 enum OwnerKey {
     Created(u64),
-    Taken(String),
+    Taken(String, std::time::SystemTime),
 }
 
 /// The answer to [`Leases::acquire`].
@@ -95,6 +95,9 @@ pub enum Acquired {
     Taken {
         /// That instance's name.
         owner: String,
+        /// When it last renewed the lease (by NATS's clock): the lease
+        /// runs out `lease_ttl` after that unless renewed again.
+        renewed: std::time::SystemTime,
     },
     /// Every slot of the cluster-wide cap is held.
     AtCapacity,
@@ -143,6 +146,8 @@ pub struct LeaseInfo {
     pub owner: String,
     /// The bucket's revision of the owner key (it grows with each renewal).
     pub revision: u64,
+    /// When the owner last wrote it (its last renewal), by NATS's clock.
+    pub written: std::time::SystemTime,
 }
 
 /// The lease bucket, as one instance sees it.
@@ -228,7 +233,7 @@ impl Leases {
         let sent = Instant::now();
         let topic_revision = match self.create_owner_key(&owner_key).await? {
             OwnerKey::Created(revision) => revision,
-            OwnerKey::Taken(owner) => return Ok(Acquired::Taken { owner }),
+            OwnerKey::Taken(owner, renewed) => return Ok(Acquired::Taken { owner, renewed }),
         };
         let slot_value = Bytes::from(token);
         match self.claim_slot(&slot_value).await {
@@ -277,9 +282,23 @@ impl Leases {
                         .map(OwnerKey::Created)
                         .map_err(lost_or_nats);
                 }
+                // Past its lease time, but not yet removed by the server
+                // (it ages values out lazily, up to a second late): its
+                // owner has fenced itself by now, so it is taken over at
+                // its revision. A renewal in between changes the
+                // revision, and this fails as it should.
+                Some(entry)
+                    if entry.operation == kv::Operation::Put
+                        && self.stale(entry.created.into()) =>
+                {
+                    if let Ok(revision) = self.kv.update(key, value.clone(), entry.revision).await {
+                        return Ok(OwnerKey::Created(revision));
+                    }
+                }
                 Some(entry) if entry.operation == kv::Operation::Put => {
                     return Ok(OwnerKey::Taken(
                         String::from_utf8_lossy(&entry.value).into_owned(),
+                        entry.created.into(),
                     ));
                 }
                 // Deleted or expired meanwhile: create again.
@@ -289,6 +308,15 @@ impl Leases {
         Err(LeaseError::Nats(format!(
             "the owner key {key} changed under two attempts to create it"
         )))
+    }
+
+    /// Whether a value written at `written` (by NATS's clock) is past its
+    /// lease time, with a margin for the clocks' difference.
+    fn stale(&self, written: std::time::SystemTime) -> bool {
+        let margin = (self.ttl / 20).max(Duration::from_millis(100));
+        written
+            .checked_add(self.ttl + margin)
+            .is_some_and(|end| end < std::time::SystemTime::now())
     }
 
     /// Creates the first free slot, starting from one the token chooses
@@ -373,6 +401,7 @@ impl Leases {
                     topic,
                     owner: String::from_utf8_lossy(&entry.value).into_owned(),
                     revision: entry.revision,
+                    written: entry.created.into(),
                 });
             }
         }

@@ -48,6 +48,7 @@ mod lease;
 mod members;
 pub mod metrics;
 mod source;
+mod view;
 
 pub use config::{ClusterConfig, ConfigError, MAX_NAME_LEN};
 pub use events::{EventError, EventLog, PREVIOUS_HEADER, Published, Retention, Start, Stored};
@@ -55,7 +56,8 @@ pub use keeper::{Holding, Keeper, Lost};
 pub use key::{topic_of, topic_token};
 pub use lease::{Acquired, Lease, LeaseError, LeaseInfo, Leases};
 pub use members::{MAX_ANNOUNCEMENT_BYTES, Member, Members, MembersError};
-pub use source::{ClusterSource, JoinError, Owner, SourceOptions, TopicView};
+pub use source::{ClusterSource, JoinError, Owner, SourceOptions};
+pub use view::TopicView;
 
 // The README's examples are compiled as doctests.
 #[doc = include_str!("../README.md")]

@@ -23,6 +23,9 @@ pub const DUPLICATES: &str = "ssegate_cluster_events_duplicate_total";
 pub const MISSED: &str = "ssegate_cluster_events_missed_total";
 /// Counter: events an owner read from its upstream and could not store.
 pub const PUBLISH_FAILURES: &str = "ssegate_cluster_publish_failures_total";
+/// Gauge: 1 while this instance cannot reach NATS (or cannot announce
+/// itself): the cluster is degraded.
+pub const DEGRADED: &str = "ssegate_cluster_degraded";
 /// Gauge: topics this instance follows (one consumer each).
 pub const FOLLOWED: &str = "ssegate_cluster_topics_followed";
 
@@ -69,10 +72,19 @@ pub fn describe_metrics() {
         "Upstream events an owner could not store in the event stream."
     );
     describe_gauge!(
+        DEGRADED,
+        Unit::Count,
+        "1 while this instance cannot reach NATS (or announce itself): the cluster is degraded."
+    );
+    describe_gauge!(
         FOLLOWED,
         Unit::Count,
         "Topics this instance follows in the event stream (one consumer each)."
     );
+}
+
+pub(crate) fn record_degraded(degraded: bool) {
+    gauge!(DEGRADED).set(f64::from(u8::from(degraded)));
 }
 
 pub(crate) fn record_missed() {

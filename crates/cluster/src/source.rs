@@ -26,6 +26,8 @@
 //! while it or any other instance wants it.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -45,10 +47,6 @@ use crate::keeper::Keeper;
 use crate::lease::{Acquired, Lease, Leases};
 use crate::members::Members;
 use crate::metrics;
-
-/// The predecessor a publish names after an event was lost on the way to
-/// the log: no position equals it, so every follower sees the break.
-const BROKEN: u64 = u64::MAX;
 
 /// How a [`ClusterSource`] behaves.
 #[derive(Debug, Clone, Copy)]
@@ -85,15 +83,19 @@ pub enum Owner {
 }
 
 /// One topic's local state.
-struct Interest {
-    topic: Arc<str>,
+pub(crate) struct Interest {
+    pub(crate) topic: Arc<str>,
     /// Local subscriptions now, and since when there were none.
-    local: Mutex<(usize, Option<Instant>)>,
-    owner: Mutex<Owner>,
+    pub(crate) local: Mutex<(usize, Option<Instant>)>,
+    pub(crate) owner: Mutex<Owner>,
     /// Since when this instance owns the topic.
-    owned_since: Mutex<Option<Instant>>,
+    pub(crate) owned_since: Mutex<Option<Instant>>,
     /// Wakes the steward when the local count changes.
     changed: Notify,
+    /// When the other owner last renewed its lease, as last seen.
+    renewed: Mutex<Option<std::time::SystemTime>>,
+    /// The newest position a follower of it delivered (for the lag).
+    pub(crate) followed: AtomicU64,
 }
 
 impl Interest {
@@ -103,21 +105,24 @@ impl Interest {
     }
 }
 
-struct Inner<C: Connector> {
-    pool: Pool<C>,
-    leases: Arc<Leases>,
-    events: EventLog,
-    members: Members,
-    epoch: Arc<str>,
-    options: SourceOptions,
-    topics: Mutex<HashMap<Arc<str>, Arc<Interest>>>,
-    stewards: Mutex<Vec<JoinHandle<()>>>,
-    shutdown: watch::Sender<bool>,
+pub(crate) struct Inner<C: Connector> {
+    pub(crate) pool: Pool<C>,
+    pub(crate) leases: Arc<Leases>,
+    pub(crate) events: EventLog,
+    pub(crate) members: Members,
+    pub(crate) epoch: Arc<str>,
+    /// The NATS connection, when joined through [`ClusterSource::join`]
+    /// (its state is the degraded flag).
+    pub(crate) client: Option<async_nats::Client>,
+    pub(crate) options: SourceOptions,
+    pub(crate) topics: Mutex<HashMap<Arc<str>, Arc<Interest>>>,
+    pub(crate) stewards: Mutex<Vec<JoinHandle<()>>>,
+    pub(crate) shutdown: watch::Sender<bool>,
 }
 
 /// The gateway's source of events in cluster mode. Cheap to clone.
 pub struct ClusterSource<C: Connector> {
-    inner: Arc<Inner<C>>,
+    pub(crate) inner: Arc<Inner<C>>,
     announcer: Arc<JoinHandle<()>>,
 }
 
@@ -128,19 +133,6 @@ impl<C: Connector> Clone for ClusterSource<C> {
             announcer: self.announcer.clone(),
         }
     }
-}
-
-/// A topic as `/admin/cluster` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicView {
-    /// The topic.
-    pub topic: String,
-    /// Local subscriptions (the hub holds one per topic).
-    pub local: usize,
-    /// Its owner as last seen.
-    pub owner: Owner,
-    /// How long this instance has owned it.
-    pub owned_for: Option<Duration>,
 }
 
 /// Why joining a cluster failed.
@@ -187,7 +179,7 @@ impl<C: Connector> ClusterSource<C> {
                 ))
             })?
             .map_err(|e| JoinError(format!("cannot connect to NATS at {urls}: {e}")))?;
-        let mut jetstream = async_nats::jetstream::new(client);
+        let mut jetstream = async_nats::jetstream::new(client.clone());
         jetstream.set_timeout(config.request_timeout);
         let instance = config.instance_name();
         let nats = |what: &str, e: &dyn std::fmt::Display| {
@@ -215,7 +207,14 @@ impl<C: Connector> ClusterSource<C> {
         .await
         .map_err(|e| nats("the member bucket", &e))?;
         tracing::info!(%instance, cluster = %config.name, nats = %urls, epoch = %events.epoch(), "joined the cluster");
-        Ok(Self::new(pool, Arc::new(leases), events, members, options))
+        Ok(Self::build(
+            pool,
+            Arc::new(leases),
+            events,
+            members,
+            options,
+            Some(client),
+        ))
     }
 
     /// A source over `pool` (this instance's upstreams), the cluster's
@@ -227,6 +226,17 @@ impl<C: Connector> ClusterSource<C> {
         members: Members,
         options: SourceOptions,
     ) -> Self {
+        Self::build(pool, leases, events, members, options, None)
+    }
+
+    fn build(
+        pool: Pool<C>,
+        leases: Arc<Leases>,
+        events: EventLog,
+        members: Members,
+        options: SourceOptions,
+        client: Option<async_nats::Client>,
+    ) -> Self {
         let epoch = events.epoch().into();
         let inner = Arc::new(Inner {
             pool,
@@ -234,6 +244,7 @@ impl<C: Connector> ClusterSource<C> {
             events,
             members,
             epoch,
+            client,
             options,
             topics: Mutex::default(),
             stewards: Mutex::default(),
@@ -241,24 +252,6 @@ impl<C: Connector> ClusterSource<C> {
         });
         let announcer = Arc::new(tokio::spawn(announce(Arc::downgrade(&inner))));
         Self { inner, announcer }
-    }
-
-    /// The topics this instance has interest in or owns, sorted.
-    pub fn topics(&self) -> Vec<TopicView> {
-        let mut out: Vec<TopicView> = self
-            .inner
-            .topics
-            .lock()
-            .values()
-            .map(|i| TopicView {
-                topic: i.topic.to_string(),
-                local: i.local.lock().0,
-                owner: i.owner.lock().clone(),
-                owned_for: i.owned_since.lock().map(|t| t.elapsed()),
-            })
-            .collect();
-        out.sort_by(|a, b| a.topic.cmp(&b.topic));
-        out
     }
 
     /// The leases, for `/admin/cluster`.
@@ -352,6 +345,8 @@ impl<C: Connector> Inner<C> {
                         owner: Mutex::new(Owner::Unknown),
                         owned_since: Mutex::new(None),
                         changed: Notify::new(),
+                        followed: AtomicU64::new(0),
+                        renewed: Mutex::new(None),
                     });
                     topics.insert(interest.topic.clone(), interest.clone());
                     (interest, true)
@@ -370,8 +365,9 @@ impl<C: Connector> Inner<C> {
             // over the cluster-wide cap is refused here, on any instance.
             let lease = match self.leases.acquire(topic).await {
                 Ok(Acquired::Owned(lease)) => Some(lease),
-                Ok(Acquired::Taken { owner }) => {
+                Ok(Acquired::Taken { owner, renewed }) => {
                     *interest.owner.lock() = Owner::Other(owner);
+                    *interest.renewed.lock() = Some(renewed);
                     None
                 }
                 Ok(Acquired::AtCapacity) => {
@@ -408,7 +404,7 @@ impl<C: Connector> Inner<C> {
             .map_err(|e| PoolError::Unavailable(e.to_string()))?;
         let (tx, rx) = broadcast::channel(self.options.channel_capacity);
         metrics::record_followed(1.0);
-        let task = tokio::spawn(follow(stream, tx, after));
+        let task = tokio::spawn(follow(stream, tx, after, interest.clone()));
         let interest = guard.0.take().expect("counted above");
         Ok(Opened {
             subscription: Subscription::new(rx, FollowGuard { task, interest }),
@@ -442,6 +438,7 @@ async fn follow(
     > + Unpin,
     tx: broadcast::Sender<StreamItem>,
     after: u64,
+    interest: Arc<Interest>,
 ) {
     let mut last = after;
     tracing::debug!(after, "follower: started");
@@ -466,6 +463,7 @@ async fn follow(
             });
         }
         last = stored.sequence;
+        interest.followed.fetch_max(last, Ordering::Relaxed);
         if tx
             .send(StreamItem::Sequenced {
                 sequence: stored.sequence,
@@ -527,11 +525,14 @@ async fn steward<C: Connector>(
                 return;
             }
         }
-        // Not the owner: look again in a third of the lease time (a dead
-        // owner's lease is gone after at most `lease_ttl`), or as soon as
-        // the last local subscriber leaves.
+        // Not the owner: look again when the owner's lease would run out
+        // unless renewed (so a dead owner is replaced moments after its
+        // lease is gone), within a tenth and a third of the lease time
+        // (clocks may differ), or as soon as the last local subscriber
+        // leaves.
+        let wait = next_look(&interest, ttl);
         tokio::select! {
-            () = tokio::time::sleep(ttl / 3) => {}
+            () = tokio::time::sleep(wait) => {}
             () = interest.changed.notified() => continue,
             _ = shutdown.changed() => return,
         }
@@ -540,11 +541,29 @@ async fn steward<C: Connector>(
         };
         match strong.leases.acquire(&interest.topic).await {
             Ok(Acquired::Owned(held)) => lease = Some(held),
-            Ok(Acquired::Taken { owner }) => *interest.owner.lock() = Owner::Other(owner),
+            Ok(Acquired::Taken { owner, renewed }) => {
+                *interest.owner.lock() = Owner::Other(owner);
+                *interest.renewed.lock() = Some(renewed);
+            }
             Ok(Acquired::AtCapacity) => *interest.owner.lock() = Owner::Capped,
             Err(_) => *interest.owner.lock() = Owner::Unreachable,
         }
     }
+}
+
+/// How long a non-owner waits before asking for the lease again: until
+/// just after the owner's lease would run out, bounded to a tenth and a
+/// third of the lease time.
+fn next_look(interest: &Interest, ttl: Duration) -> Duration {
+    let (low, high) = (ttl / 10, ttl / 3);
+    let Some(renewed) = interest.renewed.lock().take() else {
+        return high;
+    };
+    let expires = renewed + ttl + Duration::from_millis(20);
+    expires
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or(Duration::ZERO)
+        .clamp(low, high)
 }
 
 /// Forgets `interest` if it has no local subscriber (under the map's
@@ -623,24 +642,30 @@ async fn publish_while_held<C: Connector>(
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            why = keeper.lost() => {
-                tracing::warn!(%topic, why = why.label(), "owner: lease lost; upstream closed");
-                return Ended::Lost;
-            }
+            _ = keeper.lost() => return lease_lost(topic, keeper).await,
             _ = shutdown.changed() => return Ended::Shutdown,
             item = upstream.recv() => match item {
                 Ok(StreamItem::Event(event)) => {
-                    previous = match inner.events.publish(topic, &event, Some(previous)).await {
-                        Ok(published) => {
+                    let published = fenced(keeper, inner.events.publish(topic, &event, Some(previous)));
+                    match published.await {
+                        None => return lease_lost(topic, keeper).await,
+                        Some(Ok(published)) => {
                             tracing::trace!(%topic, sequence = published.sequence, duplicate = published.duplicate, "owner: published");
-                            published.sequence
+                            previous = published.sequence;
                         }
-                        Err(e) => {
-                            tracing::warn!(%topic, error = %e, "owner: an event could not be stored");
+                        Some(Err(e)) => {
+                            // Whether it was stored is unknown (a publish
+                            // that timed out may still land). The upstream
+                            // is given up; the next owner (this instance or
+                            // another) resumes it after the log's last
+                            // event, and the stream's duplicate window
+                            // drops what lands twice: nothing is lost, and
+                            // the chain of predecessors stays whole.
+                            tracing::warn!(%topic, error = %e, "owner: an event could not be stored; the upstream is resumed from the log");
                             metrics::record_publish_failure();
-                            BROKEN
+                            return Ended::Lost;
                         }
-                    };
+                    }
                 }
                 Ok(StreamItem::Status(status)) if status.terminal => {
                     tracing::warn!(%topic, reason = %status.reason, "owner: the upstream stopped the topic");
@@ -648,8 +673,9 @@ async fn publish_while_held<C: Connector>(
                 }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(%topic, missed = n, "owner: fell behind its upstream");
-                    previous = BROKEN;
+                    // As for a failed publish: resumed from the log.
+                    tracing::warn!(%topic, missed = n, "owner: fell behind its upstream; it is resumed from the log");
+                    return Ended::Lost;
                 }
                 Err(broadcast::error::RecvError::Closed) => return Ended::Lost,
             },
@@ -658,8 +684,9 @@ async fn publish_while_held<C: Connector>(
                     wanted_at = Instant::now();
                     continue;
                 };
-                match inner.members.list().await {
-                    Ok(members) if !inner.members.others_want(&members, topic) => {}
+                match fenced(keeper, inner.members.list()).await {
+                    None => return lease_lost(topic, keeper).await,
+                    Some(Ok(members)) if !inner.members.others_want(&members, topic) => {}
                     // Wanted elsewhere, or unknown: kept.
                     _ => wanted_at = Instant::now(),
                 }
@@ -673,7 +700,33 @@ async fn publish_while_held<C: Connector>(
     }
 }
 
-/// Announces this instance and its topics every third of the lease time.
+impl<C: Connector> Inner<C> {
+    /// Whether the NATS connection is up (true when not known).
+    pub(crate) fn connected(&self) -> bool {
+        self.client
+            .as_ref()
+            .is_none_or(|c| c.connection_state() == async_nats::connection::State::Connected)
+    }
+}
+
+/// Runs `work` unless the lease is lost first (the fence): an owner never
+/// waits on NATS past its fence.
+async fn fenced<T>(keeper: &Keeper, work: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        biased;
+        _ = keeper.lost() => None,
+        out = work => Some(out),
+    }
+}
+
+async fn lease_lost(topic: &str, keeper: &Keeper) -> Ended {
+    let why = keeper.lost().await;
+    tracing::warn!(%topic, why = why.label(), "owner: lease lost; upstream closed");
+    Ended::Lost
+}
+
+/// Announces this instance and its topics every third of the lease time,
+/// and records whether the cluster is degraded (NATS not answering).
 async fn announce<C: Connector>(inner: Weak<Inner<C>>) {
     loop {
         let (members, topics, ttl) = {
@@ -688,9 +741,12 @@ async fn announce<C: Connector>(inner: Weak<Inner<C>>) {
             topics.sort();
             (inner.members.clone(), topics, inner.leases.ttl())
         };
-        if let Err(e) = members.announce(&topics).await {
+        let announced = members.announce(&topics).await;
+        if let Err(e) = &announced {
             tracing::debug!(error = %e, "announcing this instance");
         }
+        let connected = inner.upgrade().is_some_and(|i| i.connected());
+        metrics::record_degraded(!connected || announced.is_err());
         tokio::time::sleep(ttl / 3).await;
     }
 }

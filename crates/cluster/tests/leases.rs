@@ -42,7 +42,7 @@ async fn a_topic_has_one_owner_across_instances() {
 
     let lease = owned(a.acquire("AAPL").await.expect("acquire"));
     match b.acquire("AAPL").await.expect("acquire") {
-        Acquired::Taken { owner } => assert_eq!(owner, "gw-a"),
+        Acquired::Taken { owner, .. } => assert_eq!(owner, "gw-a"),
         other => panic!("B must see A's ownership, got {other:?}"),
     }
     // A topic with NATS's separator and wildcards is its own key.
@@ -232,7 +232,7 @@ async fn a_partitioned_owner_gives_up_before_anyone_takes_over() {
     proxy.stall(false);
     assert!(matches!(
         a.acquire("AAPL").await.expect("acquire"),
-        Acquired::Taken { owner } if owner == "gw-b"
+        Acquired::Taken { owner, .. } if owner == "gw-b"
     ));
 }
 
@@ -255,7 +255,7 @@ async fn leases_work_again_after_nats_restarts() {
     loop {
         match a.acquire("AAPL").await {
             Ok(Acquired::Owned(_)) => break,
-            Ok(Acquired::Taken { owner }) if owner == "gw-a" => break,
+            Ok(Acquired::Taken { owner, .. }) if owner == "gw-a" => break,
             // Wall clock: the client reconnects to the real server.
             _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
             other => panic!("leases did not recover after NATS came back: {other:?}"),

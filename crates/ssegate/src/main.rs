@@ -373,6 +373,11 @@ async fn serve(
     };
     let gateway = match &cluster {
         Some(cluster) => {
+            let view = cluster.clone();
+            let hooks = hooks.cluster_view(move || {
+                let view = view.clone();
+                async move { view.view().await }
+            });
             let source = std::sync::Arc::new(cluster.clone());
             sse_bridge::start_with_source(config.bridge, pool, source, streams, admin, hooks)
         }

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use sse_upstream_sim::{Sim, SimHandle};
-use ssegate_tests::nats::{NatsServer, free_port};
+use ssegate_tests::nats::{NatsServer, Proxy, free_port};
 use tokio::net::TcpStream;
 use tokio::process::Child;
 use tokio::time::Instant;
@@ -61,7 +61,7 @@ impl Drop for Gateway {
 }
 
 impl Gateway {
-    async fn start(nats: &NatsServer, sim: &SimHandle, cluster: &str, max_streams: usize) -> Self {
+    async fn start(nats: &str, sim: &SimHandle, cluster: &str, max_streams: usize) -> Self {
         let (listen, admin) = (free_port(), free_port());
         let file = std::env::temp_dir().join(format!(
             "ssegate-cluster-{}-{listen}.toml",
@@ -76,7 +76,7 @@ impl Gateway {
                  [cluster]\nenabled = true\nname = \"{cluster}\"\ninstance = \"gw-{listen}\"\n\
                  nats_urls = [\"{}\"]\n",
                 sim.url(),
-                nats.url()
+                nats
             ),
         )
         .expect("write the config");
@@ -128,20 +128,21 @@ impl Gateway {
         .await
     }
 
-    /// Whether this instance's pool holds `topic`'s upstream (it owns it).
-    async fn owns(&self, topic: &str) -> bool {
+    /// `GET path` on the admin listener: the status and the body.
+    async fn admin(&self, path: &str) -> (u16, String) {
         let io = TcpStream::connect(("127.0.0.1", self.admin))
             .await
             .expect("connects");
-        let reply = ssegate_tests::client::get(
-            io,
-            &format!("127.0.0.1:{}", self.admin),
-            "/admin/streams",
-            WAIT,
-        )
-        .await;
+        let reply =
+            ssegate_tests::client::get(io, &format!("127.0.0.1:{}", self.admin), path, WAIT).await;
+        (reply.status.as_u16(), reply.text().await)
+    }
+
+    /// Whether this instance's pool holds `topic`'s upstream (it owns it).
+    async fn owns(&self, topic: &str) -> bool {
+        let (_, body) = self.admin("/admin/streams").await;
         let streams: serde_json::Value =
-            serde_json::from_str(&reply.text().await).expect("JSON from /admin/streams");
+            serde_json::from_str(&body).expect("JSON from /admin/streams");
         streams["streams"]
             .as_array()
             .is_some_and(|s| s.iter().any(|s| s["topic"] == topic))
@@ -215,7 +216,7 @@ async fn three_instances_share_one_upstream_per_topic_and_give_the_same_ids() {
     let sim = sim(&topics).await;
     let mut gateways = Vec::new();
     for _ in 0..3 {
-        gateways.push(Gateway::start(&nats, &sim, "t1", 50).await);
+        gateways.push(Gateway::start(&nats.url(), &sim, "t1", 50).await);
     }
     // A subscriber of every topic on every instance, asked for at once.
     let mut clients = Vec::new();
@@ -272,6 +273,18 @@ async fn three_instances_share_one_upstream_per_topic_and_give_the_same_ids() {
         n
     };
     assert_eq!(owners, topics.len(), "one owner per topic");
+    // The operator's view agrees, from any instance.
+    let (status, body) = gateways[2].admin("/admin/cluster").await;
+    assert_eq!(status, 200);
+    let view: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(view["nats_connected"], true);
+    assert_eq!(view["members"].as_array().map(Vec::len), Some(3), "{view}");
+    let leases = view["leases"].as_array().expect("leases");
+    assert_eq!(leases.len(), 3, "{view}");
+    for topic in &view["topics"].as_array().expect("topics")[..] {
+        assert!(topic["owner"].is_string(), "{topic}");
+        assert!(topic["lag"].as_u64().is_some(), "{topic}");
+    }
     drop(subscribers);
     drop(gateways);
     sim.shutdown().await;
@@ -283,7 +296,7 @@ async fn a_killed_owner_is_replaced_within_the_lease_and_survivors_miss_nothing(
     let sim = sim(&["AAPL"]).await;
     let mut gateways = Vec::new();
     for _ in 0..3 {
-        gateways.push(Gateway::start(&nats, &sim, "t3", 50).await);
+        gateways.push(Gateway::start(&nats.url(), &sim, "t3", 50).await);
     }
     let mut subscribers = Vec::new();
     for gateway in &gateways {
@@ -376,7 +389,7 @@ async fn a_client_resumes_on_another_instance_with_no_gap_and_no_duplicate() {
     let sim = sim(&["AAPL"]).await;
     let mut gateways = Vec::new();
     for _ in 0..3 {
-        gateways.push(Gateway::start(&nats, &sim, "t2", 50).await);
+        gateways.push(Gateway::start(&nats.url(), &sim, "t2", 50).await);
     }
     // Read on A, then leave.
     let mut a = gateways[0].subscribe("AAPL", None).await;
@@ -501,7 +514,7 @@ async fn a_rolling_deploy_loses_and_repeats_nothing_for_reconnecting_clients() {
     let sim = sim(&topics).await;
     let mut gateways = Vec::new();
     for _ in 0..3 {
-        gateways.push(Gateway::start(&nats, &sim, "t2r", 50).await);
+        gateways.push(Gateway::start(&nats.url(), &sim, "t2r", 50).await);
     }
     let ports: Vec<u16> = gateways.iter().map(|g| g.listen).collect();
     let mut clients = Vec::new();
@@ -540,5 +553,185 @@ async fn a_rolling_deploy_loses_and_repeats_nothing_for_reconnecting_clients() {
     for (topic, seen) in &logs {
         contiguous(&seen.lock(), topic);
     }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_cap_is_cluster_wide() {
+    let nats = NatsServer::start().await;
+    let topics = ["T1", "T2", "T3", "T4", "T5", "T6"];
+    let sim = sim(&topics).await;
+    let mut gateways = Vec::new();
+    for _ in 0..3 {
+        gateways.push(Gateway::start(&nats.url(), &sim, "t4", 5).await);
+    }
+    // Five topics, spread over the instances: each gets its stream.
+    let mut held = Vec::new();
+    for (i, topic) in topics[..5].iter().enumerate() {
+        let mut client = gateways[i % 3].subscribe(topic, None).await;
+        assert_eq!(client.status, 200, "{topic}");
+        next(&mut client).await;
+        held.push(client);
+    }
+    // The sixth is refused wherever it is asked, with a time to come back.
+    for gateway in &gateways {
+        let client = gateway.subscribe("T6", None).await;
+        assert_eq!(client.status, 503);
+        let retry = client
+            .headers
+            .get("retry-after")
+            .expect("Retry-After")
+            .to_str()
+            .expect("ASCII")
+            .parse::<u64>()
+            .expect("seconds");
+        assert!(retry >= 1, "{retry}");
+    }
+    let mut log = Vec::new();
+    let counts = upstreams(&sim, &mut log);
+    assert!(!counts.contains_key("T6"), "{counts:?}");
+    let open: usize = counts.values().map(|c| c.1).sum();
+    assert_eq!(open, 5, "{counts:?}");
+    drop(held);
+    drop(gateways);
+    sim.shutdown().await;
+}
+
+/// Polls `check` (bounded by `within`) until it holds.
+async fn eventually<F: Future<Output = bool>>(
+    within: Duration,
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> Duration {
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        // Wall clock: real processes and NATS; a bounded poll.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    start.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_nats_outage_the_cluster_is_back_to_one_upstream_per_topic_within_10_s() {
+    let mut nats = NatsServer::start().await;
+    let sim = sim(&["AAPL", "MSFT"]).await;
+    let mut gateways = Vec::new();
+    for _ in 0..2 {
+        gateways.push(Gateway::start(&nats.url(), &sim, "t5", 50).await);
+    }
+    let mut subscribers = Vec::new();
+    for gateway in &gateways {
+        for topic in ["AAPL", "MSFT"] {
+            let mut client = gateway.subscribe(topic, None).await;
+            assert_eq!(client.status, 200);
+            next(&mut client).await;
+            subscribers.push(client);
+        }
+    }
+    nats.stop().await;
+    // Seen as degraded, and still ready: clients keep their streams.
+    for gateway in &gateways {
+        eventually(WAIT, "degraded", || async {
+            gateway
+                .admin("/metrics")
+                .await
+                .1
+                .contains("ssegate_cluster_degraded 1")
+        })
+        .await;
+        assert_eq!(gateway.admin("/readyz").await.0, 200);
+    }
+    // Down for longer than a lease: the owners' leases ran out.
+    for gateway in &gateways {
+        eventually(WAIT, "the owners' leases expire", || async {
+            let metrics = gateway.admin("/metrics").await.1;
+            let owned = metrics.contains("ssegate_cluster_lease_acquires_total{result=\"owned\"}");
+            !owned || metrics.contains("ssegate_cluster_lease_ends_total{reason=\"expired\"}")
+        })
+        .await;
+    }
+    let mut log = Vec::new();
+    eprintln!("DEBUG before restart {:?}", upstreams(&sim, &mut log));
+    nats.restart().await;
+    let took = eventually(Duration::from_secs(10), "one upstream per topic", || {
+        let counts = upstreams(&sim, &mut log);
+        async move {
+            ["AAPL", "MSFT"]
+                .iter()
+                .all(|t| counts.get(*t).is_some_and(|c| c.1 == 1))
+        }
+    })
+    .await;
+    println!("one upstream per topic again {took:?} after NATS returned");
+    // Events flow to every subscriber again.
+    for client in &mut subscribers {
+        client.next_event().await;
+    }
+    for gateway in &gateways {
+        eventually(WAIT, "not degraded", || async {
+            gateway
+                .admin("/metrics")
+                .await
+                .1
+                .contains("ssegate_cluster_degraded 0")
+        })
+        .await;
+    }
+    drop(subscribers);
+    drop(gateways);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_owner_stops_its_upstream_within_the_lease_and_never_overlaps_its_successor()
+{
+    let nats = NatsServer::start().await;
+    let proxy = Proxy::start(&nats.url()).await;
+    let sim = sim(&["AAPL"]).await;
+    // A reaches NATS through the proxy; B directly.
+    let a = Gateway::start(&proxy.url(), &sim, "t6", 50).await;
+    let b = Gateway::start(&nats.url(), &sim, "t6", 50).await;
+    let mut on_a = a.subscribe("AAPL", None).await;
+    next(&mut on_a).await;
+    assert!(
+        a.owns("AAPL").await,
+        "A subscribed first: it owns the topic"
+    );
+    let mut on_b = b.subscribe("AAPL", None).await;
+    let mut seen = vec![next(&mut on_b).await];
+    let mut log = Vec::new();
+    upstreams(&sim, &mut log);
+    log.clear();
+    // A's NATS connection stalls; its upstream still works.
+    let stalled_at = std::time::SystemTime::now();
+    proxy.stall(true);
+    while seen.len() < 120 {
+        seen.push(next(&mut on_b).await);
+    }
+    contiguous(&seen, "B's subscriber across the hand-over");
+    log.extend(sim.take_log().0);
+    let ended = log.iter().find(|e| e.ended).expect("A's upstream ended");
+    let started = log
+        .iter()
+        .find(|e| !e.ended)
+        .expect("B opened the upstream");
+    let fenced = ended.at.duration_since(stalled_at).unwrap_or_default();
+    let taken = started.at.duration_since(stalled_at).unwrap_or_default();
+    println!("partition: A closed its upstream after {fenced:?}, B opened it after {taken:?}");
+    assert!(
+        fenced <= LEASE_TTL,
+        "A held its upstream {fenced:?} into the partition"
+    );
+    assert!(
+        taken <= LEASE_TTL + Duration::from_secs(1),
+        "B took {taken:?}"
+    );
+    assert!(
+        started.at >= ended.at,
+        "two upstreams at once: B started {:?} before A ended",
+        ended.at.duration_since(started.at).unwrap_or_default()
+    );
+    drop((on_a, on_b, a, b));
     sim.shutdown().await;
 }

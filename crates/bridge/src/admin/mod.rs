@@ -38,7 +38,7 @@ use crate::state::Shared;
 const STATUS_PAGE: &str = include_str!("status.html");
 
 /// Every endpoint, for the 404's body.
-const ENDPOINTS: &str = "not found: / (status page; POST /admin/login, /admin/logout) /healthz /readyz /metrics /admin/streams /admin/events /admin/report?window=1h|24h /admin/log-level\n";
+const ENDPOINTS: &str = "not found: / (status page; POST /admin/login, /admin/logout) /healthz /readyz /metrics /admin/streams /admin/cluster /admin/events /admin/report?window=1h|24h /admin/log-level\n";
 
 /// Answers one admin request from `peer`.
 pub(crate) async fn route<C: Connector>(
@@ -59,11 +59,15 @@ pub(crate) async fn route<C: Connector>(
                 login::logout(shared, &req)
             }
         }
-        _ => endpoint(shared, &req, peer),
+        _ => endpoint(shared, &req, peer).await,
     }
 }
 
-fn endpoint<C: Connector>(shared: &Arc<Shared<C>>, req: &Request<Incoming>, peer: IpAddr) -> Reply {
+async fn endpoint<C: Connector>(
+    shared: &Arc<Shared<C>>,
+    req: &Request<Incoming>,
+    peer: IpAddr,
+) -> Reply {
     let path = req.uri().path();
     // The probes stay open: orchestrators rarely carry credentials.
     if !matches!(path, "/healthz" | "/readyz")
@@ -97,6 +101,13 @@ fn endpoint<C: Connector>(shared: &Arc<Shared<C>>, req: &Request<Incoming>, peer
         "/admin/events" => events::status_events(shared),
         "/metrics" => views::metrics(shared),
         "/admin/streams" => reply::json(&views::streams(shared)),
+        "/admin/cluster" => match &shared.hooks.cluster {
+            Some(view) => reply::json(&view().await),
+            None => reply::text(
+                StatusCode::NOT_FOUND,
+                "cluster mode is off: this instance is on its own ([cluster] enabled = false)\n",
+            ),
+        },
         "/debug/vars" if shared.config.debug_vars => reply::json(&views::debug_vars(shared)),
         "/admin/report" => views::report(shared, req.uri().query()),
         _ => reply::text(StatusCode::NOT_FOUND, ENDPOINTS),

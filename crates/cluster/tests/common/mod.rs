@@ -2,17 +2,11 @@
 //! shared [`NatsServer`]), a JetStream client on it, and a TCP relay that
 //! can stall like a partition. Nothing of NATS is mocked.
 
-#![allow(dead_code, unreachable_pub)] // each test binary uses its own part
+#![allow(dead_code, unreachable_pub, unused_imports)] // each test binary uses its own part
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use std::sync::Arc;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::watch;
-
-pub use ssegate_tests::nats::NatsServer;
+pub use ssegate_tests::nats::{NatsServer, Proxy};
 
 /// How long a server may take to answer.
 const START_WAIT: Duration = Duration::from_secs(20);
@@ -43,84 +37,4 @@ pub async fn jetstream_at(url: &str) -> async_nats::jetstream::Context {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     jetstream
-}
-
-/// A TCP relay in front of a server that can stall: while stalled it
-/// forwards nothing either way and closes nothing, as a network partition
-/// looks to both ends.
-pub struct Proxy {
-    port: u16,
-    stalled: Arc<watch::Sender<bool>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    pub async fn start(target: &str) -> Self {
-        let target: SocketAddr = target
-            .trim_start_matches("nats://")
-            .parse()
-            .expect("a host:port");
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .expect("bind the proxy");
-        let port = listener.local_addr().expect("its address").port();
-        let stalled = Arc::new(watch::channel(false).0);
-        let relay_stalled = stalled.clone();
-        let task = tokio::spawn(async move {
-            let mut relays = tokio::task::JoinSet::new();
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = tokio::net::TcpStream::connect(target).await else {
-                    continue;
-                };
-                let (client_read, client_write) = client.into_split();
-                let (server_read, server_write) = server.into_split();
-                relays.spawn(relay(client_read, server_write, relay_stalled.subscribe()));
-                relays.spawn(relay(server_read, client_write, relay_stalled.subscribe()));
-            }
-        });
-        Self {
-            port,
-            stalled,
-            task,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// Stops forwarding (`true`) or resumes (`false`).
-    pub fn stall(&self, stalled: bool) {
-        self.stalled.send_replace(stalled);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn relay(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut stalled: watch::Receiver<bool>,
-) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        if stalled.wait_for(|s| !*s).await.is_err() {
-            return;
-        }
-        let n = tokio::select! {
-            read = from.read(&mut buf) => match read {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            },
-            // Stalled while waiting to read: wait again before reading.
-            _ = stalled.wait_for(|s| *s) => continue,
-        };
-        if stalled.wait_for(|s| !*s).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
 }
