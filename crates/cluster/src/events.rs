@@ -103,6 +103,9 @@ pub struct Stored {
     /// The sequence of the topic's event before it, as its publisher knew
     /// it (0: none); `None` if the publisher did not say.
     pub previous: Option<u64>,
+    /// For an event read by a follower: how many of the topic's events the
+    /// log holds after it (the follower's lag). 0 otherwise.
+    pub pending: u64,
     /// The upstream event.
     pub event: Event,
 }
@@ -221,6 +224,7 @@ impl EventLog {
         {
             Ok(message) => Ok(Some(Stored {
                 sequence: message.sequence,
+                pending: 0,
                 previous: message
                     .headers
                     .get(PREVIOUS_HEADER)
@@ -262,7 +266,8 @@ impl EventLog {
         let messages = consumer.messages().await.map_err(nats)?;
         Ok(messages.map(|message| {
             let message = message.map_err(nats)?;
-            let sequence = message.info().map_err(nats)?.stream_sequence;
+            let info = message.info().map_err(nats)?;
+            let (sequence, pending) = (info.stream_sequence, info.pending);
             let event = unframe(message.message.payload.clone())
                 .ok_or(EventError::Malformed { sequence })?;
             let previous = message
@@ -274,6 +279,7 @@ impl EventLog {
             Ok(Stored {
                 sequence,
                 previous,
+                pending,
                 event,
             })
         }))
@@ -331,6 +337,7 @@ impl EventLog {
                 out.push(Stored {
                     sequence,
                     previous,
+                    pending,
                     event,
                 });
                 if sequence == until || pending == 0 {

@@ -26,6 +26,12 @@ pub const PUBLISH_FAILURES: &str = "ssegate_cluster_publish_failures_total";
 /// Gauge: 1 while this instance cannot reach NATS (or cannot announce
 /// itself): the cluster is degraded.
 pub const DEGRADED: &str = "ssegate_cluster_degraded";
+/// Gauge: topics this instance has subscribers of and knows no owner of
+/// (nobody could take the lease, or NATS did not answer).
+pub const UNOWNED: &str = "ssegate_cluster_topics_unowned";
+/// Gauge: events the log holds that this instance's followers have not
+/// read yet, over all its topics (the consumers' lag).
+pub const PENDING: &str = "ssegate_cluster_consumer_pending";
 /// Gauge: topics this instance follows (one consumer each).
 pub const FOLLOWED: &str = "ssegate_cluster_topics_followed";
 
@@ -77,6 +83,16 @@ pub fn describe_metrics() {
         "1 while this instance cannot reach NATS (or announce itself): the cluster is degraded."
     );
     describe_gauge!(
+        UNOWNED,
+        Unit::Count,
+        "Topics this instance has subscribers of and knows no owner of."
+    );
+    describe_gauge!(
+        PENDING,
+        Unit::Count,
+        "Events in the log this instance's followers have not read yet (consumer lag)."
+    );
+    describe_gauge!(
         FOLLOWED,
         Unit::Count,
         "Topics this instance follows in the event stream (one consumer each)."
@@ -85,6 +101,11 @@ pub fn describe_metrics() {
 
 pub(crate) fn record_degraded(degraded: bool) {
     gauge!(DEGRADED).set(f64::from(u8::from(degraded)));
+}
+
+pub(crate) fn record_interest(unowned: usize, pending: u64) {
+    gauge!(UNOWNED).set(unowned as f64);
+    gauge!(PENDING).set(pending as f64);
 }
 
 pub(crate) fn record_missed() {

@@ -92,6 +92,8 @@ pub(crate) struct Interest {
     pub(crate) owned_since: Mutex<Option<Instant>>,
     /// Wakes the steward when the local count changes.
     changed: Notify,
+    /// How many events of it the log holds past what its follower read.
+    pub(crate) pending: AtomicU64,
     /// When the other owner last renewed its lease, as last seen.
     renewed: Mutex<Option<std::time::SystemTime>>,
     /// The newest position a follower of it delivered (for the lag).
@@ -347,6 +349,7 @@ impl<C: Connector> Inner<C> {
                         changed: Notify::new(),
                         followed: AtomicU64::new(0),
                         renewed: Mutex::new(None),
+                        pending: AtomicU64::new(0),
                     });
                     topics.insert(interest.topic.clone(), interest.clone());
                     (interest, true)
@@ -464,6 +467,7 @@ async fn follow(
         }
         last = stored.sequence;
         interest.followed.fetch_max(last, Ordering::Relaxed);
+        interest.pending.store(stored.pending, Ordering::Relaxed);
         if tx
             .send(StreamItem::Sequenced {
                 sequence: stored.sequence,
@@ -731,13 +735,19 @@ async fn announce<C: Connector>(inner: Weak<Inner<C>>) {
     loop {
         let (members, topics, ttl) = {
             let Some(inner) = inner.upgrade() else { return };
-            let mut topics: Vec<String> = inner
-                .topics
-                .lock()
-                .values()
-                .filter(|i| i.local.lock().0 > 0)
-                .map(|i| i.topic.to_string())
-                .collect();
+            let interests: Vec<Arc<Interest>> = inner.topics.lock().values().cloned().collect();
+            let wanted: Vec<&Arc<Interest>> =
+                interests.iter().filter(|i| i.local.lock().0 > 0).collect();
+            let unowned = wanted
+                .iter()
+                .filter(|i| matches!(*i.owner.lock(), Owner::Unknown | Owner::Unreachable))
+                .count();
+            let pending: u64 = wanted
+                .iter()
+                .map(|i| i.pending.load(Ordering::Relaxed))
+                .sum();
+            metrics::record_interest(unowned, pending);
+            let mut topics: Vec<String> = wanted.iter().map(|i| i.topic.to_string()).collect();
             topics.sort();
             (inner.members.clone(), topics, inner.leases.ttl())
         };

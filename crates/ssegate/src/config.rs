@@ -418,6 +418,47 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_section_is_checked_and_takes_its_secrets_from_the_environment() {
+        let config = parse(&format!(
+            "{BASE}[cluster]\nenabled = true\nname = \"prod\"\nlease_ttl = \"5s\"\n"
+        ))
+        .expect("valid");
+        assert!(config.cluster.enabled);
+        assert_eq!(config.cluster.lease_ttl, Duration::from_secs(5));
+        for (text, key) in [
+            ("lease_ttl = \"0s\"", "cluster.lease_ttl"),
+            ("name = \"a.b\"", "cluster.name"),
+            ("request_timeout = \"9s\"", "cluster.request_timeout"),
+            ("nats_url = []", "cluster.nats_url"),
+        ] {
+            let err = parse(&format!("{BASE}[cluster]\n{text}\n"))
+                .and_then(|c| c.validate().map(|()| c))
+                .map(|_| ())
+                .expect_err(text);
+            assert!(format!("{err:#}").contains(key), "{text}: {err:#}");
+        }
+        // A user's password comes from the environment, not the file.
+        let mut config =
+            Config::parse(&format!("{BASE}[cluster]\nuser = \"gw\"\n")).expect("parsed");
+        assert!(config.validate().is_err(), "a user without a password");
+        config
+            .apply_env(
+                [
+                    ("SSEGATE_CLUSTER_PASSWORD".to_string(), "p".to_string()),
+                    ("SSEGATE_CLUSTER_TOKEN".to_string(), "t".to_string()),
+                ]
+                .into_iter(),
+            )
+            .expect("applied");
+        assert_eq!(config.cluster.password.as_deref(), Some("p"));
+        assert_eq!(config.cluster.token.as_deref(), Some("t"));
+        // A change of [cluster] applies at a restart only: a reload says so.
+        let base = parse(BASE).expect("valid");
+        let other = parse(&format!("{BASE}[cluster]\nlease_ttl = \"4s\"\n")).expect("valid");
+        assert_eq!(base.restart_keys(&other), ["cluster.lease_ttl"]);
+    }
+
+    #[test]
     fn the_example_file_is_valid_and_shows_the_defaults() {
         let text = include_str!("../../../ssegate.example.toml");
         let config = parse(text).expect("the example is valid");
