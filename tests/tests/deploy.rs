@@ -1,6 +1,6 @@
 //! The deployment files agree with the gateway: every metric that the
 //! Grafana dashboard and the Prometheus alert rules query is one the gateway
-//! exports from its start, and every alert's runbook link reaches a section
+//! exports from its start (the `ssegate_cluster_*` ones in cluster mode), and every alert's runbook link reaches a section
 //! of `docs/RUNBOOK.md`. (`cargo xtask ci` also runs `promtool test rules`
 //! on the rules.)
 
@@ -50,6 +50,9 @@ async fn every_metric_the_dashboard_and_the_alerts_query_is_exported() {
     metrics::set_global_recorder(recorder).expect("the only recorder of this test binary");
     sse_conn_pool::metrics::describe_metrics();
     sse_bridge::metrics::describe_metrics();
+    // The cluster's series, as a gateway in cluster mode exports them from
+    // its start (the alerts on them are quiet without them).
+    sse_cluster::metrics::describe_metrics();
     let sim = sim(&["AAPL"], 50.0).await;
     let pool = Pool::new(pool_config(&sim), TcpConnector).expect("a valid pool config");
     let hooks = sse_bridge::Hooks::default().metrics(move || handle.render());

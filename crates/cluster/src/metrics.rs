@@ -97,6 +97,20 @@ pub fn describe_metrics() {
         Unit::Count,
         "Topics this instance follows in the event stream (one consumer each)."
     );
+    // Every series exists from the start, at zero: an absent series makes
+    // `rate()` empty, and an alert on it silent.
+    for result in ["owned", "taken", "at_capacity", "error"] {
+        counter!(ACQUIRES, "result" => result).increment(0);
+    }
+    for reason in ["released", "taken_over", "expired"] {
+        counter!(ENDS, "reason" => reason).increment(0);
+    }
+    for name in [RENEW_FAILURES, PUBLISHED, DUPLICATES, MISSED, PUBLISH_FAILURES] {
+        counter!(name).increment(0);
+    }
+    for name in [HELD, DEGRADED, UNOWNED, PENDING, FOLLOWED] {
+        gauge!(name).set(0.0);
+    }
 }
 
 pub(crate) fn record_degraded(degraded: bool) {

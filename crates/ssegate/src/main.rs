@@ -210,7 +210,6 @@ fn init_metrics() -> Result<PrometheusHandle> {
     metrics::set_global_recorder(recorder).context("cannot install the metrics recorder")?;
     sse_conn_pool::metrics::describe_metrics();
     sse_bridge::metrics::describe_metrics();
-    sse_cluster::metrics::describe_metrics();
     let upkeep = handle.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -351,6 +350,8 @@ async fn serve(
     // Cluster mode: the topics' events come through NATS, the upstreams
     // are shared with the other instances, and the cap is cluster-wide.
     let cluster = if config.cluster.enabled {
+        // Only in cluster mode: a single process exports no cluster series.
+        sse_cluster::metrics::describe_metrics();
         let bridge = &config.bridge;
         let retention = sse_cluster::Retention {
             events_per_topic: i64::try_from(bridge.replay_events).unwrap_or(i64::MAX),
