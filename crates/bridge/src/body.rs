@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
 use crate::auth::PrincipalGuard;
+use crate::event::UNPOSITIONED;
 use crate::hub::Membership;
 use crate::limits::Admission;
 use crate::metrics;
@@ -49,6 +50,10 @@ pub(crate) struct SseBody<C: Connector> {
     queue: Arc<Queue>,
     topics: Vec<Arc<str>>,
     positions: Vec<u64>,
+    /// Per topic: whether its last event had no position (a cluster's
+    /// fallback upstream): the id line then says so, and a resume from it
+    /// is a reset, never a wrong place.
+    unpositioned: Vec<bool>,
     run: Arc<str>,
     /// A frame to write before pulling again (a multi-topic id line).
     pending: Option<Bytes>,
@@ -106,6 +111,7 @@ impl<C: Connector> SseBody<C> {
             span: parts.span,
             queue: parts.queue,
             topics: parts.topics,
+            unpositioned: vec![false; parts.positions.len()],
             positions: parts.positions,
             run: parts.run,
             pending: Some(parts.first),
@@ -144,6 +150,9 @@ impl<C: Connector> SseBody<C> {
         let mut out = BytesMut::with_capacity(16 + self.topics.len() * 16);
         out.put_slice(b"id: ");
         out.put_slice(self.run.as_bytes());
+        if self.unpositioned.contains(&true) {
+            out.put_u8(UNPOSITIONED);
+        }
         out.put_u8(b':');
         for (i, (topic, seq)) in self.topics.iter().zip(&self.positions).enumerate() {
             if i > 0 {
@@ -199,7 +208,10 @@ impl<C: Connector> SseBody<C> {
     fn render(&mut self, out: Out, events: &mut u64, bytes: &mut usize) -> Bytes {
         match out {
             Out::Event { topic, event } => {
-                self.positions[topic] = event.seq;
+                if event.positioned {
+                    self.positions[topic] = event.seq;
+                }
+                self.unpositioned[topic] = !event.positioned;
                 *events += 1;
                 *bytes += event.len();
                 if self.multi() {

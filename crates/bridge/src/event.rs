@@ -19,7 +19,15 @@ pub(crate) struct HubEvent {
     pub(crate) multi: Bytes,
     /// When it arrived (the replay buffer expires by age).
     pub(crate) at: Instant,
+    /// Whether `seq` is a position a client may resume from: false for an
+    /// event a cluster's source could not place in its log (a fallback
+    /// upstream during a NATS outage), whose id carries the run token and
+    /// [`UNPOSITIONED`], which no instance resumes from.
+    pub(crate) positioned: bool,
 }
+
+/// Marks the run token of an id that is not a resumable position (`<run>~`).
+pub(crate) const UNPOSITIONED: u8 = b'~';
 
 impl HubEvent {
     /// Encodes `event` of `topic` as sequence number `seq` of run `run`, or
@@ -44,6 +52,24 @@ impl HubEvent {
             single,
             multi,
             at: Instant::now(),
+            positioned: true,
+        })
+    }
+
+    /// As [`encode`](Self::encode), for an event without a position: its
+    /// id is `<run>~:<seq>`, which a resume treats as unknown (a reset).
+    pub(crate) fn encode_unpositioned(
+        run: &str,
+        topic: &str,
+        seq: u64,
+        event: &Event,
+    ) -> Option<Self> {
+        let mut token = String::with_capacity(run.len() + 1);
+        token.push_str(run);
+        token.push(char::from(UNPOSITIONED));
+        Self::encode(&token, topic, seq, event).map(|e| Self {
+            positioned: false,
+            ..e
         })
     }
 
@@ -59,6 +85,7 @@ impl HubEvent {
             multi: single.clone(),
             single,
             at: Instant::now(),
+            positioned: true,
         }
     }
 }
@@ -98,6 +125,18 @@ mod tests {
         event.event_type = "quote".into();
         let e = HubEvent::encode("run", "AAPL", 8, &event).expect("encodable");
         assert!(e.multi.starts_with(b"event: AAPL:quote\n"), "{:?}", e.multi);
+    }
+
+    #[test]
+    fn unpositioned_events_carry_a_token_no_resume_accepts() {
+        let e = HubEvent::encode_unpositioned("run", "AAPL", 7, &Event::new("x")).expect("ok");
+        assert_eq!(&e.single[..], b"id: run~:7\ndata: x\n\n");
+        assert!(!e.positioned);
+        assert!(
+            HubEvent::encode("run", "AAPL", 7, &Event::new("x"))
+                .expect("ok")
+                .positioned
+        );
     }
 
     #[test]

@@ -668,6 +668,27 @@ async fn pump<C: Connector>(
         };
         let Some(hub) = hub.upgrade() else { return };
         match item {
+            StreamItem::Event(event) if hub.numbered => {
+                // An event the source could not place in its log (a
+                // cluster's fallback upstream while NATS is out of reach):
+                // delivered live, kept out of the replay window, with an
+                // id no instance resumes from.
+                if !delivered {
+                    delivered = true;
+                    hub.proven(&topic);
+                }
+                let state = topic.state.lock();
+                let seq = hub.seq.fetch_add(1, Ordering::SeqCst) + 1;
+                if let Some(event) =
+                    HubEvent::encode_unpositioned(&hub.run, &topic.name, seq, &event)
+                {
+                    let event = Arc::new(event);
+                    for member in state.members.values() {
+                        member.queue.push(member.index, event.clone(), policy);
+                    }
+                    metrics::record_event(state.members.len());
+                }
+            }
             StreamItem::Event(event) => {
                 if !delivered {
                     delivered = true;

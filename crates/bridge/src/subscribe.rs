@@ -469,6 +469,9 @@ mod tests {
         assert_eq!(starts("r", &t(&["A"]), None), [Start::Now]);
         assert_eq!(starts("r", &t(&["A"]), Some("r:42")), [Start::After(42)]);
         assert_eq!(starts("r", &t(&["A"]), Some("old:42")), [Start::Reset]);
+        // An event a cluster could not place in its log (`<run>~`): never
+        // a position, on any instance.
+        assert_eq!(starts("r", &t(&["A"]), Some("r~:42")), [Start::Reset]);
         assert_eq!(starts("r", &t(&["A"]), Some("garbage")), [Start::Reset]);
         assert_eq!(
             starts("r", &t(&["A", "B"]), Some("r:42")),

@@ -63,6 +63,13 @@ pub struct ClusterConfig {
     /// How long a connect or a request to NATS may take. Default 2 s.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// While this instance cannot reach NATS (for a lease's time: every
+    /// owner has given its upstream up by then), it opens upstreams of its
+    /// own for topics it has subscribers of, at most this many, and
+    /// closes them when NATS is back. Default 5; 0 turns the fallback off
+    /// (subscribers then get heartbeats until NATS is back). Each one is
+    /// a connection to the provider on top of the cluster-wide cap.
+    pub fallback_max_streams: usize,
 }
 
 impl Default for ClusterConfig {
@@ -83,6 +90,7 @@ impl Default for ClusterConfig {
             tls_key_file: None,
             lease_ttl: Duration::from_secs(3),
             request_timeout: Duration::from_secs(2),
+            fallback_max_streams: 5,
         }
     }
 }
@@ -107,9 +115,13 @@ impl fmt::Debug for ClusterConfig {
             .field("tls_key_file", &self.tls_key_file)
             .field("lease_ttl", &self.lease_ttl)
             .field("request_timeout", &self.request_timeout)
+            .field("fallback_max_streams", &self.fallback_max_streams)
             .finish()
     }
 }
+
+/// The largest `fallback_max_streams`.
+pub const MAX_FALLBACK_STREAMS: usize = 10_000;
 
 /// A key of the section that cannot be used, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,6 +225,12 @@ impl ClusterConfig {
             return Err(invalid(
                 "cluster.request_timeout",
                 "must be above zero and below lease_ttl (a renewal must be able to fail in time)",
+            ));
+        }
+        if self.fallback_max_streams > MAX_FALLBACK_STREAMS {
+            return Err(invalid(
+                "cluster.fallback_max_streams",
+                format!("at most {MAX_FALLBACK_STREAMS}"),
             ));
         }
         Ok(())

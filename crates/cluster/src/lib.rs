@@ -42,6 +42,8 @@
 
 mod config;
 mod events;
+mod fallback;
+mod interest;
 mod keeper;
 mod key;
 mod lease;
@@ -50,13 +52,14 @@ pub mod metrics;
 mod source;
 mod view;
 
-pub use config::{ClusterConfig, ConfigError, MAX_NAME_LEN};
+pub use config::{ClusterConfig, ConfigError, MAX_FALLBACK_STREAMS, MAX_NAME_LEN};
 pub use events::{EventError, EventLog, PREVIOUS_HEADER, Published, Retention, Start, Stored};
+pub use interest::Owner;
 pub use keeper::{Holding, Keeper, Lost};
 pub use key::{topic_of, topic_token};
 pub use lease::{Acquired, Lease, LeaseError, LeaseInfo, Leases};
 pub use members::{MAX_ANNOUNCEMENT_BYTES, Member, Members, MembersError};
-pub use source::{ClusterSource, JoinError, Owner, SourceOptions};
+pub use source::{ClusterSource, JoinError, SourceOptions};
 pub use view::TopicView;
 
 // The README's examples are compiled as doctests.

@@ -32,6 +32,8 @@ pub const UNOWNED: &str = "ssegate_cluster_topics_unowned";
 /// Gauge: events the log holds that this instance's followers have not
 /// read yet, over all its topics (the consumers' lag).
 pub const PENDING: &str = "ssegate_cluster_consumer_pending";
+/// Gauge: fallback upstreams this instance holds (NATS out of reach).
+pub const FALLBACKS: &str = "ssegate_cluster_fallback_streams";
 /// Gauge: topics this instance follows (one consumer each).
 pub const FOLLOWED: &str = "ssegate_cluster_topics_followed";
 
@@ -93,6 +95,11 @@ pub fn describe_metrics() {
         "Events in the log this instance's followers have not read yet (consumer lag)."
     );
     describe_gauge!(
+        FALLBACKS,
+        Unit::Count,
+        "Fallback upstreams this instance holds while NATS is out of reach (cluster.fallback_max_streams)."
+    );
+    describe_gauge!(
         FOLLOWED,
         Unit::Count,
         "Topics this instance follows in the event stream (one consumer each)."
@@ -105,10 +112,16 @@ pub fn describe_metrics() {
     for reason in ["released", "taken_over", "expired"] {
         counter!(ENDS, "reason" => reason).increment(0);
     }
-    for name in [RENEW_FAILURES, PUBLISHED, DUPLICATES, MISSED, PUBLISH_FAILURES] {
+    for name in [
+        RENEW_FAILURES,
+        PUBLISHED,
+        DUPLICATES,
+        MISSED,
+        PUBLISH_FAILURES,
+    ] {
         counter!(name).increment(0);
     }
-    for name in [HELD, DEGRADED, UNOWNED, PENDING, FOLLOWED] {
+    for name in [HELD, DEGRADED, UNOWNED, PENDING, FOLLOWED, FALLBACKS] {
         gauge!(name).set(0.0);
     }
 }
@@ -120,6 +133,10 @@ pub(crate) fn record_degraded(degraded: bool) {
 pub(crate) fn record_interest(unowned: usize, pending: u64) {
     gauge!(UNOWNED).set(unowned as f64);
     gauge!(PENDING).set(pending as f64);
+}
+
+pub(crate) fn record_fallbacks(n: usize) {
+    gauge!(FALLBACKS).set(n as f64);
 }
 
 pub(crate) fn record_missed() {

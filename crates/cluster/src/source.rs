@@ -27,22 +27,21 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use parking_lot::Mutex;
 use sse_conn_pool::{
-    Connector, From, Opened, Pool, PoolError, Source, SourceFuture, Status, StreamItem,
-    Subscription,
+    Connector, From, Opened, Pool, PoolError, Source, SourceFuture, StreamItem, Subscription,
 };
-use sse_state_machine::{Phase, Reason, StopReason};
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::events::{EventLog, Start};
+use crate::fallback::Fallback;
+use crate::interest::{FollowGuard, Interest, LocalCount, Owner, follow};
 use crate::keeper::Keeper;
 use crate::lease::{Acquired, Lease, Leases};
 use crate::members::Members;
@@ -56,6 +55,10 @@ pub struct SourceOptions {
     pub idle_linger: Duration,
     /// Items buffered per follower for the gateway's hub.
     pub channel_capacity: usize,
+    /// Fallback upstreams at most while NATS is out of reach
+    /// (`cluster.fallback_max_streams`; [`ClusterSource::join`] takes it
+    /// from the configuration).
+    pub fallback_max_streams: usize,
 }
 
 impl Default for SourceOptions {
@@ -63,47 +66,8 @@ impl Default for SourceOptions {
         Self {
             idle_linger: Duration::from_secs(300),
             channel_capacity: 1024,
+            fallback_max_streams: 5,
         }
-    }
-}
-
-/// Who owns a topic, as this instance last saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Owner {
-    /// Not known yet.
-    Unknown,
-    /// This instance.
-    Me,
-    /// Another instance, by name.
-    Other(String),
-    /// Nobody, and the cap is reached.
-    Capped,
-    /// NATS could not say.
-    Unreachable,
-}
-
-/// One topic's local state.
-pub(crate) struct Interest {
-    pub(crate) topic: Arc<str>,
-    /// Local subscriptions now, and since when there were none.
-    pub(crate) local: Mutex<(usize, Option<Instant>)>,
-    pub(crate) owner: Mutex<Owner>,
-    /// Since when this instance owns the topic.
-    pub(crate) owned_since: Mutex<Option<Instant>>,
-    /// Wakes the steward when the local count changes.
-    changed: Notify,
-    /// How many events of it the log holds past what its follower read.
-    pub(crate) pending: AtomicU64,
-    /// When the other owner last renewed its lease, as last seen.
-    renewed: Mutex<Option<std::time::SystemTime>>,
-    /// The newest position a follower of it delivered (for the lag).
-    pub(crate) followed: AtomicU64,
-}
-
-impl Interest {
-    fn idle_since(&self) -> Option<Instant> {
-        let local = self.local.lock();
-        if local.0 == 0 { local.1 } else { None }
     }
 }
 
@@ -119,6 +83,11 @@ pub(crate) struct Inner<C: Connector> {
     pub(crate) options: SourceOptions,
     pub(crate) topics: Mutex<HashMap<Arc<str>, Arc<Interest>>>,
     pub(crate) stewards: Mutex<Vec<JoinHandle<()>>>,
+    /// Since when NATS has been out of reach (not connected, or the last
+    /// announcement failed), as the announcer last saw it.
+    pub(crate) down_since: Mutex<Option<Instant>>,
+    /// Fallback upstreams held now.
+    pub(crate) fallbacks: Arc<AtomicUsize>,
     pub(crate) shutdown: watch::Sender<bool>,
 }
 
@@ -209,6 +178,10 @@ impl<C: Connector> ClusterSource<C> {
         .await
         .map_err(|e| nats("the member bucket", &e))?;
         tracing::info!(%instance, cluster = %config.name, nats = %urls, epoch = %events.epoch(), "joined the cluster");
+        let options = SourceOptions {
+            fallback_max_streams: config.fallback_max_streams,
+            ..options
+        };
         Ok(Self::build(
             pool,
             Arc::new(leases),
@@ -250,6 +223,8 @@ impl<C: Connector> ClusterSource<C> {
             options,
             topics: Mutex::default(),
             stewards: Mutex::default(),
+            down_since: Mutex::new(None),
+            fallbacks: Arc::new(AtomicUsize::new(0)),
             shutdown: watch::channel(false).0,
         });
         let announcer = Arc::new(tokio::spawn(announce(Arc::downgrade(&inner))));
@@ -309,27 +284,6 @@ impl<C: Connector> Source for ClusterSource<C> {
     }
 }
 
-/// Drops a follower: its task ends, and the topic has one local
-/// subscription fewer.
-struct FollowGuard {
-    task: JoinHandle<()>,
-    interest: Arc<Interest>,
-}
-
-impl Drop for FollowGuard {
-    fn drop(&mut self) {
-        self.task.abort();
-        metrics::record_followed(-1.0);
-        let mut local = self.interest.local.lock();
-        local.0 = local.0.saturating_sub(1);
-        if local.0 == 0 {
-            local.1 = Some(Instant::now());
-        }
-        drop(local);
-        self.interest.changed.notify_one();
-    }
-}
-
 impl<C: Connector> Inner<C> {
     async fn subscribe(self: Arc<Self>, topic: &str, from: From) -> Result<Opened, PoolError> {
         self.pool.check_topic(topic)?;
@@ -349,6 +303,9 @@ impl<C: Connector> Inner<C> {
                         changed: Notify::new(),
                         followed: AtomicU64::new(0),
                         renewed: Mutex::new(None),
+                        senders: Mutex::default(),
+                        last_upstream_id: Mutex::new(None),
+                        fallback_ids: Mutex::default(),
                         pending: AtomicU64::new(0),
                     });
                     topics.insert(interest.topic.clone(), interest.clone());
@@ -406,6 +363,7 @@ impl<C: Connector> Inner<C> {
             .await
             .map_err(|e| PoolError::Unavailable(e.to_string()))?;
         let (tx, rx) = broadcast::channel(self.options.channel_capacity);
+        interest.senders.lock().push(tx.clone());
         metrics::record_followed(1.0);
         let task = tokio::spawn(follow(stream, tx, after, interest.clone()));
         let interest = guard.0.take().expect("counted above");
@@ -414,78 +372,6 @@ impl<C: Connector> Inner<C> {
             after: Some(after),
         })
     }
-}
-
-/// A local count taken, given back unless handed to a follower.
-struct LocalCount(Option<Arc<Interest>>);
-
-impl Drop for LocalCount {
-    fn drop(&mut self) {
-        if let Some(interest) = self.0.take() {
-            let mut local = interest.local.lock();
-            local.0 = local.0.saturating_sub(1);
-            if local.0 == 0 {
-                local.1 = Some(Instant::now());
-            }
-            drop(local);
-            interest.changed.notify_one();
-        }
-    }
-}
-
-/// Feeds one subscription from the log, checking the chain of
-/// predecessors from `after`.
-async fn follow(
-    mut stream: impl futures_util::Stream<
-        Item = Result<crate::events::Stored, crate::events::EventError>,
-    > + Unpin,
-    tx: broadcast::Sender<StreamItem>,
-    after: u64,
-    interest: Arc<Interest>,
-) {
-    let mut last = after;
-    tracing::debug!(after, "follower: started");
-    while let Some(stored) = stream.next().await {
-        let stored = match stored {
-            Ok(stored) => stored,
-            Err(e) => {
-                // The ordered consumer re-creates itself after a loss of
-                // the server; a malformed message is skipped.
-                tracing::debug!(error = %e, "following the event log");
-                continue;
-            }
-        };
-        if stored.sequence <= last {
-            continue;
-        }
-        tracing::trace!(sequence = stored.sequence, previous = ?stored.previous, "follower: event");
-        if stored.previous.is_some_and(|p| p != last) {
-            metrics::record_missed();
-            let _ = tx.send(StreamItem::Missed {
-                resumes_after: stored.sequence - 1,
-            });
-        }
-        last = stored.sequence;
-        interest.followed.fetch_max(last, Ordering::Relaxed);
-        interest.pending.store(stored.pending, Ordering::Relaxed);
-        if tx
-            .send(StreamItem::Sequenced {
-                sequence: stored.sequence,
-                event: stored.event,
-            })
-            .is_err()
-        {
-            return;
-        }
-    }
-    tracing::debug!(last, "follower: the consumer ended");
-    // The consumer ended for good: the hub ends its subscribers with a
-    // retry hint, and they come back to a fresh follower.
-    let _ = tx.send(StreamItem::Status(Status {
-        phase: Phase::Stopped,
-        reason: Reason::Stop(StopReason::Requested),
-        terminal: true,
-    }));
 }
 
 /// How a spell of ownership ended.
@@ -511,11 +397,17 @@ async fn steward<C: Connector>(
         Some(i) => i.shutdown.subscribe(),
         None => return,
     };
+    let mut fallback: Option<Fallback> = None;
     loop {
         if let Some(held) = lease.take() {
             let Some(strong) = inner.upgrade() else {
                 return;
             };
+            // The owner's upstream replaces the fallback (and resumes
+            // after the log's last event, so the log gets what it missed).
+            if let Some(fallback) = fallback.take() {
+                fallback.stop(&strong.pool, &interest.topic).await;
+            }
             match own(&strong, &interest, held, &mut shutdown).await {
                 Ended::Idle | Ended::Shutdown => return,
                 Ended::Lost => {}
@@ -526,7 +418,25 @@ async fn steward<C: Connector>(
                 return;
             };
             if *shutdown.borrow() || forget_if_idle(&strong, &interest) {
+                if let Some(fallback) = fallback.take() {
+                    fallback.stop(&strong.pool, &interest.topic).await;
+                }
                 return;
+            }
+            let down = strong.down_for() >= ttl;
+            let owned = matches!(*interest.owner.lock(), Owner::Other(_) | Owner::Me);
+            if down && fallback.is_none() {
+                fallback = Fallback::start(
+                    &strong.pool,
+                    &interest,
+                    &strong.fallbacks,
+                    strong.options.fallback_max_streams,
+                );
+            } else if !down
+                && owned
+                && let Some(open) = fallback.take()
+            {
+                open.stop(&strong.pool, &interest.topic).await;
             }
         }
         // Not the owner: look again when the owner's lease would run out
@@ -548,6 +458,12 @@ async fn steward<C: Connector>(
             Ok(Acquired::Taken { owner, renewed }) => {
                 *interest.owner.lock() = Owner::Other(owner);
                 *interest.renewed.lock() = Some(renewed);
+                // Heard again: the owner's events come through the log.
+                if !strong.degraded()
+                    && let Some(open) = fallback.take()
+                {
+                    open.stop(&strong.pool, &interest.topic).await;
+                }
             }
             Ok(Acquired::AtCapacity) => *interest.owner.lock() = Owner::Capped,
             Err(_) => *interest.owner.lock() = Owner::Unreachable,
@@ -706,6 +622,17 @@ async fn publish_while_held<C: Connector>(
 
 impl<C: Connector> Inner<C> {
     /// Whether the NATS connection is up (true when not known).
+    /// How long NATS has been out of reach (zero when it is not).
+    pub(crate) fn down_for(&self) -> Duration {
+        self.down_since
+            .lock()
+            .map_or(Duration::ZERO, |t| t.elapsed())
+    }
+
+    fn degraded(&self) -> bool {
+        self.down_since.lock().is_some()
+    }
+
     pub(crate) fn connected(&self) -> bool {
         self.client
             .as_ref()
@@ -751,12 +678,26 @@ async fn announce<C: Connector>(inner: Weak<Inner<C>>) {
             topics.sort();
             (inner.members.clone(), topics, inner.leases.ttl())
         };
+        let attempt = Instant::now();
         let announced = members.announce(&topics).await;
         if let Err(e) = &announced {
             tracing::debug!(error = %e, "announcing this instance");
         }
-        let connected = inner.upgrade().is_some_and(|i| i.connected());
-        metrics::record_degraded(!connected || announced.is_err());
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let degraded = !strong.connected() || announced.is_err();
+        {
+            let mut since = strong.down_since.lock();
+            match (degraded, *since) {
+                // Out of reach since the attempt that failed began.
+                (true, None) => *since = Some(attempt),
+                (false, Some(_)) => *since = None,
+                _ => {}
+            }
+        }
+        drop(strong);
+        metrics::record_degraded(degraded);
         tokio::time::sleep(ttl / 3).await;
     }
 }

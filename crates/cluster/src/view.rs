@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use sse_conn_pool::Connector;
 
-use crate::source::{ClusterSource, Owner};
+use crate::interest::Owner;
+use crate::source::ClusterSource;
 
 /// A topic as `/admin/cluster` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

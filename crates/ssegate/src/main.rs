@@ -363,6 +363,7 @@ async fn serve(
         let options = sse_cluster::SourceOptions {
             idle_linger,
             channel_capacity,
+            fallback_max_streams: config.cluster.fallback_max_streams,
         };
         Some(
             sse_cluster::ClusterSource::join(&config.cluster, pool.clone(), retention, options)

@@ -613,20 +613,22 @@ async fn eventually<F: Future<Output = bool>>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_a_nats_outage_the_cluster_is_back_to_one_upstream_per_topic_within_10_s() {
+async fn through_a_nats_outage_events_keep_flowing_and_one_upstream_per_topic_is_back_within_10_s()
+{
     let mut nats = NatsServer::start().await;
-    let sim = sim(&["AAPL", "MSFT"]).await;
+    let topics = ["AAPL", "MSFT"];
+    let sim = sim(&topics).await;
     let mut gateways = Vec::new();
     for _ in 0..2 {
         gateways.push(Gateway::start(&nats.url(), &sim, "t5", 50).await);
     }
     let mut subscribers = Vec::new();
     for gateway in &gateways {
-        for topic in ["AAPL", "MSFT"] {
+        for topic in topics {
             let mut client = gateway.subscribe(topic, None).await;
             assert_eq!(client.status, 200);
-            next(&mut client).await;
-            subscribers.push(client);
+            let first = next_item(&mut client).await;
+            subscribers.push((topic, client, vec![first]));
         }
     }
     nats.stop().await;
@@ -642,39 +644,49 @@ async fn after_a_nats_outage_the_cluster_is_back_to_one_upstream_per_topic_withi
         .await;
         assert_eq!(gateway.admin("/readyz").await.0, 200);
     }
-    // Down for longer than a lease: the owners' leases ran out.
+    // Every instance serves its subscribers from upstreams of its own (a
+    // fallback per topic), and they go on getting every event.
     for gateway in &gateways {
-        eventually(WAIT, "the owners' leases expire", || async {
-            let metrics = gateway.admin("/metrics").await.1;
-            let owned = metrics.contains("ssegate_cluster_lease_acquires_total{result=\"owned\"}");
-            !owned || metrics.contains("ssegate_cluster_lease_ends_total{reason=\"expired\"}")
+        eventually(WAIT, "fallback upstreams", || async {
+            gateway
+                .admin("/metrics")
+                .await
+                .1
+                .contains("ssegate_cluster_fallback_streams 2")
         })
         .await;
     }
+    for (_, client, seen) in &mut subscribers {
+        for _ in 0..20 {
+            seen.push(next_item(client).await);
+        }
+    }
     let mut log = Vec::new();
-    eprintln!("DEBUG before restart {:?}", upstreams(&sim, &mut log));
+    let during = upstreams(&sim, &mut log);
     nats.restart().await;
     let took = eventually(Duration::from_secs(10), "one upstream per topic", || {
         let counts = upstreams(&sim, &mut log);
         async move {
-            ["AAPL", "MSFT"]
+            topics
                 .iter()
                 .all(|t| counts.get(*t).is_some_and(|c| c.1 == 1))
         }
     })
     .await;
-    println!("one upstream per topic again {took:?} after NATS returned");
-    // Events flow to every subscriber again.
-    for client in &mut subscribers {
-        client.next_event().await;
+    println!(
+        "during the outage: {during:?}; one upstream per topic again {took:?} after NATS returned"
+    );
+    for (topic, client, seen) in &mut subscribers {
+        for _ in 0..60 {
+            seen.push(next_item(client).await);
+        }
+        contiguous(seen, &format!("{topic} across the outage"));
     }
     for gateway in &gateways {
         eventually(WAIT, "not degraded", || async {
-            gateway
-                .admin("/metrics")
-                .await
-                .1
-                .contains("ssegate_cluster_degraded 0")
+            let metrics = gateway.admin("/metrics").await.1;
+            metrics.contains("ssegate_cluster_degraded 0")
+                && metrics.contains("ssegate_cluster_fallback_streams 0")
         })
         .await;
     }

@@ -1,0 +1,244 @@
+//! One topic's local state in cluster mode ([`Interest`]): its local
+//! subscriptions, its owner as last seen, the followers' senders and
+//! positions; the guards that count a subscription; and the follower, which
+//! feeds one subscription from the event log.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use sse_conn_pool::{Status, StreamItem};
+use sse_state_machine::{Phase, Reason, StopReason};
+use tokio::sync::{Notify, broadcast};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::metrics;
+
+/// Who owns a topic, as this instance last saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// Not known yet.
+    Unknown,
+    /// This instance.
+    Me,
+    /// Another instance, by name.
+    Other(String),
+    /// Nobody, and the cap is reached.
+    Capped,
+    /// NATS could not say.
+    Unreachable,
+}
+
+/// One topic's local state.
+pub(crate) struct Interest {
+    pub(crate) topic: Arc<str>,
+    /// Local subscriptions now, and since when there were none.
+    pub(crate) local: Mutex<(usize, Option<Instant>)>,
+    pub(crate) owner: Mutex<Owner>,
+    /// Since when this instance owns the topic.
+    pub(crate) owned_since: Mutex<Option<Instant>>,
+    /// Wakes the steward when the local count changes.
+    pub(crate) changed: Notify,
+    /// How many events of it the log holds past what its follower read.
+    pub(crate) pending: AtomicU64,
+    /// The followers' senders, for a fallback upstream to feed.
+    pub(crate) senders: Mutex<Vec<broadcast::Sender<StreamItem>>>,
+    /// The last upstream id delivered to this instance's subscribers (a
+    /// fallback resumes after it).
+    pub(crate) last_upstream_id: Mutex<Option<String>>,
+    /// Upstream ids a fallback delivered, skipped when the log has them.
+    pub(crate) fallback_ids: Mutex<RecentIds>,
+    /// When the other owner last renewed its lease, as last seen.
+    pub(crate) renewed: Mutex<Option<std::time::SystemTime>>,
+    /// The newest position a follower of it delivered (for the lag).
+    pub(crate) followed: AtomicU64,
+}
+
+impl Interest {
+    /// Sends `item` to every follower of the topic (dropping senders whose
+    /// subscription is gone).
+    pub(crate) fn send(&self, item: StreamItem) {
+        let mut senders = self.senders.lock();
+        senders.retain(|tx| tx.receiver_count() > 0);
+        for tx in senders.iter() {
+            let _ = tx.send(item.clone());
+        }
+    }
+
+    pub(crate) fn idle_since(&self) -> Option<Instant> {
+        let local = self.local.lock();
+        if local.0 == 0 { local.1 } else { None }
+    }
+}
+
+/// Drops a follower: its task ends, and the topic has one local
+/// subscription fewer.
+pub(crate) struct FollowGuard {
+    pub(crate) task: JoinHandle<()>,
+    pub(crate) interest: Arc<Interest>,
+}
+
+impl Drop for FollowGuard {
+    fn drop(&mut self) {
+        self.task.abort();
+        metrics::record_followed(-1.0);
+        let mut local = self.interest.local.lock();
+        local.0 = local.0.saturating_sub(1);
+        if local.0 == 0 {
+            local.1 = Some(Instant::now());
+        }
+        drop(local);
+        self.interest.changed.notify_one();
+    }
+}
+
+/// A local count taken, given back unless handed to a follower.
+pub(crate) struct LocalCount(pub(crate) Option<Arc<Interest>>);
+
+impl Drop for LocalCount {
+    fn drop(&mut self) {
+        if let Some(interest) = self.0.take() {
+            let mut local = interest.local.lock();
+            local.0 = local.0.saturating_sub(1);
+            if local.0 == 0 {
+                local.1 = Some(Instant::now());
+            }
+            drop(local);
+            interest.changed.notify_one();
+        }
+    }
+}
+
+/// Feeds one subscription from the log, checking the chain of
+/// predecessors from `after`.
+pub(crate) async fn follow(
+    mut stream: impl futures_util::Stream<
+        Item = Result<crate::events::Stored, crate::events::EventError>,
+    > + Unpin,
+    tx: broadcast::Sender<StreamItem>,
+    after: u64,
+    interest: Arc<Interest>,
+) {
+    let mut last = after;
+    tracing::debug!(after, "follower: started");
+    while let Some(stored) = stream.next().await {
+        let stored = match stored {
+            Ok(stored) => stored,
+            Err(e) => {
+                // The ordered consumer re-creates itself after a loss of
+                // the server; a malformed message is skipped.
+                tracing::debug!(error = %e, "following the event log");
+                continue;
+            }
+        };
+        if stored.sequence <= last {
+            continue;
+        }
+        tracing::trace!(sequence = stored.sequence, previous = ?stored.previous, "follower: event");
+        if stored.previous.is_some_and(|p| p != last) {
+            metrics::record_missed();
+            let _ = tx.send(StreamItem::Missed {
+                resumes_after: stored.sequence - 1,
+            });
+        }
+        last = stored.sequence;
+        interest.followed.fetch_max(last, Ordering::Relaxed);
+        interest.pending.store(stored.pending, Ordering::Relaxed);
+        let id = &stored.event.id;
+        if !id.is_empty() {
+            // Delivered already by a fallback upstream: not twice.
+            let mut delivered = interest.fallback_ids.lock();
+            if !delivered.is_empty() && delivered.take(id) {
+                continue;
+            }
+            drop(delivered);
+            *interest.last_upstream_id.lock() = Some(id.to_string());
+        }
+        if tx
+            .send(StreamItem::Sequenced {
+                sequence: stored.sequence,
+                event: stored.event,
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+    tracing::debug!(last, "follower: the consumer ended");
+    // The consumer ended for good: the hub ends its subscribers with a
+    // retry hint, and they come back to a fresh follower.
+    let _ = tx.send(StreamItem::Status(Status {
+        phase: Phase::Stopped,
+        reason: Reason::Stop(StopReason::Requested),
+        terminal: true,
+    }));
+}
+
+/// Upstream ids a fallback delivered, remembered so that the log's copies
+/// are skipped. Bounded: the oldest go first.
+#[derive(Debug, Default)]
+pub(crate) struct RecentIds {
+    order: VecDeque<Arc<str>>,
+    set: HashSet<Arc<str>>,
+}
+
+/// Ids remembered per topic, at most: far more than a lease's time of
+/// events at any realistic rate.
+const MAX_IDS: usize = 4096;
+
+impl RecentIds {
+    pub(crate) fn insert(&mut self, id: &str) {
+        if self.set.contains(id) {
+            return;
+        }
+        if self.order.len() >= MAX_IDS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        let id: Arc<str> = id.into();
+        self.order.push_back(id.clone());
+        self.set.insert(id);
+    }
+
+    /// Whether `id` was delivered by a fallback; it is forgotten then (an
+    /// upstream id comes once).
+    pub(crate) fn take(&mut self, id: &str) -> bool {
+        if self.set.remove(id) {
+            self.order.retain(|o| &**o != id);
+            true
+        } else {
+            false
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_ids_are_bounded_and_each_is_taken_once() {
+        let mut ids = RecentIds::default();
+        assert!(ids.is_empty());
+        for n in 0..(MAX_IDS + 10) {
+            ids.insert(&n.to_string());
+        }
+        assert_eq!(ids.set.len(), MAX_IDS);
+        assert_eq!(ids.order.len(), MAX_IDS);
+        assert!(!ids.take("0"), "the oldest went first");
+        let newest = (MAX_IDS + 9).to_string();
+        assert!(ids.take(&newest));
+        assert!(!ids.take(&newest), "once");
+        ids.insert("a");
+        ids.insert("a");
+        assert_eq!(ids.order.iter().filter(|i| &***i == "a").count(), 1);
+    }
+}
