@@ -62,6 +62,18 @@ impl Drop for Gateway {
 
 impl Gateway {
     async fn start(nats: &str, sim: &SimHandle, cluster: &str, max_streams: usize) -> Self {
+        Self::start_with(nats, sim, cluster, max_streams, "", "").await
+    }
+
+    /// As `start`, with more keys for `[upstream]` and `[bridge]`.
+    async fn start_with(
+        nats: &str,
+        sim: &SimHandle,
+        cluster: &str,
+        max_streams: usize,
+        upstream: &str,
+        bridge: &str,
+    ) -> Self {
         let (listen, admin) = (free_port(), free_port());
         let file = std::env::temp_dir().join(format!(
             "ssegate-cluster-{}-{listen}.toml",
@@ -70,9 +82,9 @@ impl Gateway {
         std::fs::write(
             &file,
             format!(
-                "[upstream]\nurl_template = \"{}/v1/quotes/{{topic}}/stream\"\nmax_streams = {max_streams}\n\
+                "[upstream]\nurl_template = \"{}/v1/quotes/{{topic}}/stream\"\nmax_streams = {max_streams}\n{upstream}\n\
                  [bridge]\nlisten = \"127.0.0.1:{listen}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n\
-                 drain_spread = \"500ms\"\ndrain_deadline = \"2s\"\nretry_hint = \"200ms\"\n\
+                 drain_spread = \"500ms\"\ndrain_deadline = \"2s\"\nretry_hint = \"200ms\"\n{bridge}\n\
                  [cluster]\nenabled = true\nname = \"{cluster}\"\ninstance = \"gw-{listen}\"\n\
                  nats_urls = [\"{}\"]\n",
                 sim.url(),
@@ -745,5 +757,81 @@ async fn a_partitioned_owner_stops_its_upstream_within_the_lease_and_never_overl
         ended.at.duration_since(started.at).unwrap_or_default()
     );
     drop((on_a, on_b, a, b));
+    sim.shutdown().await;
+}
+
+/// The value of the metric line that starts with `name ` in `metrics`.
+fn metric(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_returns_to_baseline_when_the_subscribers_leave() {
+    let nats = NatsServer::start().await;
+    let topics = ["T1", "T2", "T3", "T4"];
+    let sim = sim(&topics).await;
+    // Short lingers, so that "afterwards" comes within the test.
+    let (upstream, bridge) = ("idle_linger = \"1s\"", "replay_linger = \"1s\"");
+    let mut gateways = Vec::new();
+    for _ in 0..2 {
+        gateways.push(Gateway::start_with(&nats.url(), &sim, "t7", 50, upstream, bridge).await);
+    }
+    let mut baseline = Vec::new();
+    for gateway in &gateways {
+        let metrics = gateway.admin("/metrics").await.1;
+        baseline.push(metric(&metrics, "ssegate_runtime_tasks"));
+    }
+    let mut log = Vec::new();
+    for round in 0..2 {
+        let mut clients = Vec::new();
+        for gateway in &gateways {
+            for topic in topics {
+                for _ in 0..3 {
+                    let mut client = gateway.subscribe(topic, None).await;
+                    assert_eq!(client.status, 200);
+                    next_item(&mut client).await;
+                    clients.push(client);
+                }
+            }
+        }
+        let (_, body) = gateways[0].admin("/admin/cluster").await;
+        let view: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(
+            view["leases"].as_array().map(Vec::len),
+            Some(topics.len()),
+            "round {round}"
+        );
+        drop(clients);
+        for (gateway, tasks) in gateways.iter().zip(&baseline) {
+            eventually(WAIT, "back to baseline", || async {
+                let metrics = gateway.admin("/metrics").await.1;
+                let (_, body) = gateway.admin("/admin/cluster").await;
+                let view: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+                metric(&metrics, "ssegate_cluster_leases_held") == 0.0
+                    && metric(&metrics, "ssegate_cluster_topics_followed") == 0.0
+                    && metric(&metrics, "ssegate_cluster_fallback_streams") == 0.0
+                    && metric(&metrics, "ssegate_upstream_sockets") == 0.0
+                    && metric(&metrics, "ssegate_bridge_streams") == 0.0
+                    && metric(&metrics, "ssegate_runtime_tasks") <= *tasks
+                    && view["leases"].as_array().is_some_and(Vec::is_empty)
+                    && view["topics"].as_array().is_some_and(Vec::is_empty)
+                    && view["members"].as_array().is_some_and(|m| {
+                        m.iter()
+                            .all(|m| m["topics"].as_array().is_some_and(Vec::is_empty))
+                    })
+            })
+            .await;
+        }
+        // The simulator sees each close when it next writes.
+        eventually(WAIT, "no upstream open", || {
+            let open: usize = upstreams(&sim, &mut log).values().map(|c| c.1).sum();
+            async move { open == 0 }
+        })
+        .await;
+    }
+    drop(gateways);
     sim.shutdown().await;
 }
