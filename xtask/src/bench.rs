@@ -309,6 +309,40 @@ fn table(results: &Results, allocations: &[String], quick: bool) -> String {
     out
 }
 
+/// `cargo xtask bench cluster`: builds the release `ssegate`, the simulator
+/// and `ssegate-cluster-bench`, then runs it (results in
+/// `target/bench/cluster/`). `quick`: 100 subscribers, 3 kills.
+pub(crate) fn cluster(root: &Path, quick: bool) -> Result<()> {
+    run_cmd(cargo(&[
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "ssegate",
+        "--bin",
+        "ssegate",
+        "-p",
+        "sse-upstream-sim",
+        "--bin",
+        "sse-upstream-sim",
+        "-p",
+        "ssegate-tests",
+        "--bin",
+        "ssegate-cluster-bench",
+    ]))?;
+    let mut cmd = std::process::Command::new(root.join("target/release/ssegate-cluster-bench"));
+    cmd.arg("--ssegate")
+        .arg(root.join("target/release/ssegate"))
+        .arg("--sim")
+        .arg(root.join("target/release/sse-upstream-sim"))
+        .arg("--out")
+        .arg(root.join("target/bench/cluster"));
+    if quick {
+        cmd.args(["--subscribers", "100", "--secs", "3", "--kills", "3"]);
+    }
+    run_cmd(cmd)
+}
+
 /// `cargo xtask bench fanout`: builds the release `ssegate` (its production
 /// allocator, no soak feature) and `ssegate-fanout`, then runs it.
 /// What `bench fanout` compares.

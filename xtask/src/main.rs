@@ -38,9 +38,12 @@ enum Cmd {
         keep_going: bool,
     },
     /// Run the parser benchmarks against the peer crates and print the ratios;
-    /// `bench fanout` runs the fan-out benchmark (ssegate, and `--peer nchan`).
+    /// `bench fanout` runs the fan-out benchmark (ssegate, and `--peer nchan`);
+    /// `bench cluster` what cluster mode costs (latency added on a
+    /// non-owner, one topic's events/s through NATS, failover over 20 kills).
     Bench {
-        /// `fanout`: the fan-out benchmark instead of the criterion suites.
+        /// `fanout`: the fan-out benchmark instead of the criterion suites;
+        /// `cluster`: the cluster benchmark (needs `nats-server`).
         suite: Option<String>,
         /// With `fanout`: also measure this peer (`nchan`) in the same run.
         #[arg(long)]
@@ -83,6 +86,11 @@ fn try_main() -> Result<()> {
         Cmd::Ci { keep_going } => ci(&root, keep_going),
         Cmd::Bench {
             suite: Some(suite),
+            quick,
+            ..
+        } if suite == "cluster" => bench::cluster(&root, quick),
+        Cmd::Bench {
+            suite: Some(suite),
             peer,
             baseline,
             quick,
@@ -100,7 +108,7 @@ fn try_main() -> Result<()> {
         Cmd::Bench {
             suite: Some(suite), ..
         } => {
-            bail!("unknown benchmark suite {suite:?} (known: fanout)")
+            bail!("unknown benchmark suite {suite:?} (known: fanout, cluster)")
         }
         Cmd::Bench {
             quick,

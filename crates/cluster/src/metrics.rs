@@ -32,6 +32,9 @@ pub const UNOWNED: &str = "ssegate_cluster_topics_unowned";
 /// Gauge: events the log holds that this instance's followers have not
 /// read yet, over all its topics (the consumers' lag).
 pub const PENDING: &str = "ssegate_cluster_consumer_pending";
+/// Counter: upstream events an owner missed because it fell behind its
+/// upstream (the log stores one event at a time); marked in the log.
+pub const OWNER_LAGGED: &str = "ssegate_cluster_owner_lagged_events_total";
 /// Gauge: fallback upstreams this instance holds (NATS out of reach).
 pub const FALLBACKS: &str = "ssegate_cluster_fallback_streams";
 /// Gauge: topics this instance follows (one consumer each).
@@ -94,6 +97,11 @@ pub fn describe_metrics() {
         Unit::Count,
         "Events in the log this instance's followers have not read yet (consumer lag)."
     );
+    describe_counter!(
+        OWNER_LAGGED,
+        Unit::Count,
+        "Upstream events an owner missed because its upstream sent faster than the log stores."
+    );
     describe_gauge!(
         FALLBACKS,
         Unit::Count,
@@ -118,6 +126,7 @@ pub fn describe_metrics() {
         DUPLICATES,
         MISSED,
         PUBLISH_FAILURES,
+        OWNER_LAGGED,
     ] {
         counter!(name).increment(0);
     }
@@ -133,6 +142,10 @@ pub(crate) fn record_degraded(degraded: bool) {
 pub(crate) fn record_interest(unowned: usize, pending: u64) {
     gauge!(UNOWNED).set(unowned as f64);
     gauge!(PENDING).set(pending as f64);
+}
+
+pub(crate) fn record_owner_lag(missed: u64) {
+    counter!(OWNER_LAGGED).increment(missed);
 }
 
 pub(crate) fn record_fallbacks(n: usize) {

@@ -502,6 +502,10 @@ fn forget_if_idle<C: Connector>(inner: &Inner<C>, interest: &Arc<Interest>) -> b
     true
 }
 
+/// The predecessor a publish names after the owner lost events on the way
+/// to the log: no position equals it, so every follower sees the break.
+const BROKEN: u64 = u64::MAX;
+
 /// Holds the topic's upstream and publishes its events while the lease
 /// lasts.
 async fn own<C: Connector>(
@@ -593,9 +597,15 @@ async fn publish_while_held<C: Connector>(
                 }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(n)) => {
-                    // As for a failed publish: resumed from the log.
-                    tracing::warn!(%topic, missed = n, "owner: fell behind its upstream; it is resumed from the log");
-                    return Ended::Lost;
+                    // The upstream sends faster than the log stores (one
+                    // publish at a time: each names its predecessor's
+                    // sequence). Resuming from the log would only fall
+                    // behind again, so the owner goes on, and the next
+                    // event names a predecessor no position equals: every
+                    // follower sees the loss and resets its subscribers.
+                    tracing::warn!(%topic, missed = n, "owner: fell behind its upstream; the loss is marked in the log");
+                    metrics::record_owner_lag(n);
+                    previous = BROKEN;
                 }
                 Err(broadcast::error::RecvError::Closed) => return Ended::Lost,
             },
