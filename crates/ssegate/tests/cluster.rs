@@ -161,6 +161,21 @@ impl Gateway {
     }
 }
 
+/// `n` instances of cluster `name` on `nats`, in front of `sim`.
+async fn instances(
+    nats: &NatsServer,
+    sim: &SimHandle,
+    name: &str,
+    n: usize,
+    max_streams: usize,
+) -> Vec<Gateway> {
+    let mut gateways = Vec::with_capacity(n);
+    for _ in 0..n {
+        gateways.push(Gateway::start(&nats.url(), sim, name, max_streams).await);
+    }
+    gateways
+}
+
 /// An event as a subscriber saw it: the gateway's id and the upstream's
 /// sequence number.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,10 +241,7 @@ async fn three_instances_share_one_upstream_per_topic_and_give_the_same_ids() {
     let nats = NatsServer::start().await;
     let topics = ["AAPL", "MSFT", "GOOG"];
     let sim = sim(&topics).await;
-    let mut gateways = Vec::new();
-    for _ in 0..3 {
-        gateways.push(Gateway::start(&nats.url(), &sim, "t1", 50).await);
-    }
+    let gateways = instances(&nats, &sim, "t1", 3, 50).await;
     // A subscriber of every topic on every instance, asked for at once.
     let mut clients = Vec::new();
     for gateway in &gateways {
@@ -306,10 +318,7 @@ async fn three_instances_share_one_upstream_per_topic_and_give_the_same_ids() {
 async fn a_killed_owner_is_replaced_within_the_lease_and_survivors_miss_nothing() {
     let nats = NatsServer::start().await;
     let sim = sim(&["AAPL"]).await;
-    let mut gateways = Vec::new();
-    for _ in 0..3 {
-        gateways.push(Gateway::start(&nats.url(), &sim, "t3", 50).await);
-    }
+    let mut gateways = instances(&nats, &sim, "t3", 3, 50).await;
     let mut subscribers = Vec::new();
     for gateway in &gateways {
         let client = gateway.subscribe("AAPL", None).await;
@@ -399,10 +408,7 @@ async fn a_killed_owner_is_replaced_within_the_lease_and_survivors_miss_nothing(
 async fn a_client_resumes_on_another_instance_with_no_gap_and_no_duplicate() {
     let nats = NatsServer::start().await;
     let sim = sim(&["AAPL"]).await;
-    let mut gateways = Vec::new();
-    for _ in 0..3 {
-        gateways.push(Gateway::start(&nats.url(), &sim, "t2", 50).await);
-    }
+    let gateways = instances(&nats, &sim, "t2", 3, 50).await;
     // Read on A, then leave.
     let mut a = gateways[0].subscribe("AAPL", None).await;
     let mut before = Vec::new();
@@ -524,10 +530,7 @@ async fn a_rolling_deploy_loses_and_repeats_nothing_for_reconnecting_clients() {
     let nats = NatsServer::start().await;
     let topics = ["AAPL", "MSFT"];
     let sim = sim(&topics).await;
-    let mut gateways = Vec::new();
-    for _ in 0..3 {
-        gateways.push(Gateway::start(&nats.url(), &sim, "t2r", 50).await);
-    }
+    let mut gateways = instances(&nats, &sim, "t2r", 3, 50).await;
     let ports: Vec<u16> = gateways.iter().map(|g| g.listen).collect();
     let mut clients = Vec::new();
     let mut logs = Vec::new();
@@ -573,10 +576,7 @@ async fn the_stream_cap_is_cluster_wide() {
     let nats = NatsServer::start().await;
     let topics = ["T1", "T2", "T3", "T4", "T5", "T6"];
     let sim = sim(&topics).await;
-    let mut gateways = Vec::new();
-    for _ in 0..3 {
-        gateways.push(Gateway::start(&nats.url(), &sim, "t4", 5).await);
-    }
+    let gateways = instances(&nats, &sim, "t4", 3, 5).await;
     // Five topics, spread over the instances: each gets its stream.
     let mut held = Vec::new();
     for (i, topic) in topics[..5].iter().enumerate() {
@@ -630,10 +630,7 @@ async fn through_a_nats_outage_events_keep_flowing_and_one_upstream_per_topic_is
     let mut nats = NatsServer::start().await;
     let topics = ["AAPL", "MSFT"];
     let sim = sim(&topics).await;
-    let mut gateways = Vec::new();
-    for _ in 0..2 {
-        gateways.push(Gateway::start(&nats.url(), &sim, "t5", 50).await);
-    }
+    let gateways = instances(&nats, &sim, "t5", 2, 50).await;
     let mut subscribers = Vec::new();
     for gateway in &gateways {
         for topic in topics {
