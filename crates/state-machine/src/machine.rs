@@ -1035,7 +1035,11 @@ impl Machine {
             }
             Timer::Backoff => self.connect(now, Reason::BackoffElapsed),
             Timer::CoolOff => {
+                // A fresh budget: the failures are counted from zero, and
+                // so is the base the budget counts them from (left where
+                // it was, it could exceed the new count).
                 self.attempts = 0;
+                self.loss_base = 0;
                 self.connect(now, Reason::CoolOffElapsed);
             }
         }
@@ -1125,7 +1129,7 @@ impl Machine {
         }
         self.attempts = self.attempts.saturating_add(1);
         // Consecutive failures since the stream last delivered for a while.
-        let attempt = self.attempts - self.loss_base;
+        let attempt = self.attempts.saturating_sub(self.loss_base);
         if self
             .config
             .attempt_budget
