@@ -29,6 +29,14 @@ pub(crate) struct HubEvent {
 /// Marks the run token of an id that is not a resumable position (`<run>~`).
 pub(crate) const UNPOSITIONED: u8 = b'~';
 
+/// The token of ids that are not positions, for run `run`.
+pub(crate) fn unpositioned(run: &str) -> String {
+    let mut token = String::with_capacity(run.len() + 1);
+    token.push_str(run);
+    token.push(char::from(UNPOSITIONED));
+    token
+}
+
 impl HubEvent {
     /// Encodes `event` of `topic` as sequence number `seq` of run `run`, or
     /// `None` if it cannot be encoded (an upstream type with CR, LF or NUL,
@@ -56,18 +64,16 @@ impl HubEvent {
         })
     }
 
-    /// As [`encode`](Self::encode), for an event without a position: its
-    /// id is `<run>~:<seq>`, which a resume treats as unknown (a reset).
+    /// As [`encode`](Self::encode), for an event without a position, with
+    /// the token [`unpositioned`] made of the run's: its id is
+    /// `<run>~:<seq>`, which a resume treats as unknown (a reset).
     pub(crate) fn encode_unpositioned(
-        run: &str,
+        token: &str,
         topic: &str,
         seq: u64,
         event: &Event,
     ) -> Option<Self> {
-        let mut token = String::with_capacity(run.len() + 1);
-        token.push_str(run);
-        token.push(char::from(UNPOSITIONED));
-        Self::encode(&token, topic, seq, event).map(|e| Self {
+        Self::encode(token, topic, seq, event).map(|e| Self {
             positioned: false,
             ..e
         })
@@ -129,7 +135,8 @@ mod tests {
 
     #[test]
     fn unpositioned_events_carry_a_token_no_resume_accepts() {
-        let e = HubEvent::encode_unpositioned("run", "AAPL", 7, &Event::new("x")).expect("ok");
+        let e = HubEvent::encode_unpositioned(&unpositioned("run"), "AAPL", 7, &Event::new("x"))
+            .expect("ok");
         assert_eq!(&e.single[..], b"id: run~:7\ndata: x\n\n");
         assert!(!e.positioned);
         assert!(

@@ -55,6 +55,8 @@ pub(crate) struct Hub<C: Connector> {
     numbered: bool,
     config: Arc<BridgeConfig>,
     run: Arc<str>,
+    /// The token of events without a position (`<run>~`), made once.
+    unpositioned_run: Arc<str>,
     seq: Arc<AtomicU64>,
     next_member: AtomicU64,
     topics: Mutex<HashMap<Arc<str>, Arc<Topic>>>,
@@ -116,6 +118,7 @@ impl<C: Connector> Hub<C> {
             source,
             numbered,
             config,
+            unpositioned_run: crate::event::unpositioned(&run).into(),
             run,
             seq: Arc::new(AtomicU64::new(0)),
             next_member: AtomicU64::new(1),
@@ -667,20 +670,21 @@ async fn pump<C: Connector>(
             }
         };
         let Some(hub) = hub.upgrade() else { return };
+        // The creator's share is freed at the first event, of any kind.
+        if !delivered && matches!(item, StreamItem::Event(_) | StreamItem::Sequenced { .. }) {
+            delivered = true;
+            hub.proven(&topic);
+        }
         match item {
             StreamItem::Event(event) if hub.numbered => {
                 // An event the source could not place in its log (a
                 // cluster's fallback upstream while NATS is out of reach):
                 // delivered live, kept out of the replay window, with an
                 // id no instance resumes from.
-                if !delivered {
-                    delivered = true;
-                    hub.proven(&topic);
-                }
                 let state = topic.state.lock();
                 let seq = hub.seq.fetch_add(1, Ordering::SeqCst) + 1;
                 if let Some(event) =
-                    HubEvent::encode_unpositioned(&hub.run, &topic.name, seq, &event)
+                    HubEvent::encode_unpositioned(&hub.unpositioned_run, &topic.name, seq, &event)
                 {
                     let event = Arc::new(event);
                     for member in state.members.values() {
@@ -690,19 +694,11 @@ async fn pump<C: Connector>(
                 }
             }
             StreamItem::Event(event) => {
-                if !delivered {
-                    delivered = true;
-                    hub.proven(&topic);
-                }
                 let mut state = topic.state.lock();
                 let seq = hub.seq.fetch_add(1, Ordering::SeqCst) + 1;
                 hub.deliver(&topic, &mut state, seq, &event, policy);
             }
             StreamItem::Sequenced { sequence, event } => {
-                if !delivered {
-                    delivered = true;
-                    hub.proven(&topic);
-                }
                 let mut state = topic.state.lock();
                 // Positions only grow: one seen already is not sent twice.
                 if sequence > state.last {

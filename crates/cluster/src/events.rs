@@ -225,10 +225,7 @@ impl EventLog {
             Ok(message) => Ok(Some(Stored {
                 sequence: message.sequence,
                 pending: 0,
-                previous: message
-                    .headers
-                    .get(PREVIOUS_HEADER)
-                    .and_then(|v| v.as_str().parse().ok()),
+                previous: previous_of(Some(&message.headers)),
                 event: unframe(message.payload).ok_or(EventError::Malformed {
                     sequence: message.sequence,
                 })?,
@@ -270,12 +267,7 @@ impl EventLog {
             let (sequence, pending) = (info.stream_sequence, info.pending);
             let event = unframe(message.message.payload.clone())
                 .ok_or(EventError::Malformed { sequence })?;
-            let previous = message
-                .message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(PREVIOUS_HEADER))
-                .and_then(|v| v.as_str().parse().ok());
+            let previous = previous_of(message.message.headers.as_ref());
             Ok(Stored {
                 sequence,
                 previous,
@@ -324,11 +316,7 @@ impl EventLog {
                 if sequence > until {
                     break;
                 }
-                let previous = message
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get(PREVIOUS_HEADER))
-                    .and_then(|v| v.as_str().parse::<u64>().ok());
+                let previous = previous_of(message.headers.as_ref());
                 if previous.is_some_and(|p| p != last) {
                     return None;
                 }
@@ -359,6 +347,11 @@ pub enum Start {
     Now,
     /// With the oldest event kept.
     Oldest,
+}
+
+/// The predecessor a message names (`Ssegate-Previous`), if it names one.
+fn previous_of(headers: Option<&HeaderMap>) -> Option<u64> {
+    headers?.get(PREVIOUS_HEADER)?.as_str().parse().ok()
 }
 
 /// `id LF type LF data`.

@@ -68,8 +68,9 @@ impl Fallback {
         metrics::record_fallbacks(taken + 1);
         let slot = Slot(slots.clone());
         let topic = interest.topic.clone();
-        let resume = interest.last_upstream_id.lock().clone();
-        let upstream = match pool.subscribe_from(&topic, resume.as_deref()) {
+        let resume = interest.delivered.lock().last_id.clone();
+        let resume = resume.as_ref().map(|id| id.as_str());
+        let upstream = match pool.subscribe_from(&topic, resume) {
             Ok(upstream) => upstream,
             Err(e) => {
                 tracing::warn!(%topic, error = %e, "fallback: the local pool refused the topic");
@@ -77,7 +78,7 @@ impl Fallback {
                 return None;
             }
         };
-        tracing::warn!(%topic, resume = resume.as_deref().unwrap_or(""), "NATS out of reach: fallback upstream opened for this instance's subscribers");
+        tracing::warn!(%topic, resume = resume.unwrap_or(""), "NATS out of reach: fallback upstream opened for this instance's subscribers");
         let interest = interest.clone();
         let task = tokio::spawn(async move {
             let mut upstream = upstream;
@@ -85,8 +86,9 @@ impl Fallback {
                 match upstream.recv().await {
                     Ok(StreamItem::Event(event)) => {
                         if !event.id.is_empty() {
-                            interest.fallback_ids.lock().insert(&event.id);
-                            *interest.last_upstream_id.lock() = Some(event.id.to_string());
+                            let mut delivered = interest.delivered.lock();
+                            delivered.by_fallback.insert(&event.id);
+                            delivered.last_id = Some(event.id.clone());
                         }
                         interest.send(StreamItem::Event(event));
                     }

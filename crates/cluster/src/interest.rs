@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use sse_conn_pool::{Status, StreamItem};
+use sse_parser::Utf8Bytes;
 use sse_state_machine::{Phase, Reason, StopReason};
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
@@ -46,18 +47,36 @@ pub(crate) struct Interest {
     pub(crate) pending: AtomicU64,
     /// The followers' senders, for a fallback upstream to feed.
     pub(crate) senders: Mutex<Vec<broadcast::Sender<StreamItem>>>,
-    /// The last upstream id delivered to this instance's subscribers (a
-    /// fallback resumes after it).
-    pub(crate) last_upstream_id: Mutex<Option<String>>,
-    /// Upstream ids a fallback delivered, skipped when the log has them.
-    pub(crate) fallback_ids: Mutex<RecentIds>,
+    /// What this instance's subscribers got: one lock per event.
+    pub(crate) delivered: Mutex<Delivered>,
     /// When the other owner last renewed its lease, as last seen.
     pub(crate) renewed: Mutex<Option<std::time::SystemTime>>,
     /// The newest position a follower of it delivered (for the lag).
     pub(crate) followed: AtomicU64,
 }
 
+/// The upstream side of what a topic's subscribers on this instance got.
+#[derive(Debug, Default)]
+pub(crate) struct Delivered {
+    /// The last upstream id (a fallback resumes after it). Shared with the
+    /// event: no copy per event.
+    pub(crate) last_id: Option<Utf8Bytes>,
+    /// Upstream ids a fallback delivered, skipped when the log has them.
+    pub(crate) by_fallback: RecentIds,
+}
+
 impl Interest {
+    /// One local subscription fewer; the steward is told.
+    pub(crate) fn leave(&self) {
+        let mut local = self.local.lock();
+        local.0 = local.0.saturating_sub(1);
+        if local.0 == 0 {
+            local.1 = Some(Instant::now());
+        }
+        drop(local);
+        self.changed.notify_one();
+    }
+
     /// Sends `item` to every follower of the topic (dropping senders whose
     /// subscription is gone).
     pub(crate) fn send(&self, item: StreamItem) {
@@ -85,13 +104,7 @@ impl Drop for FollowGuard {
     fn drop(&mut self) {
         self.task.abort();
         metrics::record_followed(-1.0);
-        let mut local = self.interest.local.lock();
-        local.0 = local.0.saturating_sub(1);
-        if local.0 == 0 {
-            local.1 = Some(Instant::now());
-        }
-        drop(local);
-        self.interest.changed.notify_one();
+        self.interest.leave();
     }
 }
 
@@ -101,13 +114,7 @@ pub(crate) struct LocalCount(pub(crate) Option<Arc<Interest>>);
 impl Drop for LocalCount {
     fn drop(&mut self) {
         if let Some(interest) = self.0.take() {
-            let mut local = interest.local.lock();
-            local.0 = local.0.saturating_sub(1);
-            if local.0 == 0 {
-                local.1 = Some(Instant::now());
-            }
-            drop(local);
-            interest.changed.notify_one();
+            interest.leave();
         }
     }
 }
@@ -149,13 +156,12 @@ pub(crate) async fn follow(
         interest.pending.store(stored.pending, Ordering::Relaxed);
         let id = &stored.event.id;
         if !id.is_empty() {
+            let mut delivered = interest.delivered.lock();
             // Delivered already by a fallback upstream: not twice.
-            let mut delivered = interest.fallback_ids.lock();
-            if !delivered.is_empty() && delivered.take(id) {
+            if !delivered.by_fallback.is_empty() && delivered.by_fallback.take(id) {
                 continue;
             }
-            drop(delivered);
-            *interest.last_upstream_id.lock() = Some(id.to_string());
+            delivered.last_id = Some(id.clone());
         }
         if tx
             .send(StreamItem::Sequenced {

@@ -304,8 +304,7 @@ impl<C: Connector> Inner<C> {
                         followed: AtomicU64::new(0),
                         renewed: Mutex::new(None),
                         senders: Mutex::default(),
-                        last_upstream_id: Mutex::new(None),
-                        fallback_ids: Mutex::default(),
+                        delivered: Mutex::default(),
                         pending: AtomicU64::new(0),
                     });
                     topics.insert(interest.topic.clone(), interest.clone());
@@ -366,7 +365,10 @@ impl<C: Connector> Inner<C> {
         interest.senders.lock().push(tx.clone());
         metrics::record_followed(1.0);
         let task = tokio::spawn(follow(stream, tx, after, interest.clone()));
-        let interest = guard.0.take().expect("counted above");
+        // The count moves from the guard to the follower's guard.
+        let Some(interest) = guard.0.take() else {
+            return Err(PoolError::Closed);
+        };
         Ok(Opened {
             subscription: Subscription::new(rx, FollowGuard { task, interest }),
             after: Some(after),
