@@ -48,6 +48,7 @@ pub struct Retention {
     pub max_bytes: i64,
     /// How long a `Nats-Msg-Id` is remembered to drop duplicates.
     /// Default 2 min: far longer than a hand-over.
+    /// At most `max_age` (JetStream's rule).
     pub duplicate_window: Duration,
 }
 
@@ -144,7 +145,11 @@ impl EventLog {
                 max_age: retention.max_age,
                 max_bytes: retention.max_bytes,
                 discard: stream::DiscardPolicy::Old,
-                duplicate_window: retention.duplicate_window,
+                // JetStream refuses a window longer than the age (a short
+                // `replay_age` would stop the gateway from starting): an
+                // event older than the age is gone anyway, and with it
+                // whatever a duplicate could repeat.
+                duplicate_window: retention.duplicate_window.min(retention.max_age),
                 allow_direct: true,
                 ..Default::default()
             })

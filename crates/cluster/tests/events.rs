@@ -179,3 +179,24 @@ async fn each_topic_keeps_its_window() {
     let mut other = Box::pin(log.follow("MSFT", Start::Oldest).await.expect("follow"));
     assert_eq!(next(&mut other).await.event, quote(100));
 }
+
+#[tokio::test]
+async fn a_replay_age_shorter_than_the_duplicate_window_opens() {
+    // JetStream refuses a duplicate window longer than the stream's max
+    // age; `bridge.replay_age = "5s"` (shorter than the 2 min window) must
+    // still start, with the window cut to the age. Found by the cluster
+    // soak, whose scaled replay_age is 5 s.
+    let nats = NatsServer::start().await;
+    let log = log(
+        &nats,
+        Retention {
+            max_age: Duration::from_secs(5),
+            ..Retention::default()
+        },
+    )
+    .await;
+    let first = log.publish("AAPL", &quote(1), None).await.expect("publish");
+    let again = log.publish("AAPL", &quote(1), None).await.expect("publish");
+    assert!(again.duplicate, "a repeat within the (shortened) window is dropped");
+    assert_eq!(again.sequence, first.sequence);
+}
