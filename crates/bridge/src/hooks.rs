@@ -112,6 +112,11 @@ pub type ClusterView = Arc<
     dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = serde_json::Value> + Send>> + Send + Sync,
 >;
 
+/// This instance's part of the cluster as JSON, from local state only (it
+/// never waits on the network): the status page's cluster line and owner
+/// column, every two seconds.
+pub type ClusterSummary = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
 /// Renders every metric in the Prometheus text format (`/metrics`).
 pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 
@@ -125,6 +130,7 @@ pub struct Hooks {
     pub(crate) heap: Option<fn() -> HeapStats>,
     pub(crate) process: Option<Arc<dyn ProcessProbe>>,
     pub(crate) cluster: Option<ClusterView>,
+    pub(crate) cluster_summary: Option<ClusterSummary>,
     pub(crate) leak: bool,
 }
 
@@ -169,6 +175,20 @@ impl Hooks {
         F: Future<Output = serde_json::Value> + Send + 'static,
     {
         self.cluster = Some(Arc::new(move || Box::pin(view())));
+        self
+    }
+
+    /// The status page shows what `summary` returns: a `cluster` object of
+    /// the snapshot. The page reads `instance`, `name`, `nats_connected`,
+    /// `degraded`, `owned` and `topics` (each with `topic`, `owner`,
+    /// `mine` and `local_subscriptions`). Called every two seconds per
+    /// open page, so it must be cheap and must not block.
+    #[must_use]
+    pub fn cluster_summary(
+        mut self,
+        summary: impl Fn() -> serde_json::Value + Send + Sync + 'static,
+    ) -> Self {
+        self.cluster_summary = Some(Arc::new(summary));
         self
     }
 

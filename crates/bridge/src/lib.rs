@@ -102,7 +102,8 @@ mod window;
 pub use auth::{AuthConfig, AuthConfigError, JwtConfig, Secret};
 pub use config::{AdminToken, BridgeConfig, ConfigError};
 pub use hooks::{
-    ClusterView, HeapStats, Hooks, LogControl, ProcessProbe, Reload, ReloadSource, RenderMetrics,
+    ClusterSummary, ClusterView, HeapStats, Hooks, LogControl, ProcessProbe, Reload, ReloadSource,
+    RenderMetrics,
 };
 pub use listener::{Listener, MemoryDialer, MemoryListener, TcpAcceptor, memory};
 pub use policy::Policy;

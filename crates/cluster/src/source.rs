@@ -382,6 +382,10 @@ enum Ended {
     Idle,
     /// The lease was lost or could not be used: try again.
     Lost,
+    /// NATS went out of reach under the owner: its upstream is closed (the
+    /// fence), and this instance's subscribers are served from a fallback
+    /// upstream at once, resumed after the last event they got.
+    Cut,
     /// The source is closing.
     Shutdown,
 }
@@ -413,6 +417,17 @@ async fn steward<C: Connector>(
             match own(&strong, &interest, held, &mut shutdown).await {
                 Ended::Idle | Ended::Shutdown => return,
                 Ended::Lost => {}
+                // The owner knows NATS is away: no lease's wait, as the
+                // other instances need (they cannot tell an outage from a
+                // blip).
+                Ended::Cut => {
+                    fallback = Fallback::start(
+                        &strong.pool,
+                        &interest,
+                        &strong.fallbacks,
+                        strong.options.fallback_max_streams,
+                    );
+                }
             }
         }
         {
@@ -525,7 +540,12 @@ async fn own<C: Connector>(
     *interest.owner.lock() = Owner::Unknown;
     // The upstream closes first, then the lease goes: never two owners.
     inner.pool.stop_idle(&topic).await;
-    keeper.release().await;
+    if matches!(ended, Ended::Cut) {
+        // NATS cannot hear a release: the keys expire.
+        drop(keeper);
+    } else {
+        keeper.release().await;
+    }
     if matches!(ended, Ended::Idle) && !forget_if_idle(inner, interest) {
         // A subscriber came back at the last moment: the steward goes on.
         return Ended::Lost;
@@ -572,13 +592,27 @@ async fn publish_while_held<C: Connector>(
             _ = shutdown.changed() => return Ended::Shutdown,
             item = upstream.recv() => match item {
                 Ok(StreamItem::Event(event)) => {
-                    let published = fenced(keeper, inner.events.publish(topic, &event, Some(previous)));
-                    match published.await {
+                    let publish = fenced(keeper, inner.events.publish(topic, &event, Some(previous)));
+                    let published = if inner.connected() {
+                        publish.await
+                    } else {
+                        // NATS is out of reach: a reconnection within a
+                        // tenth of the lease flushes the publish; past
+                        // that, the subscribers here are served from a
+                        // fallback now rather than after the fence.
+                        match tokio::time::timeout(ttl / 10, publish).await {
+                            Ok(published) => published,
+                            Err(_) => return cut(topic),
+                        }
+                    };
+                    match published {
+                        None if !inner.connected() => return cut(topic),
                         None => return lease_lost(topic, keeper).await,
                         Some(Ok(published)) => {
                             tracing::trace!(%topic, sequence = published.sequence, duplicate = published.duplicate, "owner: published");
                             previous = published.sequence;
                         }
+                        Some(Err(_)) if !inner.connected() => return cut(topic),
                         Some(Err(e)) => {
                             // Whether it was stored is unknown (a publish
                             // that timed out may still land). The upstream
@@ -641,7 +675,7 @@ impl<C: Connector> Inner<C> {
             .map_or(Duration::ZERO, |t| t.elapsed())
     }
 
-    fn degraded(&self) -> bool {
+    pub(crate) fn degraded(&self) -> bool {
         self.down_since.lock().is_some()
     }
 
@@ -660,6 +694,11 @@ async fn fenced<T>(keeper: &Keeper, work: impl Future<Output = T>) -> Option<T> 
         _ = keeper.lost() => None,
         out = work => Some(out),
     }
+}
+
+fn cut(topic: &str) -> Ended {
+    tracing::warn!(%topic, "owner: NATS out of reach; upstream closed, this instance's subscribers go on from a fallback upstream");
+    Ended::Cut
 }
 
 async fn lease_lost(topic: &str, keeper: &Keeper) -> Ended {

@@ -42,6 +42,45 @@ impl<C: Connector> ClusterSource<C> {
         out
     }
 
+    /// The status page's part: this instance, whether NATS answers, and
+    /// each topic with its owner, from local state only (cheap, never
+    /// waits on NATS).
+    pub fn summary(&self) -> serde_json::Value {
+        let inner = &self.inner;
+        let topics: Vec<serde_json::Value> = self
+            .topics()
+            .into_iter()
+            .map(|view| {
+                serde_json::json!({
+                    "topic": view.topic,
+                    "owner": self.owner_json(&view.owner),
+                    "mine": view.owner == Owner::Me,
+                    "local_subscriptions": view.local,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "instance": inner.leases.instance(),
+            "nats_connected": inner.connected(),
+            "degraded": inner.degraded(),
+            "max_streams": inner.leases.max_streams(),
+            "owned": topics.iter().filter(|t| t["mine"] == true).count(),
+            "topics": topics,
+        })
+    }
+
+    /// An owner as JSON: an instance's name, or null while unknown, or why
+    /// there is none.
+    fn owner_json(&self, owner: &Owner) -> serde_json::Value {
+        match owner {
+            Owner::Me => serde_json::json!(self.inner.leases.instance()),
+            Owner::Other(name) => serde_json::json!(name),
+            Owner::Capped => serde_json::json!("none: the cluster-wide cap is reached"),
+            Owner::Unreachable => serde_json::json!("unknown: NATS did not answer"),
+            Owner::Unknown => serde_json::Value::Null,
+        }
+    }
+
     /// `/admin/cluster`: this instance, the members and their interest, the
     /// leases and how long since each was renewed, and this instance's
     /// topics with their owner and lag (positions the follower is behind
@@ -87,13 +126,7 @@ impl<C: Connector> ClusterSource<C> {
             topics.push(serde_json::json!({
                 "topic": view.topic,
                 "local_subscriptions": view.local,
-                "owner": match &view.owner {
-                    Owner::Me => serde_json::json!(inner.leases.instance()),
-                    Owner::Other(name) => serde_json::json!(name),
-                    Owner::Capped => serde_json::json!("none: the cluster-wide cap is reached"),
-                    Owner::Unreachable => serde_json::json!("unknown: NATS did not answer"),
-                    Owner::Unknown => serde_json::Value::Null,
-                },
+                "owner": self.owner_json(&view.owner),
                 "owned_ms": view.owned_for.map(|d| d.as_millis()),
                 "followed": followed,
                 "newest": newest,

@@ -373,13 +373,22 @@ async fn serve(
     } else {
         None
     };
+    let cluster_name = config.cluster.name.clone();
     let gateway = match &cluster {
         Some(cluster) => {
             let view = cluster.clone();
-            let hooks = hooks.cluster_view(move || {
-                let view = view.clone();
-                async move { view.view().await }
-            });
+            let summary = cluster.clone();
+            let name = cluster_name.clone();
+            let hooks = hooks
+                .cluster_view(move || {
+                    let view = view.clone();
+                    async move { view.view().await }
+                })
+                .cluster_summary(move || {
+                    let mut summary = summary.summary();
+                    summary["name"] = serde_json::json!(name);
+                    summary
+                });
             let source = std::sync::Arc::new(cluster.clone());
             sse_bridge::start_with_source(config.bridge, pool, source, streams, admin, hooks)
         }

@@ -832,3 +832,127 @@ async fn everything_returns_to_baseline_when_the_subscribers_leave() {
     drop(gateways);
     sim.shutdown().await;
 }
+
+/// The status page's feed (`/admin/events`) of `gateway` until a snapshot
+/// satisfies `done` (bounded: a snapshot every 2 s, for at most `WAIT`).
+async fn snapshot_until(
+    gateway: &Gateway,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let io = TcpStream::connect(("127.0.0.1", gateway.admin))
+        .await
+        .expect("connects");
+    let mut feed = ssegate_tests::client::request(
+        io,
+        &format!("127.0.0.1:{}", gateway.admin),
+        http::Method::GET,
+        "/admin/events",
+        &[],
+        bytes::Bytes::new(),
+        WAIT,
+    )
+    .await;
+    assert_eq!(feed.status, 200);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let event = feed.next_event().await;
+        let snapshot: serde_json::Value = serde_json::from_str(&event.data).expect("JSON");
+        if done(&snapshot) {
+            return snapshot;
+        }
+        assert!(Instant::now() < deadline, "no such snapshot: {snapshot}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_shows_the_cluster_and_each_topics_owner() {
+    let nats = NatsServer::start().await;
+    let sim = sim(&["AAPL", "MSFT"]).await;
+    let gateways = instances(&nats, &sim, "t9", 2, 50).await;
+    let (a, b) = (&gateways[0], &gateways[1]);
+    // a asks for AAPL first and owns it; b owns MSFT; each follows the other's.
+    let mut aapl_a = a.subscribe("AAPL", None).await;
+    next(&mut aapl_a).await;
+    let mut msft_b = b.subscribe("MSFT", None).await;
+    next(&mut msft_b).await;
+    let mut msft_a = a.subscribe("MSFT", None).await;
+    next(&mut msft_a).await;
+    let name_a = format!("gw-{}", a.listen);
+    let name_b = format!("gw-{}", b.listen);
+    let owner = |snapshot: &serde_json::Value, topic: &str| {
+        snapshot["cluster"]["topics"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["topic"] == topic).cloned())
+            .unwrap_or_default()
+    };
+    let snapshot = snapshot_until(a, |s| owner(s, "MSFT")["owner"] == name_b.as_str()).await;
+    let cluster = &snapshot["cluster"];
+    assert_eq!(cluster["name"], "t9", "{cluster}");
+    assert_eq!(cluster["instance"], name_a.as_str());
+    assert_eq!(cluster["nats_connected"], true);
+    assert_eq!(cluster["degraded"], false);
+    assert_eq!(cluster["owned"], 1, "{cluster}");
+    assert_eq!(owner(&snapshot, "AAPL")["owner"], name_a.as_str());
+    assert_eq!(owner(&snapshot, "AAPL")["mine"], true);
+    assert_eq!(owner(&snapshot, "MSFT")["mine"], false);
+    assert_eq!(owner(&snapshot, "MSFT")["local_subscriptions"], 1);
+    // Only the owned topic has an upstream here; the page shows the other
+    // from the cluster part, with its owner.
+    let streams: Vec<&str> = snapshot["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .filter_map(|s| s["topic"].as_str())
+        .collect();
+    assert_eq!(streams, ["AAPL"]);
+    let (status, page) = a.admin("/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("id=\"cluster\"") && page.contains(">owner</th>"));
+    // NATS gone: the cluster line says so (degraded) on the next snapshots.
+    drop(nats);
+    let snapshot = snapshot_until(b, |s| s["cluster"]["degraded"] == true).await;
+    assert_eq!(snapshot["cluster"]["nats_connected"], false, "{snapshot}");
+    drop((aapl_a, msft_a, msft_b));
+    drop(gateways);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owners_own_subscribers_are_served_at_once_when_nats_goes_away() {
+    let mut nats = NatsServer::start().await;
+    let sim = sim(&["AAPL"]).await;
+    let gateways = instances(&nats, &sim, "t10", 2, 50).await;
+    let owner = &gateways[0];
+    let mut client = owner.subscribe("AAPL", None).await;
+    assert_eq!(client.status, 200);
+    let mut seen = vec![next_item(&mut client).await];
+    assert!(owner.owns("AAPL").await);
+    let mut other = gateways[1].subscribe("AAPL", None).await;
+    next_item(&mut other).await;
+    nats.stop().await;
+    let stopped = Instant::now();
+    // The owner cannot publish: it closes its upstream and serves its own
+    // subscribers from a fallback at once (the events have no position:
+    // `~` ids), long before its lease would have run out. Before, they
+    // waited for the fence and then for a lease's time more.
+    loop {
+        let item = next_item(&mut client).await;
+        assert!(
+            stopped.elapsed() < LEASE_TTL,
+            "the owner's subscriber got no event from a fallback within a lease: {seen:?}, then {item:?}"
+        );
+        let unlogged = item.id.contains('~');
+        seen.push(item);
+        if unlogged {
+            break;
+        }
+    }
+    nats.restart().await;
+    for _ in 0..40 {
+        seen.push(next_item(&mut client).await);
+    }
+    contiguous(&seen, "the owner's subscriber across the outage");
+    drop((client, other));
+    drop(gateways);
+    sim.shutdown().await;
+}

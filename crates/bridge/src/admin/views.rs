@@ -172,6 +172,9 @@ pub(super) fn snapshot<C: Connector>(shared: &Shared<C>) -> serde_json::Value {
     } else {
         readiness.reason.map(|r| r.to_string()).unwrap_or_default()
     });
+    if let Some(summary) = &shared.hooks.cluster_summary {
+        snapshot["cluster"] = summary();
+    }
     snapshot["time_ms"] = json!(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
