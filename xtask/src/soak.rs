@@ -24,6 +24,10 @@ pub(crate) struct SoakArgs {
     /// Three short rounds.
     #[arg(long)]
     pub(crate) quick: bool,
+    /// Three gateways in cluster mode on one NATS, with owner kills and a
+    /// NATS restart (`soak --cluster`; `--quick` is the short form in CI).
+    #[arg(long)]
+    pub(crate) cluster: bool,
     /// Switch on the gateway's deliberate leak (the run must then fail).
     #[arg(long)]
     pub(crate) inject_leak: bool,
@@ -76,6 +80,9 @@ fn harness(root: &Path, args: &SoakArgs) -> Command {
     }
     if args.inject_leak {
         cmd.arg("--inject-leak");
+    }
+    if args.cluster {
+        cmd.arg("--cluster");
     }
     if let Some(seed) = args.seed {
         cmd.args(["--seed", &seed.to_string()]);

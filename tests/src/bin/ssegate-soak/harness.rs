@@ -93,7 +93,7 @@ impl Binaries {
     }
 }
 
-fn free_port() -> Result<SocketAddr> {
+pub(crate) fn free_port() -> Result<SocketAddr> {
     // Bound then released: another process could take it in between, but
     // nothing else on this loopback-only test box races for ports.
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
@@ -103,7 +103,7 @@ fn free_port() -> Result<SocketAddr> {
 use ssegate_tests::procfs::signal;
 
 /// Waits for `child` to exit, at most `limit`; kills it after that.
-fn wait_bounded(child: &mut Child, limit: Duration) -> Result<Option<i32>, ()> {
+pub(crate) fn wait_bounded(child: &mut Child, limit: Duration) -> Result<Option<i32>, ()> {
     let start = Instant::now();
     loop {
         match child.try_wait() {
@@ -136,61 +136,8 @@ pub(crate) fn run(options: &Options) -> Result<Record> {
     let started = Instant::now();
     let topics = plan.topic_names();
 
-    // The simulator, with its fault schedule.
-    let sim_addr = free_port()?;
     let restart_downtime_ms = 1000;
-    let mut sim = Command::new(&options.binaries.sim)
-        .args([
-            "--listen",
-            &sim_addr.to_string(),
-            "--topics",
-            &topics.join(","),
-            "--rate",
-            &plan.rate.to_string(),
-            "--heartbeat-ms",
-            &plan.sim_heartbeat().as_millis().to_string(),
-            "--history",
-            "20000",
-            "--seed",
-            &plan.seed.to_string(),
-            "--chaos-every-ms",
-            &plan.chaos_every.as_millis().to_string(),
-            "--restart-downtime-ms",
-            &restart_downtime_ms.to_string(),
-            "--drip-interval-ms",
-            "200",
-            "--endless-bytes",
-            &(512 * 1024).to_string(),
-            "--log-json",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(File::create(out.join("sim.err"))?)
-        .spawn()
-        .context("starting sse-upstream-sim")?;
-    let sim_events = Arc::new(Mutex::new(Vec::<SimEvent>::new()));
-    let sim_url = {
-        let stdout = sim.stdout.take().ok_or_else(|| anyhow!("no sim stdout"))?;
-        let mut lines = BufReader::new(stdout).lines();
-        let first = lines
-            .next()
-            .ok_or_else(|| anyhow!("the simulator exited at once (see sim.err)"))??;
-        let url = first
-            .strip_prefix("sse-upstream-sim listening on ")
-            .ok_or_else(|| anyhow!("unexpected first line from the simulator: {first}"))?
-            .to_string();
-        let events = sim_events.clone();
-        let mut log = File::create(out.join("sim.jsonl"))?;
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                let _ = writeln!(log, "{line}");
-                if let Ok(event) = serde_json::from_str::<SimEvent>(&line) {
-                    lock(&events).push(event);
-                }
-            }
-        });
-        url
-    };
+    let (mut sim, sim_url, sim_events) = start_sim(options, &topics, restart_downtime_ms)?;
 
     // The gateway.
     let listen = free_port()?;
@@ -272,8 +219,14 @@ pub(crate) fn run(options: &Options) -> Result<Record> {
             s.phase = "load";
         }
         let load_start = now_ms();
-        let (reports, load_end) =
-            run_round(options, &topics, listen, round, &mut record.load_failures)?;
+        let (reports, load_end) = run_round(
+            options,
+            &topics,
+            &[listen],
+            round,
+            &mut record.load_failures,
+            &mut |_| {},
+        )?;
         record.load_phases.push((round, load_start, load_end));
         record.reports.extend(reports);
         lock(&status).phase = "quiet";
@@ -337,6 +290,74 @@ pub(crate) fn run(options: &Options) -> Result<Record> {
     outcome.map(|()| record)
 }
 
+/// The simulator's events as its log reader collects them.
+pub(crate) type SimLog = Arc<Mutex<Vec<SimEvent>>>;
+
+/// Starts the simulator with the run's fault schedule; returns it, its URL
+/// and the log of its events (filled by a reader thread).
+pub(crate) fn start_sim(
+    options: &Options,
+    topics: &[String],
+    restart_downtime_ms: u64,
+) -> Result<(Child, String, SimLog)> {
+    let plan = &options.plan;
+    let out = &options.out;
+    let sim_addr = free_port()?;
+    let mut sim = Command::new(&options.binaries.sim)
+        .args([
+            "--listen",
+            &sim_addr.to_string(),
+            "--topics",
+            &topics.join(","),
+            "--rate",
+            &plan.rate.to_string(),
+            "--heartbeat-ms",
+            &plan.sim_heartbeat().as_millis().to_string(),
+            "--history",
+            "20000",
+            "--seed",
+            &plan.seed.to_string(),
+            "--chaos-every-ms",
+            &plan.chaos_every.as_millis().to_string(),
+            "--restart-downtime-ms",
+            &restart_downtime_ms.to_string(),
+            "--drip-interval-ms",
+            "200",
+            "--endless-bytes",
+            &(512 * 1024).to_string(),
+            "--log-json",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(File::create(out.join("sim.err"))?)
+        .spawn()
+        .context("starting sse-upstream-sim")?;
+    let sim_events = Arc::new(Mutex::new(Vec::<SimEvent>::new()));
+    let sim_url = {
+        let stdout = sim.stdout.take().ok_or_else(|| anyhow!("no sim stdout"))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines
+            .next()
+            .ok_or_else(|| anyhow!("the simulator exited at once (see sim.err)"))??;
+        let url = first
+            .strip_prefix("sse-upstream-sim listening on ")
+            .ok_or_else(|| anyhow!("unexpected first line from the simulator: {first}"))?
+            .to_string();
+        let events = sim_events.clone();
+        let mut log = File::create(out.join("sim.jsonl"))?;
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let _ = writeln!(log, "{line}");
+                if let Ok(event) = serde_json::from_str::<SimEvent>(&line) {
+                    lock(&events).push(event);
+                }
+            }
+        });
+        url
+    };
+    Ok((sim, sim_url, sim_events))
+}
+
 /// One load process to start.
 struct Spawn<'a> {
     name: String,
@@ -351,7 +372,7 @@ struct Spawn<'a> {
 fn spawn_load(
     options: &Options,
     spawn: &Spawn<'_>,
-    gateway: SocketAddr,
+    gateways: &[SocketAddr],
     topics: &[String],
     seed: u64,
     report: &Path,
@@ -364,7 +385,11 @@ fn spawn_load(
             "--role",
             spawn.role,
             "--gateway",
-            &gateway.to_string(),
+            &gateways
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
             "--sources",
             &sources.join(","),
             "--topics",
@@ -400,7 +425,7 @@ fn role_token(role: &str) -> String {
 
 /// `SSEGATE_SUBSCRIBER_TOKENS` for the gateway: every role may read every
 /// topic.
-fn subscriber_tokens() -> String {
+pub(crate) fn subscriber_tokens() -> String {
     ROLES
         .iter()
         .map(|role| format!("{role} {}", role_token(role)))
@@ -414,12 +439,13 @@ fn loopback(last: u8) -> IpAddr {
 
 /// One round of load; returns the load processes' reports, and when the
 /// load began to stop (unix ms: the topics are held until then).
-fn run_round(
+pub(crate) fn run_round(
     options: &Options,
     topics: &[String],
-    gateway: SocketAddr,
+    gateways: &[SocketAddr],
     round: usize,
     failures: &mut Vec<String>,
+    during: &mut dyn FnMut(Duration),
 ) -> Result<(Vec<Report>, u64)> {
     let plan = &options.plan;
     let dir = options.out.join("load");
@@ -431,7 +457,7 @@ fn run_round(
         let report = dir.join(format!("r{round:02}-{}.json", spawn.name));
         let err = dir.join(format!("r{round:02}-{}.err", spawn.name));
         let seed = seed ^ name_seed(&spawn.name);
-        let mut child = spawn_load(options, &spawn, gateway, topics, seed, &report, &err)?;
+        let mut child = spawn_load(options, &spawn, gateways, topics, seed, &report, &err)?;
         let stdin = child.stdin.take();
         list.push((spawn.name, child, stdin, report));
         Ok(())
@@ -487,6 +513,8 @@ fn run_round(
         if (done && elapsed >= plan.round_min) || elapsed >= plan.round_limit {
             break;
         }
+        // The cluster soak's scheduled faults (kills, a NATS restart).
+        during(elapsed);
         std::thread::sleep(Duration::from_millis(100));
     }
     // Stop everyone: stdin closes, each finishes its session and reports.
@@ -543,7 +571,7 @@ pub(crate) fn heap_tolerance(baseline: u64) -> u64 {
 
 /// Waits for the gateway to be quiet after a round, then compares with the
 /// baseline (the first checkpoint is the baseline).
-async fn checkpoint(
+pub(crate) async fn checkpoint(
     admin: SocketAddr,
     plan: &Plan,
     index: usize,

@@ -43,9 +43,11 @@ pub(crate) struct LoadArgs {
     /// churn, resume, checker or slow.
     #[arg(long)]
     pub(crate) role: String,
-    /// The gateway's stream listener.
-    #[arg(long)]
-    pub(crate) gateway: SocketAddr,
+    /// The gateways' stream listeners, comma-separated: one, or a
+    /// cluster's instances (a session goes to one of them, and moves on to
+    /// the next when it cannot connect, as a load balancer would).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub(crate) gateway: Vec<SocketAddr>,
     /// Source addresses (loopback), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub(crate) sources: Vec<IpAddr>,
@@ -362,8 +364,8 @@ pub(crate) fn main(args: LoadArgs) -> Result<()> {
     if let Some(bad) = args.sources.iter().find(|ip| !ip.is_loopback()) {
         bail!("source {bad} is not a loopback address");
     }
-    if !args.gateway.ip().is_loopback() {
-        bail!("the gateway {} is not on loopback", args.gateway);
+    if let Some(bad) = args.gateway.iter().find(|g| !g.ip().is_loopback()) {
+        bail!("the gateway {bad} is not on loopback");
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -409,6 +411,33 @@ impl Ctx {
     fn source(&self, k: u64) -> IpAddr {
         let n = self.args.sources.len() as u64;
         self.args.sources[usize::try_from(k % n).unwrap_or(0)]
+    }
+
+    /// Opens `path` on gateway `k` (modulo their number) or, when it does
+    /// not accept connections (a cluster instance being restarted), on the
+    /// next ones; returns the response and which gateway gave it.
+    async fn open(
+        &self,
+        k: u64,
+        source: IpAddr,
+        path: &str,
+        last_id: Option<&str>,
+        reset: bool,
+    ) -> Result<(hyper::Response<Incoming>, usize), String> {
+        let n = self.args.gateway.len();
+        let first = usize::try_from(k % n as u64).unwrap_or(0);
+        let mut last = Err("no gateway".to_string());
+        for i in 0..n {
+            let index = (first + i) % n;
+            last = open(self.args.gateway[index], source, path, last_id, reset)
+                .await
+                .map(|r| (r, index));
+            match &last {
+                Err(e) if e.starts_with("connect") => continue,
+                _ => break,
+            }
+        }
+        last
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Checks) -> R) -> Option<R> {
@@ -508,8 +537,8 @@ async fn churn(ctx: &Ctx, rng: &mut Rng) {
             let t = &topics[usize::try_from(rng.below(topics.len() as u64)).unwrap_or(0)];
             format!("/v1/stream/{t}")
         };
-        let outcome = match open(ctx.args.gateway, ctx.source(k), &path, None, reset).await {
-            Ok(response) => {
+        let outcome = match ctx.open(k, ctx.source(k), &path, None, reset).await {
+            Ok((response, _)) => {
                 let mut stream = Stream::new(response);
                 let want = 1 + rng.below(4);
                 let outcome =
@@ -537,12 +566,15 @@ async fn resume(ctx: &Ctx, rng: &mut Rng) {
     // probability 3/4 (4 sessions a chain on average). The quota (`--ops`)
     // counts resumes, not sessions: a fresh session claims no quota, so a
     // round's resume count is its plan, whatever the chains' lengths.
-    let mut chain: Option<(String, String, u64)> = None; // (topic, id, last n)
+    // (topic, id, last n, the gateway that served it)
+    let mut chain: Option<(String, String, u64, usize)> = None;
     loop {
-        let (k, topic, last_id, last_n) = match chain.take() {
-            Some((t, id, n)) => {
+        // A resume goes to the next gateway: with a cluster, every resume
+        // crosses instances.
+        let (k, gateway, topic, last_id, last_n) = match chain.take() {
+            Some((t, id, n, g)) => {
                 let Some(k) = ctx.next_session() else { break };
-                (k, t, Some(id), Some(n))
+                (k, g as u64 + 1, t, Some(id), Some(n))
             }
             None => {
                 if ctx.stop.load(Ordering::SeqCst) {
@@ -551,23 +583,18 @@ async fn resume(ctx: &Ctx, rng: &mut Rng) {
                 // Ids of fresh sessions live above every quota's.
                 let k = FRESH_IDS + ctx.fresh.fetch_add(1, Ordering::SeqCst);
                 let t = &topics[usize::try_from(rng.below(topics.len() as u64)).unwrap_or(0)];
-                (k, t.clone(), None, None)
+                (k, k, t.clone(), None, None)
             }
         };
         let path = format!("/v1/stream/{topic}");
         let mut first: Option<u64> = None;
         let mut reset_seen = false;
         let mut last = last_n.unwrap_or(0);
-        let outcome = match open(
-            ctx.args.gateway,
-            ctx.source(k),
-            &path,
-            last_id.as_deref(),
-            false,
-        )
-        .await
+        let outcome = match ctx
+            .open(gateway, ctx.source(k), &path, last_id.as_deref(), false)
+            .await
         {
-            Ok(response) => {
+            Ok((response, served_by)) => {
                 let mut stream = Stream::new(response);
                 let want = 1 + rng.below(5);
                 let read = async {
@@ -594,7 +621,7 @@ async fn resume(ctx: &Ctx, rng: &mut Rng) {
                     .and_then(|r| r);
                 ctx.with(|c| c.end_stream(k));
                 if outcome.is_ok() && rng.below(4) != 0 {
-                    chain = Some((topic.clone(), stream.last_id(), last));
+                    chain = Some((topic.clone(), stream.last_id(), last, served_by));
                 }
                 outcome
             }
@@ -654,9 +681,14 @@ async fn checker(ctx: &Ctx, w: usize) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         first = false;
-        let response = match open(ctx.args.gateway, source, &path, last_id.as_deref(), false).await
+        // Each reconnection goes to the next gateway: with a cluster, the
+        // checker resumes on another instance every time.
+        let attempt = w as u64 + ctx.with(|c| c.report.reconnects).unwrap_or(0);
+        let response = match ctx
+            .open(attempt, source, &path, last_id.as_deref(), false)
+            .await
         {
-            Ok(response) => response,
+            Ok((response, _)) => response,
             Err(e) => {
                 ctx.with(|c| c.failure(e));
                 continue;
@@ -725,8 +757,8 @@ async fn slow(ctx: &Ctx) {
             .map(|t| format!("topic={t}"))
             .collect();
         let path = format!("/v1/stream?{}", query.join("&"));
-        let response = match open(ctx.args.gateway, ctx.source(k), &path, None, false).await {
-            Ok(response) => response,
+        let response = match ctx.open(k, ctx.source(k), &path, None, false).await {
+            Ok((response, _)) => response,
             Err(e) => {
                 ctx.with(|c| c.failure(e));
                 tokio::time::sleep(Duration::from_millis(100)).await;

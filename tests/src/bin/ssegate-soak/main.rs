@@ -16,6 +16,8 @@
 //! See "How the soak decides" in the repository's README.
 
 mod chart;
+mod cluster;
+mod cluster_verdict;
 mod harness;
 mod load;
 mod outage;
@@ -73,6 +75,11 @@ struct RunArgs {
     /// subscriber): the run must fail.
     #[arg(long)]
     inject_leak: bool,
+    /// Three gateways in cluster mode on one NATS (`nats-server` from
+    /// `NATS_SERVER` or the `PATH`), with scheduled owner kills and one
+    /// NATS restart.
+    #[arg(long)]
+    cluster: bool,
     /// Where `ssegate` and `sse-upstream-sim` are (default: next to this
     /// program).
     #[arg(long)]
@@ -151,6 +158,9 @@ fn run(args: RunArgs) -> Result<bool> {
         plan.rounds,
         out.display()
     );
+    if args.cluster {
+        return run_cluster(&options, &out);
+    }
     let record = harness::run(&options)?;
     let verdict = verdict::judge(&plan, &record, args.inject_leak);
     std::fs::write(
@@ -164,6 +174,28 @@ fn run(args: RunArgs) -> Result<bool> {
     if let Err(e) = chart::draw(&record, &out) {
         eprintln!("soak: the chart could not be drawn: {e:#}");
     }
+    println!("{}", verdict::summary(&verdict));
+    println!("(details: {})", out.display());
+    Ok(verdict.passed)
+}
+
+fn run_cluster(options: &Options, out: &std::path::Path) -> Result<bool> {
+    let plan = &options.plan;
+    let (kills, nats_round) = cluster::schedule(plan);
+    eprintln!(
+        "soak --cluster: {} instances, owner kills in rounds {kills:?}, NATS restart in round {nats_round}",
+        cluster::INSTANCES
+    );
+    let record = cluster::run(options)?;
+    let verdict = cluster_verdict::judge(plan, &record, kills.len());
+    std::fs::write(
+        out.join("verdict.json"),
+        serde_json::to_vec_pretty(&verdict)?,
+    )?;
+    std::fs::write(
+        out.join("checkpoints.json"),
+        serde_json::to_vec_pretty(&record.checkpoints)?,
+    )?;
     println!("{}", verdict::summary(&verdict));
     println!("(details: {})", out.display());
     Ok(verdict.passed)

@@ -87,7 +87,7 @@ pub(crate) fn fit(points: &[(f64, f64)]) -> Option<(f64, f64)> {
     Some((slope, slope + t * se))
 }
 
-fn gate(
+pub(crate) fn gate(
     name: impl Into<String>,
     value: impl Into<String>,
     limit: impl Into<String>,
@@ -101,18 +101,18 @@ fn gate(
     }
 }
 
-fn figure(name: impl Into<String>, value: impl Into<String>) -> Figure {
+pub(crate) fn figure(name: impl Into<String>, value: impl Into<String>) -> Figure {
     Figure {
         name: name.into(),
         value: value.into(),
     }
 }
 
-fn sum(reports: &[Report], role: &str, f: impl Fn(&Report) -> u64) -> u64 {
+pub(crate) fn sum(reports: &[Report], role: &str, f: impl Fn(&Report) -> u64) -> u64 {
     reports.iter().filter(|r| r.role == role).map(f).sum()
 }
 
-fn mib(bytes: f64) -> String {
+pub(crate) fn mib(bytes: f64) -> String {
     format!("{:.2} MiB", bytes / (1024.0 * 1024.0))
 }
 
