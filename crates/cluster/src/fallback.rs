@@ -68,7 +68,11 @@ impl Fallback {
         metrics::record_fallbacks(taken + 1);
         let slot = Slot(slots.clone());
         let topic = interest.topic.clone();
-        let resume = interest.delivered.lock().last_id.clone();
+        let resume = {
+            let mut delivered = interest.delivered.lock();
+            delivered.log_resumed = false;
+            delivered.last_id.clone()
+        };
         let resume = resume.as_ref().map(|id| id.as_str());
         let upstream = match pool.subscribe_from(&topic, resume) {
             Ok(upstream) => upstream,
@@ -85,8 +89,14 @@ impl Fallback {
             loop {
                 match upstream.recv().await {
                     Ok(StreamItem::Event(event)) => {
+                        // Under the follower's lock: once the log has
+                        // taken over, nothing more from here (it could
+                        // repeat, or come after, what the log gave).
+                        let mut delivered = interest.delivered.lock();
+                        if delivered.log_resumed {
+                            return;
+                        }
                         if !event.id.is_empty() {
-                            let mut delivered = interest.delivered.lock();
                             delivered.by_fallback.insert(&event.id);
                             delivered.last_id = Some(event.id.clone());
                         }
@@ -99,6 +109,12 @@ impl Fallback {
             }
         });
         Some(Self { task, _slot: slot })
+    }
+
+    /// The log took over (or the upstream ended): nothing more comes from
+    /// here, and the upstream may close.
+    pub(crate) fn finished(&self) -> bool {
+        self.task.is_finished()
     }
 
     /// Closes the fallback upstream now (no linger).

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use sse_conn_pool::{Status, StreamItem};
 use sse_parser::Utf8Bytes;
 use sse_state_machine::{Phase, Reason, StopReason};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -63,6 +63,11 @@ pub(crate) struct Delivered {
     pub(crate) last_id: Option<Utf8Bytes>,
     /// Upstream ids a fallback delivered, skipped when the log has them.
     pub(crate) by_fallback: RecentIds,
+    /// The follower delivered an event the fallback had not: the log has
+    /// taken over, and the fallback must deliver nothing more (its next
+    /// event could be one the follower gave already). Cleared when a
+    /// fallback starts.
+    pub(crate) log_resumed: bool,
 }
 
 impl Interest {
@@ -119,19 +124,60 @@ impl Drop for LocalCount {
     }
 }
 
-/// Feeds one subscription from the log, checking the chain of
-/// predecessors from `after`.
+/// A follower's events.
+pub(crate) type Events = std::pin::Pin<
+    Box<
+        dyn futures_util::Stream<Item = Result<crate::events::Stored, crate::events::EventError>>
+            + Send,
+    >,
+>;
+
+/// Makes a topic's consumer again after a position (a follower's, once
+/// NATS is back after an outage).
+pub(crate) type Resubscribe = Box<
+    dyn Fn(
+            Arc<str>,
+            u64,
+        ) -> std::pin::Pin<
+            Box<dyn Future<Output = Result<Events, crate::events::EventError>> + Send>,
+        > + Send
+        + Sync,
+>;
+
+/// Follows a topic's log after sequence `after` and sends its events to
+/// the hub: checks the chain of predecessors (a break is a `Missed`),
+/// skips what a fallback delivered, and makes its consumer again after its
+/// last position each time NATS returns (`again`: how, and the count of
+/// returns).
 pub(crate) async fn follow(
-    mut stream: impl futures_util::Stream<
-        Item = Result<crate::events::Stored, crate::events::EventError>,
-    > + Unpin,
+    mut stream: Events,
     tx: broadcast::Sender<StreamItem>,
     after: u64,
     interest: Arc<Interest>,
+    again: (Resubscribe, watch::Receiver<u64>),
 ) {
+    let (resubscribe, mut returns) = again;
     let mut last = after;
     tracing::debug!(after, "follower: started");
-    while let Some(stored) = stream.next().await {
+    loop {
+        let next = tokio::select! {
+            next = stream.next() => next,
+            changed = returns.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                match resubscribe(interest.topic.clone(), last).await {
+                    Ok(again) => {
+                        tracing::debug!(last, "follower: NATS is back; consumer made again");
+                        stream = again;
+                    }
+                    // The ordered consumer goes on trying by itself.
+                    Err(e) => tracing::debug!(error = %e, "follower: making the consumer again"),
+                }
+                continue;
+            }
+        };
+        let Some(stored) = next else { break };
         let stored = match stored {
             Ok(stored) => stored,
             Err(e) => {
@@ -154,22 +200,28 @@ pub(crate) async fn follow(
         last = stored.sequence;
         interest.followed.fetch_max(last, Ordering::Relaxed);
         interest.pending.store(stored.pending, Ordering::Relaxed);
-        let id = &stored.event.id;
-        if !id.is_empty() {
+        let event = StreamItem::Sequenced {
+            sequence: stored.sequence,
+            event: stored.event,
+        };
+        let sent = if let StreamItem::Sequenced { event: e, .. } = &event
+            && !e.id.is_empty()
+        {
+            let id = e.id.clone();
+            // Under the lock, against a fallback: each upstream event goes
+            // out once, from one of the two, in order.
             let mut delivered = interest.delivered.lock();
             // Delivered already by a fallback upstream: not twice.
-            if !delivered.by_fallback.is_empty() && delivered.by_fallback.take(id) {
+            if !delivered.by_fallback.is_empty() && delivered.by_fallback.take(&id) {
                 continue;
             }
-            delivered.last_id = Some(id.clone());
-        }
-        if tx
-            .send(StreamItem::Sequenced {
-                sequence: stored.sequence,
-                event: stored.event,
-            })
-            .is_err()
-        {
+            delivered.last_id = Some(id);
+            delivered.log_resumed = true;
+            tx.send(event)
+        } else {
+            tx.send(event)
+        };
+        if sent.is_err() {
             return;
         }
     }

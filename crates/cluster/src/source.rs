@@ -88,6 +88,10 @@ pub(crate) struct Inner<C: Connector> {
     pub(crate) down_since: Mutex<Option<Instant>>,
     /// Fallback upstreams held now.
     pub(crate) fallbacks: Arc<AtomicUsize>,
+    /// Counts NATS's returns after an outage: followers make their
+    /// consumers again at once rather than wait for the client to notice
+    /// missed heartbeats (measured: 15 s after a NATS restart).
+    pub(crate) returns: watch::Sender<u64>,
     pub(crate) shutdown: watch::Sender<bool>,
 }
 
@@ -225,6 +229,7 @@ impl<C: Connector> ClusterSource<C> {
             stewards: Mutex::default(),
             down_since: Mutex::new(None),
             fallbacks: Arc::new(AtomicUsize::new(0)),
+            returns: watch::channel(0).0,
             shutdown: watch::channel(false).0,
         });
         let announcer = Arc::new(tokio::spawn(announce(Arc::downgrade(&inner))));
@@ -364,7 +369,25 @@ impl<C: Connector> Inner<C> {
         let (tx, rx) = broadcast::channel(self.options.channel_capacity);
         interest.senders.lock().push(tx.clone());
         metrics::record_followed(1.0);
-        let task = tokio::spawn(follow(stream, tx, after, interest.clone()));
+        // After an outage the follower starts again from its last position.
+        let weak = Arc::downgrade(&self);
+        let resubscribe: crate::interest::Resubscribe = Box::new(move |topic, after| {
+            let weak = weak.clone();
+            Box::pin(async move {
+                let inner = weak.upgrade().ok_or(crate::events::EventError::Nats(
+                    "the cluster source is closed".to_string(),
+                ))?;
+                let stream = inner.events.follow(&topic, Start::After(after)).await?;
+                Ok(Box::pin(stream) as crate::interest::Events)
+            })
+        });
+        let task = tokio::spawn(follow(
+            Box::pin(stream),
+            tx,
+            after,
+            interest.clone(),
+            (resubscribe, self.returns.subscribe()),
+        ));
         // The count moves from the guard to the follower's guard.
         let Some(interest) = guard.0.take() else {
             return Err(PoolError::Closed);
@@ -449,8 +472,7 @@ async fn steward<C: Connector>(
                     &strong.fallbacks,
                     strong.options.fallback_max_streams,
                 );
-            } else if !down
-                && owned
+            } else if (!down && owned || fallback.as_ref().is_some_and(Fallback::finished))
                 && let Some(open) = fallback.take()
             {
                 open.stop(&strong.pool, &interest.topic).await;
@@ -743,7 +765,10 @@ async fn announce<C: Connector>(inner: Weak<Inner<C>>) {
             match (degraded, *since) {
                 // Out of reach since the attempt that failed began.
                 (true, None) => *since = Some(attempt),
-                (false, Some(_)) => *since = None,
+                (false, Some(_)) => {
+                    *since = None;
+                    strong.returns.send_modify(|n| *n += 1);
+                }
                 _ => {}
             }
         }

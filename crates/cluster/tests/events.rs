@@ -197,6 +197,9 @@ async fn a_replay_age_shorter_than_the_duplicate_window_opens() {
     .await;
     let first = log.publish("AAPL", &quote(1), None).await.expect("publish");
     let again = log.publish("AAPL", &quote(1), None).await.expect("publish");
-    assert!(again.duplicate, "a repeat within the (shortened) window is dropped");
+    assert!(
+        again.duplicate,
+        "a repeat within the (shortened) window is dropped"
+    );
     assert_eq!(again.sequence, first.sequence);
 }
