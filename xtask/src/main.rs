@@ -31,7 +31,8 @@ struct Cli {
 enum Cmd {
     /// Run every check CI runs: fmt, clippy, tests, fuzz corpus replay, docs,
     /// cargo-deny, tidy, the alert rules, a smoke run of the benchmarks, the
-    /// leak-injection check, a quick fan-out run and `soak --ci`.
+    /// leak-injection check, `soak --ci`, the short cluster soak and a quick
+    /// fan-out run.
     Ci {
         /// Keep going after a failed step (the default stops at the first).
         #[arg(long)]
@@ -139,6 +140,7 @@ fn step(name: &'static str, action: impl Fn() -> Result<()> + 'static) -> Step {
 
 fn ci(root: &Path, keep_going: bool) -> Result<()> {
     let (leak_root, soak_root) = (root.to_path_buf(), root.to_path_buf());
+    let cluster_root = root.to_path_buf();
     let root = root.to_path_buf();
     let steps = vec![
         step("fmt", || run(cargo(&["fmt", "--all", "--", "--check"]))),
@@ -251,6 +253,18 @@ fn ci(root: &Path, keep_going: bool) -> Result<()> {
                 &soak_root,
                 &soak::SoakArgs {
                     ci: true,
+                    ..soak::SoakArgs::default()
+                },
+            )
+        }),
+        // The short form of the cluster soak: three instances on one NATS,
+        // two owner kills and a NATS restart (the same build).
+        step("soak --cluster --quick", move || {
+            soak::soak(
+                &cluster_root,
+                &soak::SoakArgs {
+                    quick: true,
+                    cluster: true,
                     ..soak::SoakArgs::default()
                 },
             )

@@ -260,31 +260,31 @@ async fn latency(args: &Args, nats: &NatsServer, results: &mut Results) -> Resul
     if !a.owns("AAPL").await? {
         bail!("A should own the topic");
     }
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let stop_at = Instant::now() + Duration::from_secs(2 + args.secs);
-    let warm_until = Instant::now() + Duration::from_secs(2);
+    // Each side's subscribers are read by a thread and a runtime of their
+    // own, as two sets of clients on two machines would be: with one
+    // reactor for both, the sockets that became readable first (A's, the
+    // owner's fan-out starts a moment earlier) are read first, and B's
+    // wait behind them in the measuring process's own queue.
+    let secs = Duration::from_secs(args.secs);
+    let both = std::sync::Arc::new(std::sync::Barrier::new(2));
     let half = args.subscribers / 2;
-    for i in 0..args.subscribers {
-        let side = usize::from(i >= half);
-        let gateway = if side == 0 { &a } else { &b };
-        let mut client = gateway.subscribe("AAPL").await?;
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut seen = Vec::new();
-            while Instant::now() < stop_at {
-                let event = client.next_event().await;
-                let at = Instant::now();
-                if at > warm_until {
-                    seen.push((event.id.to_string(), at));
-                }
-            }
-            let _ = tx.send((side, seen));
-        });
-    }
-    drop(tx);
+    let readers: Vec<_> = [(a.listen, half), (b.listen, args.subscribers - half)]
+        .into_iter()
+        .map(|(port, count)| {
+            let both = both.clone();
+            std::thread::spawn(move || -> Result<Vec<(String, Instant)>> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(read_side(port, count, &both, secs))
+            })
+        })
+        .collect();
     let mut arrivals: [Vec<(String, Instant)>; 2] = [Vec::new(), Vec::new()];
-    while let Some((side, seen)) = rx.recv().await {
-        arrivals[side].extend(seen);
+    for (side, reader) in readers.into_iter().enumerate() {
+        arrivals[side] = tokio::task::spawn_blocking(move || reader.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("a reader thread panicked"))??;
     }
     let mut first_at: HashMap<&str, Instant> = HashMap::new();
     for (id, at) in &arrivals[0] {
@@ -312,6 +312,52 @@ async fn latency(args: &Args, nats: &NatsServer, results: &mut Results) -> Resul
     results.added_p99_ms = results.other_p99_ms - results.owner_p99_ms;
     drop(first);
     Ok(())
+}
+
+/// `count` subscribers of AAPL on the instance at `port`; once both sides
+/// are subscribed (`both`) and a 2 s warm-up later, every event's id and
+/// arrival for `secs`.
+async fn read_side(
+    port: u16,
+    count: usize,
+    both: &std::sync::Barrier,
+    secs: Duration,
+) -> Result<Vec<(String, Instant)>> {
+    let mut clients = Vec::with_capacity(count);
+    for _ in 0..count {
+        let io = TcpStream::connect(("127.0.0.1", port)).await?;
+        let client =
+            ssegate_tests::client::get(io, &format!("127.0.0.1:{port}"), "/v1/stream/AAPL", WAIT)
+                .await;
+        if client.status != 200 {
+            bail!("subscribe: {}", client.status);
+        }
+        clients.push(client);
+    }
+    // A moment's block of this side's thread: its clients' connections
+    // wait in the kernel meanwhile.
+    both.wait();
+    let start = Instant::now() + Duration::from_secs(2);
+    let stop_at = start + secs;
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut client in clients {
+        tasks.spawn(async move {
+            let mut seen = Vec::new();
+            while Instant::now() < stop_at {
+                let event = client.next_event().await;
+                let at = Instant::now();
+                if at > start {
+                    seen.push((event.id.to_string(), at));
+                }
+            }
+            seen
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(seen) = tasks.join_next().await {
+        all.extend(seen?);
+    }
+    Ok(all)
 }
 
 async fn throughput(args: &Args, nats: &NatsServer, results: &mut Results) -> Result<()> {

@@ -40,6 +40,9 @@ pub(crate) const LEASE_TTL: Duration = Duration::from_secs(3);
 /// How long NATS stays down: more than a lease, so that the instances
 /// fall back to upstreams of their own.
 pub(crate) const NATS_DOWN: Duration = Duration::from_secs(6);
+/// When a round's fault (a kill, the NATS restart) comes: a few seconds
+/// in, while the churn and the resumes run.
+const FAULT_AT: Duration = Duration::from_secs(3);
 /// How long a take-over or the reconciliation after NATS's return is
 /// watched at most.
 const WATCH: Duration = Duration::from_secs(20);
@@ -54,8 +57,11 @@ struct Instance {
     child: Child,
     /// Which process of this instance runs (0: the first; +1 per kill).
     incarnation: usize,
-    /// Its baseline (taken at the first checkpoint of this process).
+    /// Its baseline: taken at the checkpoint after the first whole round
+    /// this process served (its warm-up), as the single soak's is.
     baseline: Option<Vars>,
+    /// This process has served a whole round.
+    warm: bool,
 }
 
 /// What the sampler needs of an instance.
@@ -124,6 +130,10 @@ pub(crate) struct NatsRestart {
 pub(crate) struct InstanceCheckpoint {
     pub(crate) instance: String,
     pub(crate) incarnation: usize,
+    /// The heap of the baseline this checkpoint was compared with; `None`
+    /// when it is the baseline, or a restarted process's first (quiet only).
+    pub(crate) baseline_heap: Option<u64>,
+    pub(crate) role: &'static str,
     pub(crate) checkpoint: Checkpoint,
 }
 
@@ -152,7 +162,10 @@ pub(crate) struct ClusterRecord {
 /// in one round (a kill during an outage has no lease to hand over).
 pub(crate) fn schedule(plan: &Plan) -> (Vec<usize>, usize) {
     match plan.mode {
-        Mode::Quick => (vec![1, 3], 2),
+        // Six rounds (see `main`): each killed process is compared with
+        // its baseline at least once, and NATS restarts with every
+        // instance warm.
+        Mode::Quick => (vec![1, 3], 4),
         _ => {
             let nats = plan.rounds.div_ceil(2);
             let kills = (2..=plan.rounds).filter(|r| *r != nats).collect();
@@ -252,6 +265,8 @@ pub(crate) fn run(options: &Options) -> Result<ClusterRecord> {
             log,
             incarnation: 0,
             baseline: None,
+            // Round 0 is every first process's warm-up.
+            warm: true,
         });
     }
     let mut record = ClusterRecord {
@@ -314,7 +329,8 @@ pub(crate) fn run(options: &Options) -> Result<ClusterRecord> {
             if fault.is_err() {
                 return;
             }
-            if pending_kill && elapsed >= plan.round_min / 2 {
+            // Early in the round: while the churn and the resumes run.
+            if pending_kill && elapsed >= FAULT_AT {
                 pending_kill = false;
                 let victim_preference = record.kills.len() % 2 + 1;
                 fault = runtime
@@ -327,7 +343,7 @@ pub(crate) fn run(options: &Options) -> Result<ClusterRecord> {
                     ))
                     .map(|kill| record.kills.push(kill));
             }
-            if pending_nats && elapsed >= plan.round_min / 3 {
+            if pending_nats && elapsed >= FAULT_AT {
                 pending_nats = false;
                 let restart = runtime.block_on(restart_nats(&mut nats, &instances, &topics, round));
                 record.nats_restart = Some(restart);
@@ -346,18 +362,28 @@ pub(crate) fn run(options: &Options) -> Result<ClusterRecord> {
         for instance in &mut instances {
             match runtime.block_on(quiet_checkpoint(plan, instance, round, started)) {
                 Ok(cp) => {
-                    if instance.baseline.is_none() {
+                    // A process started during this round is only checked
+                    // for quiet; its baseline comes after its first whole
+                    // round (allocations of a first load are no leak).
+                    let baseline_heap = instance.baseline.as_ref().map(|b| b.heap_bytes);
+                    let role = match (&instance.baseline, instance.warm) {
+                        (Some(_), _) => "compared with its baseline",
+                        (None, true) => "its baseline",
+                        (None, false) => "restarted this round: checked for quiet",
+                    };
+                    if instance.baseline.is_none() && instance.warm {
                         instance.baseline = Some(cp.vars.clone());
                     }
+                    instance.warm = true;
                     eprintln!(
-                        "soak: round {round}/{} instance {} (process {}): {} sessions, heap {} B, {}",
+                        "soak: round {round}/{} instance {} (process {}, {role}): {} sessions, heap {} B, {}",
                         plan.rounds,
                         instance.name,
                         instance.incarnation,
                         cp.vars.admitted,
                         cp.vars.heap_bytes,
                         if cp.differences.is_empty() {
-                            "equal to its baseline".to_string()
+                            "quiet and equal".to_string()
                         } else {
                             cp.differences.join("; ")
                         }
@@ -365,6 +391,8 @@ pub(crate) fn run(options: &Options) -> Result<ClusterRecord> {
                     record.checkpoints.push(InstanceCheckpoint {
                         instance: instance.name.clone(),
                         incarnation: instance.incarnation,
+                        baseline_heap,
+                        role,
                         checkpoint: cp,
                     });
                 }
@@ -525,6 +553,7 @@ async fn kill_an_owner(
     instance.child = spawn(options, &instance.config, &instance.log)?;
     instance.incarnation += 1;
     instance.baseline = None;
+    instance.warm = false;
     if answering(instance.admin).await {
         kill.restarted_ms = Some(u64::try_from(killed.elapsed().as_millis()).unwrap_or(0));
     }

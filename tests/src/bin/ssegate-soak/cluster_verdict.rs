@@ -90,21 +90,20 @@ pub(crate) fn judge(plan: &Plan, record: &ClusterRecord, kills_planned: usize) -
         let mut parts = Vec::new();
         let mut passed = cps.len() == record.names.len();
         for c in &cps {
-            let baseline = record.checkpoints.iter().find(|b| {
-                b.instance == c.instance
-                    && b.incarnation == c.incarnation
-                    && b.checkpoint.index < round
-            });
             passed &= c.checkpoint.differences.is_empty();
-            parts.push(match (baseline, c.checkpoint.differences.is_empty()) {
-                (_, false) => format!("{}: {}", c.instance, c.checkpoint.differences.join("; ")),
-                (Some(b), true) => format!(
-                    "{} equal, heap {:+} B",
-                    c.instance,
-                    c.checkpoint.vars.heap_bytes as i64 - b.checkpoint.vars.heap_bytes as i64
-                ),
-                (None, true) => format!("{} restarted: new baseline, quiet", c.instance),
-            });
+            parts.push(
+                match (c.baseline_heap, c.checkpoint.differences.is_empty()) {
+                    (_, false) => {
+                        format!("{}: {}", c.instance, c.checkpoint.differences.join("; "))
+                    }
+                    (Some(heap), true) => format!(
+                        "{} equal, heap {:+} B",
+                        c.instance,
+                        c.checkpoint.vars.heap_bytes.cast_signed() - heap.cast_signed()
+                    ),
+                    (None, true) => format!("{}: {}", c.instance, c.role),
+                },
+            );
         }
         gates.push(gate(
             format!("checkpoint {round}: every instance back to its baseline"),
@@ -116,7 +115,7 @@ pub(crate) fn judge(plan: &Plan, record: &ClusterRecord, kills_planned: usize) -
     let baselines_quiet = record
         .checkpoints
         .iter()
-        .filter(|c| c.checkpoint.index == 0)
+        .filter(|c| c.baseline_heap.is_none())
         .all(|c| c.checkpoint.differences.is_empty());
     gates.push(gate(
         "baselines taken at a quiet moment, checkpoints held",

@@ -118,6 +118,13 @@ fn run(args: RunArgs) -> Result<bool> {
         _ => Mode::Ci,
     };
     let mut plan = Plan::new(mode, args.seed);
+    if args.cluster && mode == Mode::Quick {
+        // The cluster's short form (in CI): six rounds, so that the growth
+        // fit of the instance that is never killed has six points (with
+        // three, its 95 % bound is too wide to mean anything), and a killed
+        // process gets a warm-up round, a baseline and comparisons.
+        plan.rounds = 6;
+    }
     if let Some(scale) = args.time_scale {
         if !(scale.is_finite() && scale >= 1.0) {
             bail!("--time-scale must be at least 1");
