@@ -548,3 +548,104 @@ async fn a_page_with_a_jwt_cookie_subscribes_and_one_without_is_refused() {
     sim.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two instances of a cluster on one `nats-server -js`: the status page of
+/// the instance that follows a topic shows the cluster line and names the
+/// topic's owner (the other instance) in its owner column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_of_a_cluster_names_each_topics_owner() {
+    let nats = ssegate_tests::nats::NatsServer::start().await;
+    let sim = sse_upstream_sim::Sim::builder()
+        .topics(["AAPL", "MSFT"])
+        .events_per_sec(20.0)
+        .start("127.0.0.1:0")
+        .await
+        .expect("the simulator starts");
+    let dir = std::env::temp_dir().join(format!("ssegate-browser-cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let spawn = |name: &str| {
+        let path = dir.join(format!("{name}.toml"));
+        let text = format!(
+            "[upstream]\nurl_template = \"{}/v1/quotes/{{topic}}/stream\"\n\
+             [bridge]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+             [cluster]\nenabled = true\nname = \"browser\"\ninstance = \"{name}\"\n\
+             nats_urls = [\"{}\"]\n",
+            sim.url(),
+            nats.url()
+        );
+        std::fs::write(&path, text).expect("the config is written");
+        let path = path.to_str().expect("UTF-8").to_string();
+        Gateway::spawn(&["run", "--config", &path, "--log-format", "text"])
+    };
+    let (a, b) = (spawn("alpha"), spawn("beta"));
+    // alpha's subscriber comes first: alpha owns AAPL; beta follows it.
+    let mut on_a = subscribe(&a.addr, "AAPL");
+    let mut on_b = subscribe(&b.addr, "AAPL");
+    let browser = Browser::launch("cluster");
+    let mut status = browser.open(&format!("http://{}/", b.admin)).await;
+    status
+        .wait_for(
+            "(() => { const row = document.querySelector('#rows tr[data-topic=\"AAPL\"]'); \
+             return row !== null && row.innerText.includes('alpha') \
+             && row.innerText.includes('followed through NATS'); })()",
+            "beta's status page to name alpha as AAPL's owner",
+        )
+        .await;
+    let line = status
+        .eval("document.getElementById('cluster').innerText")
+        .await;
+    let line = line.as_str().expect("text");
+    assert!(
+        line.contains("cluster browser") && line.contains("instance beta"),
+        "{line}"
+    );
+    assert!(
+        line.contains("NATS connected") && line.contains("owns 0 of 1"),
+        "{line}"
+    );
+    let header = status
+        .eval("Array.from(document.querySelectorAll('th')).filter((th) => !th.hidden).map((th) => th.innerText).join(',')")
+        .await;
+    assert!(
+        header
+            .as_str()
+            .is_some_and(|h| h.starts_with("topic,owner,")),
+        "{header}"
+    );
+    // The owner's own page: its upstream row, owned by this instance.
+    let mut owner = browser.open(&format!("http://{}/", a.admin)).await;
+    owner
+        .wait_for(
+            "(() => { const row = document.querySelector('#rows tr[data-topic=\"AAPL\"]'); \
+             return row !== null && row.innerText.includes('this instance') \
+             && row.innerText.includes('open'); })()",
+            "alpha's status page to show its own upstream of AAPL",
+        )
+        .await;
+    let mut byte = [0u8; 1];
+    assert_eq!(on_a.read(&mut byte).expect("alpha's stream is open"), 1);
+    assert_eq!(on_b.read(&mut byte).expect("beta's stream is open"), 1);
+    drop((a, b));
+    sim.shutdown().await;
+}
+
+/// A subscriber of `topic` on `addr` that has its response head; the
+/// stream stays open while the socket lives.
+fn subscribe(addr: &str, topic: &str) -> TcpStream {
+    let mut socket = TcpStream::connect(addr).expect("connects");
+    socket.set_read_timeout(Some(WAIT)).expect("a read timeout");
+    write!(
+        socket,
+        "GET /v1/stream/{topic} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .expect("the request is sent");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(socket.read(&mut byte).expect("the response head"), 1);
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    socket
+}
