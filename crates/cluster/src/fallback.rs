@@ -94,6 +94,7 @@ impl Fallback {
                         // repeat, or come after, what the log gave).
                         let mut delivered = interest.delivered.lock();
                         if delivered.log_resumed {
+                            tracing::info!(topic = %interest.topic, "fallback: the log has taken over");
                             return;
                         }
                         if !event.id.is_empty() {
@@ -102,9 +103,23 @@ impl Fallback {
                         }
                         interest.send(StreamItem::Event(event));
                     }
-                    Ok(StreamItem::Status(status)) if status.terminal => return,
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return,
+                    Ok(StreamItem::Status(status)) if status.terminal => {
+                        tracing::info!(topic = %interest.topic, reason = %status.reason, "fallback: the upstream stopped");
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        // Events lost between the pool and this task: the
+                        // subscribers are told (a reset), never silently.
+                        tracing::warn!(topic = %interest.topic, missed = n, "fallback: fell behind its upstream");
+                        interest.send(StreamItem::Missed {
+                            resumes_after: interest.followed.load(Ordering::Relaxed),
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Closed) => {
+                        tracing::info!(topic = %interest.topic, "fallback: the upstream closed");
+                        return;
+                    }
                 }
             }
         });

@@ -615,17 +615,16 @@ async fn publish_while_held<C: Connector>(
             item = upstream.recv() => match item {
                 Ok(StreamItem::Event(event)) => {
                     let publish = fenced(keeper, inner.events.publish(topic, &event, Some(previous)));
-                    let published = if inner.connected() {
-                        publish.await
-                    } else {
-                        // NATS is out of reach: a reconnection within a
-                        // tenth of the lease flushes the publish; past
-                        // that, the subscribers here are served from a
-                        // fallback now rather than after the fence.
-                        match tokio::time::timeout(ttl / 10, publish).await {
-                            Ok(published) => published,
-                            Err(_) => return cut(topic),
-                        }
+                    tokio::pin!(publish);
+                    // A publish that takes a tenth of the lease while NATS
+                    // is out of reach (before or during it) will not land
+                    // in time: the subscribers here are served from a
+                    // fallback now rather than after the request timeout
+                    // or the fence. Connected, it may take its time.
+                    let published = match tokio::time::timeout(ttl / 10, &mut publish).await {
+                        Ok(published) => published,
+                        Err(_) if !inner.connected() => return cut(topic),
+                        Err(_) => publish.await,
                     };
                     match published {
                         None if !inner.connected() => return cut(topic),

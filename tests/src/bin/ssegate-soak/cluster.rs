@@ -183,11 +183,26 @@ fn gateway_config(
     admin: SocketAddr,
     nats: &str,
 ) -> String {
+    // The event log keeps `replay_age`: scaled, it would be 5 s, shorter
+    // than the NATS outage, and every topic's log would be empty when NATS
+    // returns (a reset for every subscriber, nothing to check). 30 s keeps
+    // the production ratio (5 min against an outage of seconds).
+    let bridge = plan
+        .gateway_config(sim, &listen.to_string(), &admin.to_string())
+        .lines()
+        .map(|line| {
+            if line.starts_with("replay_age = ") {
+                "replay_age = \"30s\"".to_string()
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     format!(
-        "{}\n[cluster]\nenabled = true\nname = \"soak\"\ninstance = \"{name}\"\nnats_urls = [\"{nats}\"]\nlease_ttl = \"{}ms\"\n\
+        "{bridge}\n[cluster]\nenabled = true\nname = \"soak\"\ninstance = \"{name}\"\nnats_urls = [\"{nats}\"]\nlease_ttl = \"{}ms\"\n\
          # Every topic may fall back on every instance during the NATS outage.\n\
          fallback_max_streams = {}\n",
-        plan.gateway_config(sim, &listen.to_string(), &admin.to_string()),
         LEASE_TTL.as_millis(),
         plan.topics,
     )

@@ -92,6 +92,8 @@ const OUTAGE_MS: u64 = 500;
 
 /// The delivery gaps one load process records at most.
 const MAX_GAPS: usize = 300_000;
+/// Order anomalies kept per report (the counts go on).
+const MAX_ANOMALIES: usize = 20;
 
 pub(crate) fn now_ms() -> u64 {
     u64::try_from(
@@ -218,6 +220,14 @@ impl Checks {
             Some(expected) if n > expected => self.report.missing += n - expected,
             Some(expected) if n < expected => self.report.duplicates += 1,
             _ => {}
+        }
+        if let Some(expected) = check.next
+            && n != expected
+            && self.report.anomalies.len() < MAX_ANOMALIES
+        {
+            self.report
+                .anomalies
+                .push((topic.to_string(), expected, n, now));
         }
         check.next = Some(check.next.map_or(n + 1, |e| e.max(n + 1)));
         if measure {

@@ -45,6 +45,10 @@ pub(crate) struct Report {
     pub(crate) latency_buckets: Vec<(u64, u64)>,
     /// Per topic: (from, to) unix ms of each pause in delivery.
     pub(crate) delivery_gaps: Vec<(String, u64, u64)>,
+    /// The first order anomalies (topic, expected n, got n, unix ms), for
+    /// a look at what a failed run saw.
+    #[serde(default)]
+    pub(crate) anomalies: Vec<(String, u64, u64, u64)>,
     /// Per topic: unix ms of the first and last event seen.
     pub(crate) first_last: HashMap<String, (u64, u64)>,
 }
