@@ -209,6 +209,17 @@ impl<C: Connector> Hub<C> {
             // The source's events reach up to where the buffer begins.
             let older = older.filter(|(upto, _)| *upto >= state.floor && *upto <= state.last);
             let position = match *start {
+                // Live events now have no position: after a replay the
+                // client would jump from the window's end to them, past
+                // what the fallback delivered meanwhile. A reset instead.
+                Start::After(_) if state.unpositioned => {
+                    queue.push_unbounded(Out::Reset {
+                        topic: index,
+                        reason: "beyond-window",
+                    });
+                    metrics::record_reset();
+                    state.last
+                }
                 Start::After(p) if p >= state.floor && p <= state.last => {
                     replay(&state, queue, index, p, 0);
                     p
@@ -348,6 +359,7 @@ impl<C: Connector> Hub<C> {
                 gaps: VecDeque::new(),
                 floor,
                 last: floor,
+                unpositioned: false,
                 members: HashMap::new(),
                 empty_since: None,
             }),
@@ -681,7 +693,8 @@ async fn pump<C: Connector>(
                 // cluster's fallback upstream while NATS is out of reach):
                 // delivered live, kept out of the replay window, with an
                 // id no instance resumes from.
-                let state = topic.state.lock();
+                let mut state = topic.state.lock();
+                state.unpositioned = true;
                 let seq = hub.seq.fetch_add(1, Ordering::SeqCst) + 1;
                 if let Some(event) =
                     HubEvent::encode_unpositioned(&hub.unpositioned_run, &topic.name, seq, &event)
@@ -702,6 +715,19 @@ async fn pump<C: Connector>(
                 let mut state = topic.state.lock();
                 // Positions only grow: one seen already is not sent twice.
                 if sequence > state.last {
+                    if state.unpositioned {
+                        // The log is back after events without a position:
+                        // the window before them does not join what comes
+                        // now (the log events the fallback delivered are
+                        // skipped, not here). It starts again; an older
+                        // resume is read from the log (`older`).
+                        state.unpositioned = false;
+                        state.replay.clear();
+                        state.replay_bytes = 0;
+                        state.gaps.clear();
+                        state.floor = sequence - 1;
+                        state.last = sequence - 1;
+                    }
                     hub.deliver(&topic, &mut state, sequence, &event, policy);
                 }
             }

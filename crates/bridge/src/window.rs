@@ -38,6 +38,10 @@ pub(crate) struct TopicState {
     pub(crate) floor: u64,
     /// The last sequence number assigned here.
     pub(crate) last: u64,
+    /// Events without a position (a cluster's fallback) were delivered
+    /// since the last positioned one: they are not in `replay`, so no
+    /// resume can be bridged from the window to what comes live.
+    pub(crate) unpositioned: bool,
     pub(crate) members: HashMap<u64, Member>,
     /// Since when nobody is subscribed: the topic (its replay buffer and
     /// upstream subscription) lingers `replay_linger` after that, so a

@@ -971,3 +971,50 @@ async fn the_owners_own_subscribers_are_served_at_once_when_nats_goes_away() {
     drop(gateways);
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_during_a_nats_outage_is_reset_not_silently_short() {
+    let mut nats = NatsServer::start().await;
+    let sim = sim(&["AAPL"]).await;
+    let gateways = instances(&nats, &sim, "t11", 2, 50).await;
+    let mut owner = gateways[0].subscribe("AAPL", None).await;
+    next_item(&mut owner).await;
+    let other = &gateways[1];
+    let mut reader = other.subscribe("AAPL", None).await;
+    let mut before = Vec::new();
+    for _ in 0..10 {
+        before.push(next_item(&mut reader).await);
+    }
+    // A position inside b's window, from before the outage.
+    let from = before[4].clone();
+    nats.stop().await;
+    // b serves its subscribers from a fallback: events with no position,
+    // which its window does not keep.
+    let mut unlogged = 0;
+    while unlogged < 10 {
+        unlogged += usize::from(next_item(&mut reader).await.id.contains('~'));
+    }
+    // A client comes back to b with that position. Its window ends before
+    // the fallback's events: replaying it and going on live would skip
+    // them silently. It gets a reset notice, or every event in order.
+    let mut client = other.subscribe("AAPL", Some(&from.id)).await;
+    assert_eq!(client.status, 200);
+    let mut expected = from.n + 1;
+    for _ in 0..40 {
+        let event = client.next_event().await;
+        if event.event_type.ends_with("ssegate-reset") {
+            break;
+        }
+        let data: serde_json::Value = serde_json::from_str(&event.data).expect("a quote");
+        let n = data["n"].as_u64().expect("a sequence number");
+        assert_eq!(
+            n, expected,
+            "resumed after {from:?}: event {} ({})",
+            n, event.id
+        );
+        expected += 1;
+    }
+    drop((owner, reader, client));
+    drop(gateways);
+    sim.shutdown().await;
+}
