@@ -216,18 +216,16 @@ impl Checks {
         self.report.quotes += 1;
         let now = now_ms();
         let check = self.topics.entry((stream, topic.to_string())).or_default();
-        match check.next {
-            Some(expected) if n > expected => self.report.missing += n - expected,
-            Some(expected) if n < expected => self.report.duplicates += 1,
-            _ => {}
-        }
-        if let Some(expected) = check.next
-            && n != expected
-            && self.report.anomalies.len() < MAX_ANOMALIES
-        {
-            self.report
-                .anomalies
-                .push((topic.to_string(), expected, n, now));
+        if let Some(expected) = check.next.filter(|e| *e != n) {
+            if n > expected {
+                self.report.missing += n - expected;
+            } else {
+                self.report.duplicates += 1;
+            }
+            let list = &mut self.report.anomalies;
+            if list.len() < MAX_ANOMALIES {
+                list.push((topic.to_string(), expected, n, now));
+            }
         }
         check.next = Some(check.next.map_or(n + 1, |e| e.max(n + 1)));
         if measure {
