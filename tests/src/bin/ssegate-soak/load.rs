@@ -440,9 +440,8 @@ impl Ctx {
             last = open(self.args.gateway[index], source, path, last_id, reset)
                 .await
                 .map(|r| (r, index));
-            match &last {
-                Err(e) if e.starts_with("connect") => continue,
-                _ => break,
+            if !matches!(&last, Err(e) if e.starts_with("connect")) {
+                break;
             }
         }
         last
