@@ -90,9 +90,8 @@ static TOKEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 /// catching up, not live, and stay out of the latency.
 const OUTAGE_MS: u64 = 500;
 
-/// The delivery gaps one load process records at most.
+/// Kept per load process at most: delivery gaps, order anomalies (counted on).
 const MAX_GAPS: usize = 300_000;
-/// Order anomalies kept per report (the counts go on).
 const MAX_ANOMALIES: usize = 20;
 
 pub(crate) fn now_ms() -> u64 {
