@@ -16,7 +16,12 @@ use crate::verdict::{Growth, Verdict, figure, fit, gate, mib, sum};
 /// Reconciliation after NATS returns: the bound.
 const RECONCILE_MS: u64 = 10_000;
 
-pub(crate) fn judge(plan: &Plan, record: &ClusterRecord, kills_planned: usize) -> Verdict {
+pub(crate) fn judge(
+    plan: &Plan,
+    record: &ClusterRecord,
+    kills_planned: usize,
+    nats_round: usize,
+) -> Verdict {
     let mut gates = Vec::new();
     let mut figures = Vec::new();
     let reports = &record.reports;
@@ -140,7 +145,9 @@ pub(crate) fn judge(plan: &Plan, record: &ClusterRecord, kills_planned: usize) -
     let points: Vec<(f64, f64)> = record
         .checkpoints
         .iter()
-        .filter(|c| c.instance == record.names[0] && c.checkpoint.index > 0)
+        // From the NATS restart on: its new connection is a step, not a
+        // trend (the baselines are taken again there too).
+        .filter(|c| c.instance == record.names[0] && c.checkpoint.index >= nats_round.max(1))
         .map(|c| {
             (
                 c.checkpoint.vars.admitted as f64,
