@@ -200,30 +200,26 @@ pub(crate) async fn follow(
         last = stored.sequence;
         interest.followed.fetch_max(last, Ordering::Relaxed);
         interest.pending.store(stored.pending, Ordering::Relaxed);
+        let id = (!stored.event.id.is_empty()).then(|| stored.event.id.clone());
         let event = StreamItem::Sequenced {
             sequence: stored.sequence,
             event: stored.event,
         };
-        let sent = if let StreamItem::Sequenced { event: e, .. } = &event
-            && !e.id.is_empty()
-        {
-            let id = e.id.clone();
-            // Under the lock, against a fallback: each upstream event goes
-            // out once, from one of the two, in order.
-            let mut delivered = interest.delivered.lock();
+        // Under the lock, against a fallback: each upstream event goes out
+        // once, from one of the two, in order.
+        let mut delivered = id.as_ref().map(|_| interest.delivered.lock());
+        if let (Some(delivered), Some(id)) = (delivered.as_mut(), id) {
             // Delivered already by a fallback upstream: not twice.
             if !delivered.by_fallback.is_empty() && delivered.by_fallback.take(&id) {
                 continue;
             }
             delivered.last_id = Some(id);
             delivered.log_resumed = true;
-            tx.send(event)
-        } else {
-            tx.send(event)
-        };
-        if sent.is_err() {
+        }
+        if tx.send(event).is_err() {
             return;
         }
+        drop(delivered);
     }
     tracing::debug!(last, "follower: the consumer ended");
     // The consumer ended for good: the hub ends its subscribers with a

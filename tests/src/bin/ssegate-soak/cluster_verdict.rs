@@ -7,11 +7,9 @@
 
 use std::collections::HashMap;
 
-use hdrhistogram::Histogram;
-
 use crate::cluster::{ClusterRecord, LEASE_TTL};
 use crate::plan::{Plan, production};
-use crate::verdict::{Growth, Verdict, figure, fit, gate, mib, sum};
+use crate::verdict::{Growth, Verdict, checker_latency, figure, fit, gate, mib, sum};
 
 /// Reconciliation after NATS returns: the bound.
 const RECONCILE_MS: u64 = 10_000;
@@ -251,15 +249,7 @@ pub(crate) fn judge(
     ));
 
     // 6. Latency at the long-lived checkers.
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000, 2).ok();
-    for r in reports.iter().filter(|r| r.role == "checker") {
-        for (value, count) in &r.latency_buckets {
-            if let Some(h) = hist.as_mut() {
-                let _ = h.record_n(*value, *count);
-            }
-        }
-    }
-    match hist.filter(|h| !h.is_empty()) {
+    match checker_latency(reports).filter(|h| !h.is_empty()) {
         Some(h) => {
             gates.push(gate(
                 "upstream-to-subscriber latency, average",

@@ -170,18 +170,28 @@ fn run(args: RunArgs) -> Result<bool> {
     }
     let record = harness::run(&options)?;
     let verdict = verdict::judge(&plan, &record, args.inject_leak);
-    std::fs::write(
-        out.join("verdict.json"),
-        serde_json::to_vec_pretty(&verdict)?,
-    )?;
-    std::fs::write(
-        out.join("checkpoints.json"),
-        serde_json::to_vec_pretty(&record.checkpoints)?,
-    )?;
     if let Err(e) = chart::draw(&record, &out) {
         eprintln!("soak: the chart could not be drawn: {e:#}");
     }
-    println!("{}", verdict::summary(&verdict));
+    report(&out, &verdict, &record.checkpoints)
+}
+
+/// Writes the verdict and the checkpoints to `out`, prints the summary,
+/// and says whether every gate passed.
+fn report(
+    out: &std::path::Path,
+    verdict: &verdict::Verdict,
+    checkpoints: &impl serde::Serialize,
+) -> Result<bool> {
+    std::fs::write(
+        out.join("verdict.json"),
+        serde_json::to_vec_pretty(verdict)?,
+    )?;
+    std::fs::write(
+        out.join("checkpoints.json"),
+        serde_json::to_vec_pretty(checkpoints)?,
+    )?;
+    println!("{}", verdict::summary(verdict));
     println!("(details: {})", out.display());
     Ok(verdict.passed)
 }
@@ -195,15 +205,5 @@ fn run_cluster(options: &Options, out: &std::path::Path) -> Result<bool> {
     );
     let record = cluster::run(options)?;
     let verdict = cluster_verdict::judge(plan, &record, kills.len(), nats_round);
-    std::fs::write(
-        out.join("verdict.json"),
-        serde_json::to_vec_pretty(&verdict)?,
-    )?;
-    std::fs::write(
-        out.join("checkpoints.json"),
-        serde_json::to_vec_pretty(&record.checkpoints)?,
-    )?;
-    println!("{}", verdict::summary(&verdict));
-    println!("(details: {})", out.display());
-    Ok(verdict.passed)
+    report(out, &verdict, &record.checkpoints)
 }

@@ -112,6 +112,17 @@ pub(crate) fn sum(reports: &[Report], role: &str, f: impl Fn(&Report) -> u64) ->
     reports.iter().filter(|r| r.role == role).map(f).sum()
 }
 
+/// The long-lived checkers' latency histograms, merged.
+pub(crate) fn checker_latency(reports: &[Report]) -> Option<Histogram<u64>> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000, 2).ok()?;
+    for r in reports.iter().filter(|r| r.role == "checker") {
+        for (value, count) in &r.latency_buckets {
+            let _ = hist.record_n(*value, *count);
+        }
+    }
+    Some(hist)
+}
+
 pub(crate) fn mib(bytes: f64) -> String {
     format!("{:.2} MiB", bytes / (1024.0 * 1024.0))
 }
@@ -360,14 +371,7 @@ pub(crate) fn judge(plan: &Plan, record: &Record, leak_injected: bool) -> Verdic
     ));
 
     // 7. Latency (live events at the long-lived checkers).
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000, 2).ok();
-    for r in reports.iter().filter(|r| r.role == "checker") {
-        for (value, count) in &r.latency_buckets {
-            if let Some(h) = hist.as_mut() {
-                let _ = h.record_n(*value, *count);
-            }
-        }
-    }
+    let hist = checker_latency(reports);
     let catch_up: u64 = sum(reports, "checker", |r| r.catch_up_events);
     match hist.filter(|h| !h.is_empty()) {
         Some(h) => {
