@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::auth::AuthConfig;
+use crate::edge::forwarded::Cidr;
+use crate::edge::tls::TlsFiles;
 use crate::policy::Policy;
 
 /// The bridge's settings.
@@ -153,6 +155,27 @@ pub struct BridgeConfig {
     /// on the topics in its URL (`/?topic=AAPL&topic=MSFT`), with a live
     /// table and continuity checks. Default off (`ssegate demo` turns it on).
     pub demo_page: bool,
+    /// TLS on the stream listener: `{ cert_file, key_file }`, PEM. TLS 1.2
+    /// and 1.3, ALPN `h2` and `http/1.1` (browsers speak HTTP/2 only over
+    /// TLS). The pair is read again at every reload (SIGHUP,
+    /// `POST /admin/reload`): new connections get the new one, open
+    /// streams go on. Default none: cleartext.
+    pub tls: Option<TlsFiles>,
+    /// TLS on the admin listener, with its own pair. Default none.
+    pub admin_tls: Option<TlsFiles>,
+    /// Balancers and proxies in front of the stream listener (`"10.0.0.0/8"`,
+    /// `"2001:db8::/32"`, or single addresses): for a peer inside them the
+    /// client's address is taken from `Forwarded` or `X-Forwarded-For` (the
+    /// right-most address that is not itself trusted), and from the PROXY
+    /// header. Per-IP limits, logs, metrics and `/admin/streams` use it.
+    /// Default none: every peer is the client.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Every connection to the stream listener starts with a PROXY protocol
+    /// header (v1 or v2, as HAProxy and cloud balancers send it), read
+    /// within `header_read_timeout`; a connection without one is closed.
+    /// Its address is the client's when the peer is in `trusted_proxies`
+    /// (or that list is empty). Default false.
+    pub proxy_protocol: bool,
 }
 
 /// The admin token: compared in constant time, never printed.
@@ -222,6 +245,10 @@ impl Default for BridgeConfig {
             report_dir: None,
             report_keep: 30,
             demo_page: false,
+            tls: None,
+            admin_tls: None,
+            trusted_proxies: Vec::new(),
+            proxy_protocol: false,
         }
     }
 }
@@ -377,6 +404,13 @@ impl BridgeConfig {
         self.auth
             .load()
             .map_err(|e| ConfigError::new(format!("auth.{}", e.key), e.reason))?;
+        // The certificates too: unreadable, mismatched or expired.
+        if let Some(tls) = &self.tls {
+            tls.load("tls")?;
+        }
+        if let Some(tls) = &self.admin_tls {
+            tls.load("admin_tls")?;
+        }
         Ok(())
     }
 }

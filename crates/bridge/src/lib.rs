@@ -82,10 +82,12 @@ mod admin;
 pub mod auth;
 mod body;
 mod config;
+mod edge;
 mod event;
 mod h1;
 mod hooks;
 mod housekeeping;
+mod http2;
 mod hub;
 mod limits;
 mod listener;
@@ -101,6 +103,8 @@ mod window;
 
 pub use auth::{AuthConfig, AuthConfigError, JwtConfig, Secret};
 pub use config::{AdminToken, BridgeConfig, ConfigError};
+pub use edge::forwarded::Cidr;
+pub use edge::tls::{Pair, TlsFiles};
 pub use hooks::{
     ClusterSummary, ClusterView, HeapStats, Hooks, LogControl, ProcessProbe, Reload, ReloadSource,
     RenderMetrics,

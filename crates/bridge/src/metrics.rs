@@ -58,6 +58,23 @@ pub const JWT_VERIFIED: &str = "ssegate_auth_jwt_verified_total";
 /// Counter: streams ended because their token expired.
 pub const EXPIRED: &str = "ssegate_auth_streams_expired_total";
 
+/// Gauge: when the served certificate's leaf expires (`notAfter`), Unix
+/// seconds. Label `listener` (`streams`, `admin`); absent without TLS.
+pub const TLS_NOT_AFTER: &str = "ssegate_tls_certificate_not_after_seconds";
+/// Counter: TLS handshakes that failed, by listener and reason. Labels
+/// `listener`, `reason`.
+pub const TLS_FAILURES: &str = "ssegate_tls_handshake_failures_total";
+/// Counter: connections whose PROXY protocol header was missing, malformed
+/// or late (`bridge.proxy_protocol`). Label `reason` (`malformed`,
+/// `timeout`, `eof`).
+pub const PROXY_FAILURES: &str = "ssegate_proxy_protocol_failures_total";
+/// Counter: HTTP/2 connections closed for resetting streams in a loop (the
+/// rapid-reset pattern).
+pub const H2_RAPID_RESET: &str = "ssegate_bridge_h2_rapid_reset_closed_total";
+/// Counter: HTTP/2 streams the gateway reset for not taking their data
+/// (the flow-control window stayed shut for the write timeout).
+pub const H2_STALLED: &str = "ssegate_bridge_h2_streams_stalled_total";
+
 /// Refusal reasons (the `reason` label of [`REFUSED`]).
 const REFUSALS: [&str; 10] = [
     "ip_rate",
@@ -167,6 +184,66 @@ pub fn describe_metrics() {
         gauge!(name).set(0.0);
     }
     describe_gauge!(TOPICS, Unit::Count, "Topics with at least one subscriber.");
+    describe_edge();
+}
+
+/// The edge's metrics: TLS, PROXY protocol, HTTP/2 defences.
+fn describe_edge() {
+    describe_gauge!(
+        TLS_NOT_AFTER,
+        Unit::Seconds,
+        "When the served certificate expires, Unix seconds (label: listener)."
+    );
+    describe_counter!(
+        TLS_FAILURES,
+        Unit::Count,
+        "TLS handshakes that failed (labels: listener, reason)."
+    );
+    for listener in ["streams", "admin"] {
+        for reason in crate::edge::tls::FAILURES {
+            counter!(TLS_FAILURES, "listener" => listener, "reason" => reason).increment(0);
+        }
+    }
+    describe_counter!(
+        PROXY_FAILURES,
+        Unit::Count,
+        "Connections refused for a missing, malformed or late PROXY header (label: reason)."
+    );
+    for reason in crate::edge::proxy::FAILURES {
+        counter!(PROXY_FAILURES, "reason" => reason).increment(0);
+    }
+    describe_counter!(
+        H2_RAPID_RESET,
+        Unit::Count,
+        "HTTP/2 connections closed for resetting streams in a loop."
+    );
+    describe_counter!(
+        H2_STALLED,
+        Unit::Count,
+        "HTTP/2 streams reset because their flow-control window stayed shut."
+    );
+    counter!(H2_RAPID_RESET).increment(0);
+    counter!(H2_STALLED).increment(0);
+}
+
+pub(crate) fn record_tls_not_after(listener: &'static str, not_after: f64) {
+    gauge!(TLS_NOT_AFTER, "listener" => listener).set(not_after);
+}
+
+pub(crate) fn record_tls_failure(listener: &'static str, reason: &'static str) {
+    counter!(TLS_FAILURES, "listener" => listener, "reason" => reason).increment(1);
+}
+
+pub(crate) fn record_proxy_failure(reason: &'static str) {
+    counter!(PROXY_FAILURES, "reason" => reason).increment(1);
+}
+
+pub(crate) fn record_h2_rapid_reset() {
+    counter!(H2_RAPID_RESET).increment(1);
+}
+
+pub(crate) fn record_h2_stalled() {
+    counter!(H2_STALLED).increment(1);
 }
 
 pub(crate) fn record_process(rss: u64, fds: u64, max_fds: u64, tasks: usize) {

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use sse_conn_pool::Connector;
 
 use crate::config::{BridgeConfig, ConfigError};
+use crate::edge::tls::{Certificate, Pair};
 use crate::hooks::Reload;
 use crate::state::{Shared, duration_ms};
 
@@ -107,6 +108,13 @@ pub(crate) const KEYS: &[Key] = &[
     key!("report_dir", AtRestart, report_dir),
     key!("report_keep", AtRestart, report_keep),
     key!("demo_page", AtRestart, demo_page),
+    // The pair is read again at every reload, like the auth files (a
+    // renewed certificate is a change of the files, not of the key);
+    // turning TLS on or off needs a restart.
+    key!("tls", Now, tls),
+    key!("admin_tls", Now, admin_tls),
+    key!("trusted_proxies", Now, trusted_proxies),
+    key!("proxy_protocol", AtRestart, proxy_protocol),
 ];
 
 /// What a reload did.
@@ -222,6 +230,8 @@ impl<C: Connector> Reloader<C> {
         let authenticator = new.auth.load().map_err(|e| {
             ReloadError::Invalid(ConfigError::new(format!("auth.{}", e.key), e.reason))
         })?;
+        // The certificates: read here, swapped in below with the rest.
+        let pairs = certificates(shared, new)?;
         // Held to the end: one reload at a time, each reporting against
         // what the one before it left in force.
         let mut in_force = shared.in_force.lock();
@@ -252,6 +262,24 @@ impl<C: Connector> Reloader<C> {
             .write_timeout_ms
             .store(duration_ms(in_force.write_timeout), Ordering::Relaxed);
         *shared.auth.write() = Arc::new(authenticator);
+        *shared.trusted_proxies.write() = in_force.trusted_proxies.clone().into();
+        for (certificate, pair, name) in pairs {
+            certificate.swap(pair);
+            if !outcome.applied.iter().any(|k| k == name) {
+                outcome.applied.push(name.into());
+            }
+        }
+        // TLS turned on or off: the listener keeps what it started with.
+        let listeners = [
+            (shared.tls.is_some(), new.tls.is_some(), "tls"),
+            (shared.admin_tls.is_some(), new.admin_tls.is_some(), "admin_tls"),
+        ];
+        for (serving, wanted, name) in listeners {
+            if serving != wanted {
+                outcome.applied.retain(|k| k != name);
+                outcome.restart.push(name.into());
+            }
+        }
         shared
             .principals
             .set_max(in_force.auth.max_streams_per_token);
@@ -271,6 +299,28 @@ impl<C: Connector> Reloader<C> {
         outcome.restart.extend(reload.restart.iter().cloned());
         Ok(outcome)
     }
+}
+
+/// The pairs to serve from now on, read from `new`'s files, for each
+/// listener that has TLS: a listener started without TLS gets none until
+/// a restart (its key reports the change), and one started with it keeps
+/// serving TLS.
+fn certificates<'a, C: Connector>(
+    shared: &'a Shared<C>,
+    new: &BridgeConfig,
+) -> Result<Vec<(&'a Certificate, Pair, &'static str)>, ReloadError> {
+    let mut pairs = Vec::new();
+    let listeners = [
+        (shared.tls.as_ref(), new.tls.as_ref(), "tls"),
+        (shared.admin_tls.as_ref(), new.admin_tls.as_ref(), "admin_tls"),
+    ];
+    for (certificate, files, key) in listeners {
+        if let (Some(certificate), Some(files)) = (certificate, files) {
+            let pair = files.load(key).map_err(ReloadError::Invalid)?;
+            pairs.push((certificate, pair, key));
+        }
+    }
+    Ok(pairs)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,7 +32,11 @@ use crate::admin::throttle::Throttle;
 use crate::auth::Principals;
 use crate::config::BridgeConfig;
 use crate::event::run_token;
+use crate::edge::forwarded;
+use crate::edge::proxy;
+use crate::edge::tls::{Certificate, TlsFiles};
 use crate::h1;
+use crate::http2;
 use crate::hooks::Hooks;
 use crate::housekeeping::housekeeping;
 use crate::hub::Hub;
@@ -118,6 +122,14 @@ pub fn start_with_source<C: Connector, S: Listener, A: Listener>(
         tracing::warn!(%admin_addr, "the admin listener is not on loopback and has no token: anyone who reaches it can read it (admin_public_read)");
     }
     let authenticator = config.auth.load().map_err(|e| invalid(e.to_string()))?;
+    let certificate = |files: Option<&TlsFiles>, key: &'static str, listener: &'static str| {
+        files
+            .map(|f| f.load(key).and_then(|pair| Certificate::new(listener, pair)))
+            .transpose()
+            .map_err(|e| invalid(e.to_string()))
+    };
+    let tls = certificate(config.tls.as_ref(), "tls", "streams")?;
+    let admin_tls = certificate(config.admin_tls.as_ref(), "admin_tls", "admin")?;
     let principals = Principals::new(config.auth.max_streams_per_token);
     let max_connections = connection_cap(&config, &hooks);
     metrics::record_connections_max(max_connections);
@@ -153,6 +165,9 @@ pub fn start_with_source<C: Connector, S: Listener, A: Listener>(
         admin_throttle: Throttle::default(),
         hooks,
         in_force: Mutex::new((*config).clone()),
+        tls,
+        admin_tls,
+        trusted_proxies: parking_lot::RwLock::new(config.trusted_proxies.clone().into()),
         config,
     });
     let (stop, stopped) = watch::channel(false);
@@ -388,48 +403,133 @@ async fn serve<C: Connector, I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let shared = counted.shared.clone();
-    let kill = Arc::new(Notify::new());
+    let timeout = shared.config.header_read_timeout;
     match role {
-        Role::Admin => {
-            Box::pin(serve_hyper(io, peer, &shared, &mut stop, role, &kill)).await;
-        }
-        Role::Streams => {
-            // Subscriptions over HTTP/1.1 take the fast path (see `h1`);
-            // everything else goes to hyper, from the first byte.
-            match h1::read_head(&mut io, shared.config.header_read_timeout).await {
-                h1::Head::Stream(req) => {
-                    let origin = req.headers().get(ORIGIN).cloned();
-                    let mut reply = subscribe::stream(&shared, req, peer.ip(), kill.clone()).await;
-                    reply::cors(&shared.config, origin.as_ref(), &mut reply);
-                    // Not raced with `stop`: a stream ends in the drain,
-                    // before the listeners stop; one still open at the
-                    // deadline is aborted with its task. (A select here
-                    // would poll the stop channel, shared by every stream,
-                    // at each of this stream's events.)
-                    let _ = h1::respond(&mut io, reply, &kill).await;
+        Role::Admin => match &shared.admin_tls {
+            Some(tls) => {
+                if let Some(io) = tls.accept(io, timeout).await {
+                    Box::pin(serve_hyper(io, peer.ip(), &shared, &mut stop, role)).await;
                 }
-                h1::Head::Other(read) => {
-                    let io = h1::Rewind::new(read, io);
-                    Box::pin(serve_hyper(io, peer, &shared, &mut stop, role, &kill)).await;
+            }
+            None => Box::pin(serve_hyper(io, peer.ip(), &shared, &mut stop, role)).await,
+        },
+        Role::Streams if shared.config.proxy_protocol => {
+            // The balancer's header comes first, in clear (see `edge`).
+            match proxy::read(&mut io, timeout).await {
+                Ok(proxied) => {
+                    let believed = {
+                        let trusted = shared.trusted_proxies.read();
+                        trusted.is_empty() || forwarded::trusted(&trusted, peer.ip())
+                    };
+                    let client = proxied
+                        .source
+                        .filter(|_| believed)
+                        .map_or(peer.ip(), |a| a.ip());
+                    let io = h1::Rewind::new(proxied.rest, io);
+                    Box::pin(serve_streams_tls(io, client, &shared, &mut stop)).await;
                 }
-                h1::Head::Gone => {}
+                Err(reason) => metrics::record_proxy_failure(reason),
             }
         }
+        Role::Streams => Box::pin(serve_streams_tls(io, peer.ip(), &shared, &mut stop)).await,
     }
+}
+
+/// A stream-listener connection from `peer`, through TLS when the listener
+/// has it; ALPN `h2` goes straight to HTTP/2.
+async fn serve_streams_tls<C: Connector, I>(
+    io: I,
+    peer: IpAddr,
+    shared: &Arc<Shared<C>>,
+    stop: &mut watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match &shared.tls {
+        Some(tls) => {
+            let Some(io) = tls.accept(io, shared.config.header_read_timeout).await else {
+                return;
+            };
+            if io.get_ref().1.alpn_protocol() == Some(b"h2") {
+                http2::serve(io, peer, shared, stop).await;
+            } else {
+                serve_streams(io, peer, shared, stop).await;
+            }
+        }
+        None => serve_streams(io, peer, shared, stop).await,
+    }
+}
+
+/// An HTTP/1.1 (or prior-knowledge HTTP/2) stream-listener connection:
+/// subscriptions take the fast path (see `h1`), HTTP/2's preface goes to
+/// `http2`, everything else to hyper, from the first byte.
+async fn serve_streams<C: Connector, I>(
+    mut io: I,
+    peer: IpAddr,
+    shared: &Arc<Shared<C>>,
+    stop: &mut watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match h1::read_head(&mut io, shared.config.header_read_timeout).await {
+        h1::Head::Stream(req) => {
+            let kill = Arc::new(Notify::new());
+            let origin = req.headers().get(ORIGIN).cloned();
+            let ip = shared.client_ip(peer, req.headers());
+            let mut reply = subscribe::stream(shared, req, ip, kill.clone()).await;
+            reply::cors(&shared.config, origin.as_ref(), &mut reply);
+            // Not raced with `stop`: a stream ends in the drain, before the
+            // listeners stop; one still open at the deadline is aborted
+            // with its task. (A select here would poll the stop channel,
+            // shared by every stream, at each of this stream's events.)
+            let _ = h1::respond(&mut io, reply, &kill).await;
+        }
+        h1::Head::Other(read) if read.starts_with(&http2::PREFACE[..14]) => {
+            http2::serve(h1::Rewind::new(read, io), peer, shared, stop).await;
+        }
+        h1::Head::Other(read) => {
+            let io = h1::Rewind::new(read, io);
+            serve_hyper(io, peer, shared, stop, Role::Streams).await;
+        }
+        h1::Head::Gone => {}
+    }
+}
+
+/// A request on the stream listener from `peer` (the connection's, or the
+/// PROXY header's), whatever its protocol: CORS preflight, the demo page,
+/// or a stream. `kill` ends the request's connection (HTTP/1.1) or stream
+/// (HTTP/2) when its subscriber stalls.
+pub(crate) async fn route_stream<C: Connector, B>(
+    shared: &Arc<Shared<C>>,
+    req: Request<B>,
+    peer: IpAddr,
+    kill: Arc<Notify>,
+) -> reply::Reply {
+    let origin = req.headers().get(ORIGIN).cloned();
+    let mut reply = if req.method() == Method::OPTIONS {
+        reply::preflight()
+    } else if shared.config.demo_page && req.uri().path() == "/" {
+        reply::html(DEMO_PAGE)
+    } else {
+        let ip = shared.client_ip(peer, req.headers());
+        subscribe::stream(shared, req, ip, kill).await
+    };
+    reply::cors(&shared.config, origin.as_ref(), &mut reply);
+    reply
 }
 
 /// One connection through hyper (HTTP/1.1 and HTTP/2): the admin listener,
 /// and whatever the streams' fast path does not take.
 async fn serve_hyper<C: Connector, I>(
     io: I,
-    peer: SocketAddr,
+    peer: IpAddr,
     shared: &Arc<Shared<C>>,
     stop: &mut watch::Receiver<bool>,
     role: Role,
-    kill: &Arc<Notify>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let kill = &Arc::new(Notify::new());
     let activity = Arc::new(Activity::default());
     let service = {
         let (shared, kill, activity) = (shared.clone(), kill.clone(), activity.clone());
@@ -440,19 +540,8 @@ async fn serve_hyper<C: Connector, I>(
             let in_flight = activity.enter();
             async move {
                 let reply = match role {
-                    Role::Streams => {
-                        let origin = req.headers().get(ORIGIN).cloned();
-                        let mut reply = if req.method() == Method::OPTIONS {
-                            reply::preflight()
-                        } else if shared.config.demo_page && req.uri().path() == "/" {
-                            reply::html(DEMO_PAGE)
-                        } else {
-                            subscribe::stream(&shared, req, peer.ip(), kill).await
-                        };
-                        reply::cors(&shared.config, origin.as_ref(), &mut reply);
-                        reply
-                    }
-                    Role::Admin => admin::route(&shared, req, peer.ip()).await,
+                    Role::Streams => route_stream(&shared, req, peer, kill).await,
+                    Role::Admin => admin::route(&shared, req, peer).await,
                 };
                 Ok::<_, Infallible>(reply.map(|body| {
                     Tracked {
@@ -475,11 +564,11 @@ async fn serve_hyper<C: Connector, I>(
         .timer(TokioTimer::new())
         .max_concurrent_streams(config.h2_max_concurrent_streams)
         .max_pending_accept_reset_streams(config.h2_max_pending_resets)
-        .max_local_error_reset_streams(H2_MAX_ERROR_RESETS)
-        .max_header_list_size(H2_MAX_HEADER_LIST)
+        .max_local_error_reset_streams(http2::MAX_ERROR_RESETS)
+        .max_header_list_size(http2::MAX_HEADER_LIST)
         // A client that stopped answering PINGs is gone: its streams end.
-        .keep_alive_interval(H2_PING_EVERY)
-        .keep_alive_timeout(H2_PING_TIMEOUT);
+        .keep_alive_interval(http2::PING_EVERY)
+        .keep_alive_timeout(http2::PING_TIMEOUT);
     let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service));
     let idle = activity.idle(config.header_read_timeout, config.idle_timeout);
     tokio::select! {
@@ -494,15 +583,6 @@ async fn serve_hyper<C: Connector, I>(
     conn.as_mut().graceful_shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(1), conn.as_mut()).await;
 }
-
-/// Stream resets by the server (errors) a client may cause before its
-/// connection is closed.
-const H2_MAX_ERROR_RESETS: usize = 256;
-/// The largest header list an HTTP/2 client may send.
-const H2_MAX_HEADER_LIST: u32 = 16 << 10;
-/// HTTP/2 PINGs: how often, and how long an answer may take.
-const H2_PING_EVERY: Duration = Duration::from_secs(20);
-const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Requests in progress on one connection served by hyper, and since when
 /// there has been none: what the idle deadline watches.

@@ -16,6 +16,8 @@ use crate::admin::session::Sessions;
 use crate::admin::throttle::Throttle;
 use crate::auth::{Authenticator, Principals};
 use crate::config::BridgeConfig;
+use crate::edge::forwarded::Cidr;
+use crate::edge::tls::Certificate;
 use crate::hooks::{Hooks, Process};
 use crate::hub::Hub;
 use crate::limits::Limits;
@@ -58,6 +60,13 @@ pub(crate) struct Shared<C: Connector> {
     /// The configuration in force: the one the gateway started with, with
     /// the keys that applied at reloads taken in (`reload::KEYS`).
     pub(crate) in_force: Mutex<BridgeConfig>,
+    /// TLS on the stream listener (`bridge.tls`), its pair swapped by
+    /// reloads.
+    pub(crate) tls: Option<Certificate>,
+    /// TLS on the admin listener (`bridge.admin_tls`).
+    pub(crate) admin_tls: Option<Certificate>,
+    /// `trusted_proxies` in force (reloadable).
+    pub(crate) trusted_proxies: RwLock<Arc<[Cidr]>>,
 }
 
 impl<C: Connector> Shared<C> {
@@ -72,6 +81,16 @@ impl<C: Connector> Shared<C> {
         } else {
             (&self.connections, self.max_connections)
         }
+    }
+
+    /// The client's address for a request from `peer` (see
+    /// `edge::forwarded`).
+    pub(crate) fn client_ip(&self, peer: std::net::IpAddr, headers: &http::HeaderMap) -> std::net::IpAddr {
+        let trusted = self.trusted_proxies.read().clone();
+        if trusted.is_empty() {
+            return peer;
+        }
+        crate::edge::forwarded::client(&trusted, peer, headers)
     }
 
     pub(crate) fn draining(&self) -> bool {
