@@ -1,6 +1,8 @@
 //! An HTTP/1.1 client for the gateway's responses, over any connection (a
 //! socket, or an in-memory pipe): the status, the headers, and the body
-//! parsed as SSE, every step bounded by the wait given at the request.
+//! parsed as SSE, every step bounded by the wait given at the request. A
+//! response from another client (HTTP/2) is read the same way
+//! ([`Client::from_response`]).
 
 use std::time::Duration;
 
@@ -21,7 +23,7 @@ pub struct Client {
     body: Incoming,
     parser: Parser,
     wait: Duration,
-    _driver: tokio::task::JoinHandle<()>,
+    _driver: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// `GET path` on `io` for the host `host`, with no extra header; each step
@@ -82,11 +84,25 @@ where
         body,
         parser: Parser::new(),
         wait,
-        _driver: driver,
+        _driver: Some(driver),
     }
 }
 
 impl Client {
+    /// A response another client received (an HTTP/2 stream, say), read
+    /// the same way: each step within `wait`.
+    pub fn from_response(response: http::Response<Incoming>, wait: Duration) -> Self {
+        let (parts, body) = response.into_parts();
+        Self {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+            parser: Parser::new(),
+            wait,
+            _driver: None,
+        }
+    }
+
     /// The next parsed item, or `None` when the stream ended.
     pub async fn next_item(&mut self) -> Option<Item> {
         loop {

@@ -8,10 +8,12 @@
 //! The library holds what the harnesses and the workspace's tests share:
 //! `procfs` (what the harnesses read of their children) and `client` (an
 //! HTTP/1.1 client that reads SSE, over any connection: sockets here,
-//! in-memory pipes in the bridge's paused-time tests).
+//! in-memory pipes in the bridge's paused-time tests), `tls` (a test
+//! certificate authority).
 
 pub mod client;
 pub mod nats;
+pub mod tls;
 
 pub mod procfs {
     //! What the harnesses (`ssegate-soak`, `ssegate-fanout`) read about

@@ -198,6 +198,18 @@ impl Limits {
         self.state.lock().per_ip.len()
     }
 
+    /// The `n` client addresses with the most streams, most first (ties by
+    /// address): behind a balancer, the real clients'.
+    pub(crate) fn busiest(&self, n: usize) -> Vec<(IpAddr, usize)> {
+        let mut all: Vec<(IpAddr, usize)> = {
+            let state = self.state.lock();
+            state.per_ip.iter().map(|(ip, n)| (*ip, *n)).collect()
+        };
+        all.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        all.truncate(n);
+        all
+    }
+
     /// Every count, read together (for `/debug/vars`).
     pub(crate) fn counts(&self) -> serde_json::Value {
         let state = self.state.lock();

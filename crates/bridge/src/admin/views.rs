@@ -143,13 +143,25 @@ pub(super) fn streams<C: Connector>(shared: &Shared<C>) -> serde_json::Value {
             })
         })
         .collect();
+    // The client addresses are the real ones behind trusted proxies.
+    let busiest: Vec<serde_json::Value> = shared
+        .limits
+        .busiest(BUSIEST)
+        .into_iter()
+        .map(|(ip, streams)| json!({"ip": ip.to_string(), "streams": streams}))
+        .collect();
     json!({
         "run": shared.hub.run_token(),
         "client_streams": shared.limits.total(),
+        "client_addresses": shared.limits.ips(),
+        "busiest_clients": busiest,
         "upstream_sockets": shared.hub.pool().connections().open_sockets(),
         "streams": streams,
     })
 }
+
+/// Client addresses listed in `/admin/streams` (those with most streams).
+const BUSIEST: usize = 10;
 
 /// What the status page shows, as one JSON object.
 pub(super) fn snapshot<C: Connector>(shared: &Shared<C>) -> serde_json::Value {
