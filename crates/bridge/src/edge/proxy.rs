@@ -15,6 +15,9 @@ use tokio::io::{AsyncRead, AsyncReadExt as _};
 /// balancers keep small (AWS's is under 100 bytes).
 const MAX_HEADER: usize = 4096;
 
+/// The longest v1 line, CRLF included.
+const V1_MAX: usize = 107;
+
 /// Why a connection's header was not accepted (the `reason` label).
 pub(crate) const FAILURES: [&str; 3] = ["malformed", "timeout", "eof"];
 
@@ -64,7 +67,13 @@ pub(crate) async fn read<I: AsyncRead + Unpin>(
 fn parse(buf: &[u8]) -> Option<Result<Proxied, &'static str>> {
     let header = HeaderResult::parse(buf);
     if header.is_incomplete() {
-        return None;
+        // `ppp` calls a v1 line with a part missing incomplete even when
+        // its CRLF has come: nothing more can complete it.
+        let signature = ppp::v2::PROTOCOL_PREFIX;
+        let v2 = signature.starts_with(&buf[..buf.len().min(signature.len())]);
+        let v1_ended = !v2 && buf.windows(2).take(V1_MAX).any(|w| w == b"\r\n");
+        return (v1_ended || buf.len() >= V1_MAX && buf.starts_with(b"PROXY"))
+            .then_some(Err("malformed"));
     }
     let (source, len) = match header {
         HeaderResult::V1(Ok(h)) => {
@@ -136,6 +145,11 @@ mod tests {
             parse(b"PROXY TCP4 999.1.1.1 10.0.0.1 1 2\r\n"),
             Some(Err("malformed"))
         );
+        // A part missing, the line ended: nothing can complete it.
+        assert_eq!(parse(b"PROXY TCP4 nonsense\r\nGET /"), Some(Err("malformed")));
+        // A v1 line longer than the protocol allows.
+        let long = format!("PROXY TCP4 {}", "1".repeat(120));
+        assert_eq!(parse(long.as_bytes()), Some(Err("malformed")));
     }
 
     #[test]
