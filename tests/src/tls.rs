@@ -28,7 +28,7 @@ pub struct Leaf {
 }
 
 impl TestCa {
-    /// A new CA, "ssegate test CA".
+    /// A new CA, "ssegate test CA <pid> <n>".
     ///
     /// # Panics
     ///
@@ -36,9 +36,12 @@ impl TestCa {
     pub fn new() -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "ssegate test CA");
+        // A name of its own: two test CAs are two issuers, so a client
+        // that trusts the other one says "unknown CA".
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("ssegate test CA {} {n}", std::process::id());
+        params.distinguished_name.push(DnType::CommonName, name);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let key = KeyPair::generate().expect("a CA key");
         Self {
@@ -112,7 +115,10 @@ impl Leaf {
     ///
     /// `dir` is not writable.
     pub fn write(&self, dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-        let (cert, key) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+        let (cert, key) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
         std::fs::write(&cert, &self.chain_pem).expect("write the chain");
         std::fs::write(&key, &self.key_pem).expect("write the key");
         (cert, key)

@@ -92,8 +92,11 @@ pub(crate) async fn serve<C, I>(
         .max_header_list_size(MAX_HEADER_LIST)
         .max_send_buffer_size(MAX_SEND_BUFFER);
     let accepted = Instant::now();
-    let Ok(Ok(mut conn)) =
-        tokio::time::timeout(config.header_read_timeout, builder.handshake::<_, Bytes>(io)).await
+    let Ok(Ok(mut conn)) = tokio::time::timeout(
+        config.header_read_timeout,
+        builder.handshake::<_, Bytes>(io),
+    )
+    .await
     else {
         return;
     };

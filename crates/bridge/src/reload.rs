@@ -272,7 +272,11 @@ impl<C: Connector> Reloader<C> {
         // TLS turned on or off: the listener keeps what it started with.
         let listeners = [
             (shared.tls.is_some(), new.tls.is_some(), "tls"),
-            (shared.admin_tls.is_some(), new.admin_tls.is_some(), "admin_tls"),
+            (
+                shared.admin_tls.is_some(),
+                new.admin_tls.is_some(),
+                "admin_tls",
+            ),
         ];
         for (serving, wanted, name) in listeners {
             if serving != wanted {
@@ -312,7 +316,11 @@ fn certificates<'a, C: Connector>(
     let mut pairs = Vec::new();
     let listeners = [
         (shared.tls.as_ref(), new.tls.as_ref(), "tls"),
-        (shared.admin_tls.as_ref(), new.admin_tls.as_ref(), "admin_tls"),
+        (
+            shared.admin_tls.as_ref(),
+            new.admin_tls.as_ref(),
+            "admin_tls",
+        ),
     ];
     for (certificate, files, key) in listeners {
         if let (Some(certificate), Some(files)) = (certificate, files) {

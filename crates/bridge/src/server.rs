@@ -31,14 +31,14 @@ use crate::admin::session::Sessions;
 use crate::admin::throttle::Throttle;
 use crate::auth::Principals;
 use crate::config::BridgeConfig;
-use crate::event::run_token;
 use crate::edge::forwarded;
 use crate::edge::proxy;
 use crate::edge::tls::{Certificate, TlsFiles};
+use crate::event::run_token;
 use crate::h1;
-use crate::http2;
 use crate::hooks::Hooks;
 use crate::housekeeping::housekeeping;
+use crate::http2;
 use crate::hub::Hub;
 use crate::limits::Limits;
 use crate::listener::Listener;
@@ -124,7 +124,10 @@ pub fn start_with_source<C: Connector, S: Listener, A: Listener>(
     let authenticator = config.auth.load().map_err(|e| invalid(e.to_string()))?;
     let certificate = |files: Option<&TlsFiles>, key: &'static str, listener: &'static str| {
         files
-            .map(|f| f.load(key).and_then(|pair| Certificate::new(listener, pair)))
+            .map(|f| {
+                f.load(key)
+                    .and_then(|pair| Certificate::new(listener, pair))
+            })
             .transpose()
             .map_err(|e| invalid(e.to_string()))
     };

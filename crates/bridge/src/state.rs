@@ -85,7 +85,11 @@ impl<C: Connector> Shared<C> {
 
     /// The client's address for a request from `peer` (see
     /// `edge::forwarded`).
-    pub(crate) fn client_ip(&self, peer: std::net::IpAddr, headers: &http::HeaderMap) -> std::net::IpAddr {
+    pub(crate) fn client_ip(
+        &self,
+        peer: std::net::IpAddr,
+        headers: &http::HeaderMap,
+    ) -> std::net::IpAddr {
         let trusted = self.trusted_proxies.read().clone();
         if trusted.is_empty() {
             return peer;

@@ -93,7 +93,11 @@ async fn a_stream_whose_window_stays_shut_is_reset_alone() {
     assert_eq!(fast.next_event().await.data.as_str(), "still");
     // What the slow stream had in its window, then its reset.
     let items = slow.drain().await;
-    assert!(items.len() <= 16, "at most a window's worth: {}", items.len());
+    assert!(
+        items.len() <= 16,
+        "at most a window's worth: {}",
+        items.len()
+    );
     drop((slow, fast));
     gw.handle.shutdown().await;
 }
@@ -112,7 +116,12 @@ async fn subscriber_limits_count_streams_not_connections() {
     let third = get(&sender, "/v1/stream/GOOG", &[]).await;
     assert_eq!((first.status.as_u16(), second.status.as_u16()), (200, 200));
     assert_eq!(third.status, 429, "the third stream from one address");
-    assert!(third.text().await.contains("too many streams from your address"));
+    assert!(
+        third
+            .text()
+            .await
+            .contains("too many streams from your address")
+    );
     assert_eq!(gw.handle.streams(), 2);
     assert_eq!(gw.handle.connections(), 1);
     drop((first, second));
@@ -133,7 +142,12 @@ async fn last_event_id_resumes_over_http2() {
     let resumed_from = seen[1].id.to_string();
     // A second connection, as after a network blip.
     let again = connect(&gw, 55001, 65_535).await;
-    let mut resumed = get(&again, "/v1/stream/AAPL", &[("last-event-id", &resumed_from)]).await;
+    let mut resumed = get(
+        &again,
+        "/v1/stream/AAPL",
+        &[("last-event-id", &resumed_from)],
+    )
+    .await;
     let replayed: Vec<String> = resumed
         .events(3)
         .await
@@ -148,9 +162,17 @@ async fn last_event_id_resumes_over_http2() {
 }
 
 /// The h2 crate's client: streams reset at will.
-async fn raw(gw: &common::Gateway, port: u16) -> (h2::client::SendRequest<Bytes>, tokio::task::JoinHandle<Result<(), h2::Error>>) {
+async fn raw(
+    gw: &common::Gateway,
+    port: u16,
+) -> (
+    h2::client::SendRequest<Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
     let io = gw.streams.connect(addr(port)).await.expect("accepted");
-    let (sender, connection) = h2::client::handshake(io).await.expect("an HTTP/2 handshake");
+    let (sender, connection) = h2::client::handshake(io)
+        .await
+        .expect("an HTTP/2 handshake");
     (sender, tokio::spawn(connection))
 }
 
@@ -169,7 +191,9 @@ async fn a_client_that_opens_and_resets_streams_in_a_loop_is_cut() {
     let (mut sender, connection) = raw(&gw, 56000).await;
     let mut cut = None;
     for n in 0..200 {
-        let ready = tokio::time::timeout(WAIT, sender.clone().ready()).await.expect("in time");
+        let ready = tokio::time::timeout(WAIT, sender.clone().ready())
+            .await
+            .expect("in time");
         let Ok(ready) = ready else {
             cut = Some(n);
             break;
@@ -189,11 +213,20 @@ async fn a_client_that_opens_and_resets_streams_in_a_loop_is_cut() {
         }
     }
     let cut = cut.expect("the connection is cut");
-    assert!((20..=40).contains(&cut), "cut after the burst of 20 resets: {cut}");
-    let ended = tokio::time::timeout(WAIT, connection).await.expect("in time").expect("joined");
+    assert!(
+        (20..=40).contains(&cut),
+        "cut after the burst of 20 resets: {cut}"
+    );
+    let ended = tokio::time::timeout(WAIT, connection)
+        .await
+        .expect("in time")
+        .expect("joined");
     let reason = ended.expect_err("closed by the gateway").reason();
     assert_eq!(reason, Some(h2::Reason::ENHANCE_YOUR_CALM));
-    until(WAIT, "its streams are released", || gw.handle.streams() == 0).await;
+    until(WAIT, "its streams are released", || {
+        gw.handle.streams() == 0
+    })
+    .await;
     // Another client is not affected.
     let sender = connect(&gw, 56001, 65_535).await;
     assert_eq!(get(&sender, "/v1/stream/AAPL", &[]).await.status, 200);
@@ -206,7 +239,9 @@ async fn the_drain_sends_goaway_and_open_streams_end_with_their_hint() {
     let gw = gateway(&feed, config());
     let (sender, connection) = raw(&gw, 57000).await;
     let mut sender = sender.ready().await.expect("ready");
-    let (response, _) = sender.send_request(request("/v1/stream/AAPL"), true).expect("sent");
+    let (response, _) = sender
+        .send_request(request("/v1/stream/AAPL"), true)
+        .expect("sent");
     let response = response.await.expect("a response");
     assert_eq!(response.status(), 200);
     let mut body = response.into_body();
@@ -229,18 +264,29 @@ async fn the_drain_sends_goaway_and_open_streams_end_with_their_hint() {
             }
         }
     };
-    let refused = tokio::time::timeout(WAIT, refused).await.expect("refused in time");
-    assert!(refused.is_go_away() || refused.reason() == Some(h2::Reason::REFUSED_STREAM), "{refused:?}");
+    let refused = tokio::time::timeout(WAIT, refused)
+        .await
+        .expect("refused in time");
+    assert!(
+        refused.is_go_away() || refused.reason() == Some(h2::Reason::REFUSED_STREAM),
+        "{refused:?}"
+    );
     // The open stream still ends the drain's way: a `retry:` hint, then
     // its end.
     let mut text = Vec::new();
-    while let Some(chunk) = tokio::time::timeout(WAIT, body.data()).await.expect("in time") {
+    while let Some(chunk) = tokio::time::timeout(WAIT, body.data())
+        .await
+        .expect("in time")
+    {
         let Ok(chunk) = chunk else { break };
         let _ = body.flow_control().release_capacity(chunk.len());
         text.extend_from_slice(&chunk);
     }
     let text = String::from_utf8_lossy(&text);
-    assert!(text.trim_end().ends_with("retry: 3000") || text.contains("\nretry:"), "{text:?}");
+    assert!(
+        text.trim_end().ends_with("retry: 3000") || text.contains("\nretry:"),
+        "{text:?}"
+    );
     shutdown.await.expect("drained");
     let _ = tokio::time::timeout(WAIT, connection).await;
 }

@@ -48,13 +48,34 @@ async fn a_trusted_proxy_names_the_client_and_limits_follow_it() {
     let other_balancer = peer([10, 0, 0, 2], 5000);
     let xff = |ip: &'static str| [("x-forwarded-for", ip)];
 
-    let a = get(&gw.streams, balancer, "/v1/stream/AAPL", &xff("203.0.113.1")).await;
+    let a = get(
+        &gw.streams,
+        balancer,
+        "/v1/stream/AAPL",
+        &xff("203.0.113.1"),
+    )
+    .await;
     assert_eq!(a.status, 200);
     // Another client behind the same balancer: its own budget.
-    let b = get(&gw.streams, balancer, "/v1/stream/AAPL", &xff("1.2.3.4, 203.0.113.2")).await;
-    assert_eq!(b.status, 200, "the right-most untrusted address is the client");
+    let b = get(
+        &gw.streams,
+        balancer,
+        "/v1/stream/AAPL",
+        &xff("1.2.3.4, 203.0.113.2"),
+    )
+    .await;
+    assert_eq!(
+        b.status, 200,
+        "the right-most untrusted address is the client"
+    );
     // The first client again, through another balancer: over its limit.
-    let again = get(&gw.streams, other_balancer, "/v1/stream/AAPL", &xff("203.0.113.1, 10.9.9.9")).await;
+    let again = get(
+        &gw.streams,
+        other_balancer,
+        "/v1/stream/AAPL",
+        &xff("203.0.113.1, 10.9.9.9"),
+    )
+    .await;
     assert_eq!(again.status, 429, "max_per_ip counts the real client");
     // Forwarded (RFC 7239) works the same way.
     let c = get(
@@ -68,9 +89,21 @@ async fn a_trusted_proxy_names_the_client_and_limits_follow_it() {
 
     // A peer that is not trusted: its headers are ignored (spoofing).
     let spoofer = peer([198, 51, 100, 7], 6000);
-    let d = get(&gw.streams, spoofer, "/v1/stream/AAPL", &xff("203.0.113.50")).await;
+    let d = get(
+        &gw.streams,
+        spoofer,
+        "/v1/stream/AAPL",
+        &xff("203.0.113.50"),
+    )
+    .await;
     assert_eq!(d.status, 200);
-    let e = get(&gw.streams, spoofer, "/v1/stream/AAPL", &xff("203.0.113.51")).await;
+    let e = get(
+        &gw.streams,
+        spoofer,
+        "/v1/stream/AAPL",
+        &xff("203.0.113.51"),
+    )
+    .await;
     assert_eq!(e.status, 429, "a forged header does not buy another budget");
 
     assert_eq!(
@@ -129,21 +162,37 @@ async fn the_proxy_protocol_names_the_client_and_a_bad_or_late_header_is_closed(
     let v1 = b"PROXY TCP4 203.0.113.5 10.0.0.1 40000 8080\r\n";
     assert_eq!(proxied(&gw, balancer, v1).await, Some(200));
     // The same client through v2: over its limit, so it was its address.
-    assert_eq!(proxied(&gw, balancer, &v2([203, 0, 113, 5], 40001)).await, Some(429));
-    assert_eq!(proxied(&gw, balancer, &v2([203, 0, 113, 6], 40002)).await, Some(200));
+    assert_eq!(
+        proxied(&gw, balancer, &v2([203, 0, 113, 5], 40001)).await,
+        Some(429)
+    );
+    assert_eq!(
+        proxied(&gw, balancer, &v2([203, 0, 113, 6], 40002)).await,
+        Some(200)
+    );
     // A health check (`LOCAL`): the balancer's own address.
     let local = {
         use ppp::v2::{Addresses, Builder, Command, Protocol, Version};
-        Builder::with_addresses(Version::Two | Command::Local, Protocol::Unspecified, Addresses::Unspecified)
-            .build()
-            .expect("a header")
+        Builder::with_addresses(
+            Version::Two | Command::Local,
+            Protocol::Unspecified,
+            Addresses::Unspecified,
+        )
+        .build()
+        .expect("a header")
     };
     assert_eq!(proxied(&gw, balancer, &local).await, Some(200));
     // A peer that is not a trusted proxy: its header's address is not
     // believed, its own is used.
     let stranger = peer([192, 0, 2, 1], 5000);
-    assert_eq!(proxied(&gw, stranger, b"PROXY TCP4 203.0.113.77 10.0.0.1 1 2\r\n").await, Some(200));
-    assert_eq!(proxied(&gw, stranger, b"PROXY TCP4 203.0.113.78 10.0.0.1 1 2\r\n").await, Some(429));
+    assert_eq!(
+        proxied(&gw, stranger, b"PROXY TCP4 203.0.113.77 10.0.0.1 1 2\r\n").await,
+        Some(200)
+    );
+    assert_eq!(
+        proxied(&gw, stranger, b"PROXY TCP4 203.0.113.78 10.0.0.1 1 2\r\n").await,
+        Some(429)
+    );
     assert_eq!(
         busiest(&gw).await,
         ["10.0.0.1", "192.0.2.1", "203.0.113.5", "203.0.113.6"]
@@ -154,14 +203,25 @@ async fn the_proxy_protocol_names_the_client_and_a_bad_or_late_header_is_closed(
     // no deadline passed).
     let started = tokio::time::Instant::now();
     assert_eq!(proxied(&gw, balancer, b"").await, None, "no header");
-    assert_eq!(proxied(&gw, balancer, b"PROXY TCP4 nonsense\r\n").await, None);
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert_eq!(
+        proxied(&gw, balancer, b"PROXY TCP4 nonsense\r\n").await,
+        None
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     // A header that never finishes: closed at the header deadline (10 s).
     let mut slow = gw.streams.connect(balancer).await.expect("accepted");
-    slow.write_all(b"PROXY TCP4 203.0.113.9 ").await.expect("sent");
+    slow.write_all(b"PROXY TCP4 203.0.113.9 ")
+        .await
+        .expect("sent");
     let started = tokio::time::Instant::now();
     let mut byte = [0; 1];
-    let read = tokio::time::timeout(WAIT, slow.read(&mut byte)).await.expect("closed in time");
+    let read = tokio::time::timeout(WAIT, slow.read(&mut byte))
+        .await
+        .expect("closed in time");
     assert!(matches!(read, Ok(0) | Err(_)), "closed: {read:?}");
     let waited = started.elapsed();
     assert!(

@@ -112,7 +112,11 @@ async fn a_renewed_pair_reaches_new_connections_while_open_streams_go_on() {
             std::fs::write(dir.join("pair.key"), &other.key_pem).expect("write");
         }),
         ("not PEM", &|| {
-            std::fs::write(dir.join("pair.crt"), "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n").expect("write");
+            std::fs::write(
+                dir.join("pair.crt"),
+                "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+            )
+            .expect("write");
         }),
         ("expired", &|| {
             expired.write(&dir, "pair");
@@ -142,10 +146,12 @@ async fn a_browser_offering_h2_gets_http2_and_a_gateway_will_not_start_on_a_bad_
     let gw = tls_gateway(&feed, &dir);
     let (io, _) = connect(&gw, &ca, 52000, &[b"h2", b"http/1.1"]).await;
     assert_eq!(io.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(io))
-            .await
-            .expect("HTTP/2 over TLS");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(io),
+    )
+    .await
+    .expect("HTTP/2 over TLS");
     tokio::spawn(connection);
     let request = hyper::Request::get("https://127.0.0.1:8080/v1/stream/AAPL")
         .body(http_body_util::Empty::<bytes::Bytes>::new())

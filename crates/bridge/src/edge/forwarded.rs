@@ -61,9 +61,7 @@ impl fmt::Debug for Cidr {
 
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(IpAddr::V6(v6), IpAddr::V4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 @ IpAddr::V4(_) => v4,
     }
 }
@@ -194,7 +192,10 @@ mod tests {
         let h = headers(&[("x-forwarded-for", "10.9.9.9, 10.1.1.1")]);
         assert_eq!(client(&t, ip("10.0.0.2"), &h), ip("10.9.9.9"));
         // No header: the peer.
-        assert_eq!(client(&t, ip("10.0.0.2"), &HeaderMap::new()), ip("10.0.0.2"));
+        assert_eq!(
+            client(&t, ip("10.0.0.2"), &HeaderMap::new()),
+            ip("10.0.0.2")
+        );
     }
 
     #[test]

@@ -78,14 +78,12 @@ fn parse(buf: &[u8]) -> Option<Result<Proxied, &'static str>> {
     let (source, len) = match header {
         HeaderResult::V1(Ok(h)) => {
             let source = match h.addresses {
-                ppp::v1::Addresses::Tcp4(a) => Some(SocketAddr::new(
-                    IpAddr::V4(a.source_address),
-                    a.source_port,
-                )),
-                ppp::v1::Addresses::Tcp6(a) => Some(SocketAddr::new(
-                    IpAddr::V6(a.source_address),
-                    a.source_port,
-                )),
+                ppp::v1::Addresses::Tcp4(a) => {
+                    Some(SocketAddr::new(IpAddr::V4(a.source_address), a.source_port))
+                }
+                ppp::v1::Addresses::Tcp6(a) => {
+                    Some(SocketAddr::new(IpAddr::V6(a.source_address), a.source_port))
+                }
                 ppp::v1::Addresses::Unknown => None,
             };
             (source, h.header.len())
@@ -93,14 +91,12 @@ fn parse(buf: &[u8]) -> Option<Result<Proxied, &'static str>> {
         HeaderResult::V2(Ok(h)) => {
             let source = match (h.command, h.addresses) {
                 (ppp::v2::Command::Local, _) => None,
-                (_, ppp::v2::Addresses::IPv4(a)) => Some(SocketAddr::new(
-                    IpAddr::V4(a.source_address),
-                    a.source_port,
-                )),
-                (_, ppp::v2::Addresses::IPv6(a)) => Some(SocketAddr::new(
-                    IpAddr::V6(a.source_address),
-                    a.source_port,
-                )),
+                (_, ppp::v2::Addresses::IPv4(a)) => {
+                    Some(SocketAddr::new(IpAddr::V4(a.source_address), a.source_port))
+                }
+                (_, ppp::v2::Addresses::IPv6(a)) => {
+                    Some(SocketAddr::new(IpAddr::V6(a.source_address), a.source_port))
+                }
                 (_, ppp::v2::Addresses::Unix(_) | ppp::v2::Addresses::Unspecified) => None,
             };
             (source, h.len())
@@ -146,7 +142,10 @@ mod tests {
             Some(Err("malformed"))
         );
         // A part missing, the line ended: nothing can complete it.
-        assert_eq!(parse(b"PROXY TCP4 nonsense\r\nGET /"), Some(Err("malformed")));
+        assert_eq!(
+            parse(b"PROXY TCP4 nonsense\r\nGET /"),
+            Some(Err("malformed"))
+        );
         // A v1 line longer than the protocol allows.
         let long = format!("PROXY TCP4 {}", "1".repeat(120));
         assert_eq!(parse(long.as_bytes()), Some(Err("malformed")));
@@ -161,13 +160,10 @@ mod tests {
             40000,
             443,
         ));
-        let mut header = Builder::with_addresses(
-            Version::Two | Command::Proxy,
-            Protocol::Stream,
-            addresses,
-        )
-        .build()
-        .expect("header");
+        let mut header =
+            Builder::with_addresses(Version::Two | Command::Proxy, Protocol::Stream, addresses)
+                .build()
+                .expect("header");
         header.extend_from_slice(b"\x16\x03\x01");
         let p = parse(&header).expect("whole").expect("ok");
         assert_eq!(p.source, Some("198.51.100.9:40000".parse().expect("addr")));

@@ -75,7 +75,12 @@ impl TlsFiles {
             .map_err(|e| err("key_file", format!("{}: {e}", self.key_file.display())))?;
         let chain = CertificateDer::pem_slice_iter(&cert_pem)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| err("cert_file", format!("{}: not PEM: {e}", self.cert_file.display())))?;
+            .map_err(|e| {
+                err(
+                    "cert_file",
+                    format!("{}: not PEM: {e}", self.cert_file.display()),
+                )
+            })?;
         if chain.is_empty() {
             return Err(err(
                 "cert_file",
@@ -228,9 +233,9 @@ fn failure(e: &std::io::Error) -> &'static str {
         }
         E::AlertReceived(_) => "alert",
         E::PeerIncompatible(_) | E::NoApplicationProtocol => "incompatible",
-        E::InvalidMessage(_) | E::InappropriateHandshakeMessage { .. } | E::InappropriateMessage { .. } => {
-            "not_tls"
-        }
+        E::InvalidMessage(_)
+        | E::InappropriateHandshakeMessage { .. }
+        | E::InappropriateMessage { .. } => "not_tls",
         _ => "other",
     }
 }
