@@ -25,6 +25,10 @@ pub struct Leaf {
     pub key_pem: String,
     /// The leaf alone, DER (to compare with what a server presented).
     pub der: CertificateDer<'static>,
+    /// The SHA-256 of the leaf's public key (its SubjectPublicKeyInfo),
+    /// base64: what Chromium's `--ignore-certificate-errors-spki-list`
+    /// takes to trust this leaf in a test profile.
+    pub spki_sha256: String,
 }
 
 impl TestCa {
@@ -72,10 +76,18 @@ impl TestCa {
         params.not_before = rcgen::date_time_ymd(2020.min(y - 1), 1, 1);
         let key = KeyPair::generate().expect("a leaf key");
         let cert = params.signed_by(&key, &self.issuer).expect("a leaf");
+        let spki = ring::digest::digest(
+            &ring::digest::SHA256,
+            &rcgen::PublicKeyData::subject_public_key_info(&key),
+        );
         Leaf {
             chain_pem: format!("{}{}", cert.pem(), self.pem()),
             key_pem: key.serialize_pem(),
             der: cert.der().clone(),
+            spki_sha256: base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                spki.as_ref(),
+            ),
         }
     }
 

@@ -11,6 +11,12 @@
 //!   token, the status page shows its login form; after signing in, its
 //!   table fills (the session cookie carries the stream; no token in a URL).
 //!
+//! - Over `https` (a test CA; Chromium trusts the leaf's key by its pin),
+//!   one page opens 20 `EventSource`s to one origin and all 20 receive:
+//!   HTTP/2 carries them on one connection. The control, the same page over
+//!   cleartext HTTP/1.1, gets 6 and the 7th stalls (the browser's limit of 6
+//!   connections per origin).
+//!
 //! The outcome is read from the page (`window.ssegate`, kept by the demo
 //! page; the status page's table) with `Runtime.evaluate`. Every wait is
 //! bounded; the browser and the gateway are killed on drop.
@@ -49,6 +55,11 @@ struct Browser {
 
 impl Browser {
     fn launch(name: &str) -> Self {
+        Self::launch_with(name, &[])
+    }
+
+    /// As `launch`, with `extra` command-line switches.
+    fn launch_with(name: &str, extra: &[String]) -> Self {
         let profile =
             std::env::temp_dir().join(format!("ssegate-chromium-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&profile);
@@ -69,6 +80,7 @@ impl Browser {
                 "--remote-debugging-port=0",
             ])
             .arg(format!("--user-data-dir={}", profile.display()))
+            .args(extra)
             .arg("about:blank")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -648,4 +660,114 @@ fn subscribe(addr: &str, topic: &str) -> TcpStream {
     let head = String::from_utf8_lossy(&head);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     socket
+}
+
+/// Opens 20 `EventSource`s on one topic from the page, counting the quotes
+/// each receives (the simulator's events are of type `quote`) in
+/// `window.got`.
+const TWENTY_SOURCES: &str = "window.got = []; window.sources = []; \
+    for (let i = 0; i < 20; i++) { \
+      window.got.push(0); \
+      const source = new EventSource('/v1/stream/AAPL'); \
+      source.addEventListener('quote', () => { window.got[i] += 1; }); \
+      window.sources.push(source); \
+    } true";
+
+/// A config for `run` in front of `sim`, with `extra` `[bridge]` lines.
+fn edge_config(dir: &Path, name: &str, sim: &str, extra: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    let text = format!(
+        "[upstream]\nurl_template = \"{sim}/v1/quotes/{{topic}}/stream\"\n\
+         [bridge]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{extra}"
+    );
+    std::fs::write(&path, text).expect("the config is written");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_event_sources_on_one_origin_receive_over_http2_and_the_seventh_stalls_over_http1() {
+    let sim = sse_upstream_sim::Sim::builder()
+        .topics(["AAPL"])
+        .events_per_sec(20.0)
+        .start("127.0.0.1:0")
+        .await
+        .expect("the simulator starts");
+    let dir = std::env::temp_dir().join(format!("ssegate-browser-h2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let ca = ssegate_tests::tls::TestCa::new();
+    let leaf = ca.leaf(&["127.0.0.1"]);
+    let (cert, key) = leaf.write(&dir, "edge");
+    let tls = format!(
+        "tls = {{ cert_file = \"{}\", key_file = \"{}\" }}\n",
+        cert.display(),
+        key.display()
+    );
+    let secure = edge_config(&dir, "secure", &sim.url(), &tls);
+    let secure = Gateway::spawn(&[
+        "run",
+        "--config",
+        secure.to_str().expect("UTF-8"),
+        "--log-format",
+        "text",
+    ]);
+    let browser = Browser::launch_with(
+        "h2",
+        &[format!(
+            "--ignore-certificate-errors-spki-list={}",
+            leaf.spki_sha256
+        )],
+    );
+    // A page of the gateway's origin (a 404 is still a document of it).
+    let mut page = browser.open(&format!("https://{}/page", secure.addr)).await;
+    page.wait_for("document.readyState === 'complete'", "the page")
+        .await;
+    assert_eq!(page.eval(TWENTY_SOURCES).await, Value::Bool(true));
+    page.wait_for(
+        "window.got.every((n) => n >= 3)",
+        "events on all 20 EventSources over HTTP/2",
+    )
+    .await;
+    let metrics = http(&secure.admin, "GET", "/metrics", &[]);
+    assert_eq!(
+        counter(&metrics, "ssegate_bridge_streams"),
+        20.0,
+        "{metrics}"
+    );
+    let connections = counter(&metrics, "ssegate_bridge_connections{listener=\"streams\"}");
+    assert!(
+        connections <= 2.0,
+        "20 streams on one connection (and the page's): {connections}"
+    );
+
+    // The control: the same page over cleartext HTTP/1.1.
+    let plain = edge_config(&dir, "plain", &sim.url(), "");
+    let plain = Gateway::spawn(&[
+        "run",
+        "--config",
+        plain.to_str().expect("UTF-8"),
+        "--log-format",
+        "text",
+    ]);
+    let mut page = browser.open(&format!("http://{}/page", plain.addr)).await;
+    page.wait_for("document.readyState === 'complete'", "the page")
+        .await;
+    assert_eq!(page.eval(TWENTY_SOURCES).await, Value::Bool(true));
+    page.wait_for(
+        "window.got.filter((n) => n > 0).length >= 6",
+        "events on the first six EventSources",
+    )
+    .await;
+    // Wall clock: three seconds (60 events) for a seventh that must not come.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let receiving = page.eval("window.got.filter((n) => n > 0).length").await;
+    assert_eq!(
+        receiving,
+        json!(6),
+        "six connections per origin over HTTP/1.1"
+    );
+    let waiting = page
+        .eval("window.sources.filter((s) => s.readyState === EventSource.CONNECTING).length")
+        .await;
+    assert_eq!(waiting, json!(14), "the 7th to the 20th stall");
+    let _ = std::fs::remove_dir_all(&dir);
 }
