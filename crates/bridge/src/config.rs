@@ -405,11 +405,13 @@ impl BridgeConfig {
             .load()
             .map_err(|e| ConfigError::new(format!("auth.{}", e.key), e.reason))?;
         // The certificates too: unreadable, mismatched or expired.
-        if let Some(tls) = &self.tls {
-            tls.load("tls")?;
-        }
-        if let Some(tls) = &self.admin_tls {
-            tls.load("admin_tls")?;
+        let pairs = [(&self.tls, "tls"), (&self.admin_tls, "admin_tls")];
+        for (files, key) in pairs {
+            if let Some(files) = files {
+                files
+                    .load(key)
+                    .map_err(|e| ConfigError::new(e.key, e.reason))?;
+            }
         }
         Ok(())
     }

@@ -223,7 +223,7 @@ async fn stream<C: Connector>(
     let req = Request::from_parts(parts, ());
     // This stream's own kill: a stalled stream is reset alone.
     let kill = Arc::new(Notify::new());
-    let route = crate::server::route_stream(shared, req, peer, kill.clone());
+    let route = crate::route::stream(shared, req, peer, kill.clone());
     let reply = tokio::select! {
         reply = route => reply,
         _ = poll_fn(|cx| respond.poll_reset(cx)) => return Ended::ClientReset,

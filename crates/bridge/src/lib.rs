@@ -96,6 +96,7 @@ mod policy;
 mod queue;
 mod reload;
 mod reply;
+mod route;
 mod server;
 mod state;
 mod subscribe;
@@ -104,7 +105,7 @@ mod window;
 pub use auth::{AuthConfig, AuthConfigError, JwtConfig, Secret};
 pub use config::{AdminToken, BridgeConfig, ConfigError};
 pub use edge::forwarded::Cidr;
-pub use edge::tls::{Pair, TlsFiles};
+pub use edge::tls::{Pair, TlsError, TlsFiles};
 pub use hooks::{
     ClusterSummary, ClusterView, HeapStats, Hooks, LogControl, ProcessProbe, Reload, ReloadSource,
     RenderMetrics,

@@ -75,6 +75,27 @@ pub const H2_RAPID_RESET: &str = "ssegate_bridge_h2_rapid_reset_closed_total";
 /// (the flow-control window stayed shut for the write timeout).
 pub const H2_STALLED: &str = "ssegate_bridge_h2_streams_stalled_total";
 
+/// Why a TLS handshake failed (the `reason` label of [`TLS_FAILURES`]):
+/// no ClientHello in time, the client left, a socket error, the client's
+/// alert that our certificate expired, that it does not trust it, another
+/// alert, nothing in common (versions, ciphers, ALPN), not TLS at all
+/// (plain HTTP on the TLS port), anything else.
+pub const TLS_FAILURE_REASONS: [&str; 9] = [
+    "timeout",
+    "eof",
+    "io",
+    "peer_says_expired",
+    "peer_rejects_certificate",
+    "alert",
+    "incompatible",
+    "not_tls",
+    "other",
+];
+
+/// Why a PROXY header was not accepted (the `reason` label of
+/// [`PROXY_FAILURES`]).
+pub const PROXY_FAILURE_REASONS: [&str; 3] = ["malformed", "timeout", "eof"];
+
 /// Refusal reasons (the `reason` label of [`REFUSED`]).
 const REFUSALS: [&str; 10] = [
     "ip_rate",
@@ -200,7 +221,7 @@ fn describe_edge() {
         "TLS handshakes that failed (labels: listener, reason)."
     );
     for listener in ["streams", "admin"] {
-        for reason in crate::edge::tls::FAILURES {
+        for reason in TLS_FAILURE_REASONS {
             counter!(TLS_FAILURES, "listener" => listener, "reason" => reason).increment(0);
         }
     }
@@ -209,7 +230,7 @@ fn describe_edge() {
         Unit::Count,
         "Connections refused for a missing, malformed or late PROXY header (label: reason)."
     );
-    for reason in crate::edge::proxy::FAILURES {
+    for reason in PROXY_FAILURE_REASONS {
         counter!(PROXY_FAILURES, "reason" => reason).increment(0);
     }
     describe_counter!(

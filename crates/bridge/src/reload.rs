@@ -324,7 +324,9 @@ fn certificates<'a, C: Connector>(
     ];
     for (certificate, files, key) in listeners {
         if let (Some(certificate), Some(files)) = (certificate, files) {
-            let pair = files.load(key).map_err(ReloadError::Invalid)?;
+            let pair = files
+                .load(key)
+                .map_err(|e| ReloadError::Invalid(ConfigError::new(e.key, e.reason)))?;
             pairs.push((certificate, pair, key));
         }
     }

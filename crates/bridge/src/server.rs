@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::Request;
 use http::header::ORIGIN;
-use http::{Method, Request};
 use http_body_util::BodyExt as _;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
@@ -46,12 +46,9 @@ use crate::metrics;
 use crate::queue::Closed;
 use crate::reload::Reloader;
 use crate::reply;
+use crate::route;
 use crate::state::{Shared, duration_ms, stopped};
 use crate::subscribe;
-
-/// The demo page (`bridge.demo_page`): an `EventSource` on the topics in
-/// its URL. No external assets.
-const DEMO_PAGE: &str = include_str!("demo.html");
 
 /// A running gateway. [`shutdown`](Self::shutdown) drains it.
 pub struct GatewayHandle<C: Connector> {
@@ -498,29 +495,6 @@ async fn serve_streams<C: Connector, I>(
     }
 }
 
-/// A request on the stream listener from `peer` (the connection's, or the
-/// PROXY header's), whatever its protocol: CORS preflight, the demo page,
-/// or a stream. `kill` ends the request's connection (HTTP/1.1) or stream
-/// (HTTP/2) when its subscriber stalls.
-pub(crate) async fn route_stream<C: Connector, B>(
-    shared: &Arc<Shared<C>>,
-    req: Request<B>,
-    peer: IpAddr,
-    kill: Arc<Notify>,
-) -> reply::Reply {
-    let origin = req.headers().get(ORIGIN).cloned();
-    let mut reply = if req.method() == Method::OPTIONS {
-        reply::preflight()
-    } else if shared.config.demo_page && req.uri().path() == "/" {
-        reply::html(DEMO_PAGE)
-    } else {
-        let ip = shared.client_ip(peer, req.headers());
-        subscribe::stream(shared, req, ip, kill).await
-    };
-    reply::cors(&shared.config, origin.as_ref(), &mut reply);
-    reply
-}
-
 /// One connection through hyper (HTTP/1.1 and HTTP/2): the admin listener,
 /// and whatever the streams' fast path does not take.
 async fn serve_hyper<C: Connector, I>(
@@ -543,7 +517,7 @@ async fn serve_hyper<C: Connector, I>(
             let in_flight = activity.enter();
             async move {
                 let reply = match role {
-                    Role::Streams => route_stream(&shared, req, peer, kill).await,
+                    Role::Streams => route::stream(&shared, req, peer, kill).await,
                     Role::Admin => admin::route(&shared, req, peer).await,
                 };
                 Ok::<_, Infallible>(reply.map(|body| {

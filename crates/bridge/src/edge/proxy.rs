@@ -18,9 +18,6 @@ const MAX_HEADER: usize = 4096;
 /// The longest v1 line, CRLF included.
 const V1_MAX: usize = 107;
 
-/// Why a connection's header was not accepted (the `reason` label).
-pub(crate) const FAILURES: [&str; 3] = ["malformed", "timeout", "eof"];
-
 /// What the header said.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Proxied {
@@ -36,7 +33,8 @@ pub(crate) struct Proxied {
 ///
 /// # Errors
 ///
-/// A reason from [`FAILURES`]: the connection is to be closed.
+/// A reason from `metrics::PROXY_FAILURE_REASONS`: the connection is to
+/// be closed.
 pub(crate) async fn read<I: AsyncRead + Unpin>(
     io: &mut I,
     timeout: Duration,

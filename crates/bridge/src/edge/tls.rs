@@ -25,7 +25,6 @@ use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
 
-use crate::config::ConfigError;
 use crate::metrics;
 
 /// Where a listener's certificate and key are: PEM files, the certificate
@@ -51,6 +50,23 @@ impl fmt::Debug for TlsFiles {
     }
 }
 
+/// Why a pair was refused: the key (`tls.cert_file`, say) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsError {
+    /// The configuration key, as in the `[bridge]` table.
+    pub key: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+impl std::error::Error for TlsError {}
+
 /// A loaded pair: what the resolver serves, and when its leaf expires.
 #[derive(Debug, Clone)]
 pub struct Pair {
@@ -67,8 +83,11 @@ impl TlsFiles {
     /// # Errors
     ///
     /// What is wrong, naming the file.
-    pub fn load(&self, key: &'static str) -> Result<Pair, ConfigError> {
-        let err = |field: &str, why: String| ConfigError::new(format!("{key}.{field}"), why);
+    pub fn load(&self, key: &'static str) -> Result<Pair, TlsError> {
+        let err = |field: &str, reason: String| TlsError {
+            key: format!("{key}.{field}"),
+            reason,
+        };
         let cert_pem = std::fs::read(&self.cert_file)
             .map_err(|e| err("cert_file", format!("{}: {e}", self.cert_file.display())))?;
         let key_pem = std::fs::read(&self.key_file)
@@ -163,11 +182,14 @@ impl ResolvesServerCert for Current {
 
 impl Certificate {
     /// TLS for `listener` with `pair`.
-    pub(crate) fn new(listener: &'static str, pair: Pair) -> Result<Self, ConfigError> {
+    pub(crate) fn new(listener: &'static str, pair: Pair) -> Result<Self, TlsError> {
         let current = Arc::new(Current(RwLock::new(pair)));
         let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| ConfigError::new("tls", e.to_string()))?
+            .map_err(|e| TlsError {
+                key: "tls".into(),
+                reason: e.to_string(),
+            })?
             .with_no_client_auth()
             .with_cert_resolver(current.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -217,7 +239,8 @@ impl Certificate {
     }
 }
 
-/// A handshake failure's `reason` label (a fixed set).
+/// A handshake failure's `reason` label (one of
+/// [`metrics::TLS_FAILURE_REASONS`]).
 fn failure(e: &std::io::Error) -> &'static str {
     use rustls::{AlertDescription as A, Error as E};
     let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<E>()) else {
@@ -239,17 +262,3 @@ fn failure(e: &std::io::Error) -> &'static str {
         _ => "other",
     }
 }
-
-/// Every `reason` label [`failure`] gives (described up front, so a
-/// dashboard sees zeros).
-pub(crate) const FAILURES: [&str; 9] = [
-    "timeout",
-    "eof",
-    "io",
-    "peer_says_expired",
-    "peer_rejects_certificate",
-    "alert",
-    "incompatible",
-    "not_tls",
-    "other",
-];
