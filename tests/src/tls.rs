@@ -98,19 +98,36 @@ impl TestCa {
 
     /// A rustls client that trusts this CA only and offers `alpn`.
     pub fn client(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(self.pem().as_bytes()) {
-            roots.add(cert.expect("PEM")).expect("a CA");
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        tokio_rustls::TlsConnector::from(Arc::new(config))
+        client_trusting(&self.pem(), alpn).expect("the CA's own PEM")
     }
+}
+
+/// A rustls client that trusts the CA certificates in `ca_pem` only and
+/// offers `alpn`.
+///
+/// # Errors
+///
+/// `ca_pem` holds no usable certificate.
+pub fn client_trusting(
+    ca_pem: &str,
+    alpn: &[&[u8]],
+) -> Result<tokio_rustls::TlsConnector, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        let cert = cert.map_err(|e| format!("CA PEM: {e}"))?;
+        roots.add(cert).map_err(|e| format!("CA: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("no CA certificate".into());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 impl Default for TestCa {

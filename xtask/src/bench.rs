@@ -351,6 +351,8 @@ pub(crate) struct Fanout<'a> {
     pub(crate) peer: Option<&'a str>,
     /// Another ssegate binary measured in the same run (before and after).
     pub(crate) baseline: Option<&'a Path>,
+    /// ssegate over TLS too (HTTP/1.1 and HTTP/2).
+    pub(crate) tls: bool,
     /// 100 subscribers only.
     pub(crate) quick: bool,
     /// Write the table into the README.
@@ -386,6 +388,9 @@ pub(crate) fn fanout(root: &Path, run: &Fanout<'_>) -> Result<()> {
     }
     if let Some(baseline) = run.baseline {
         cmd.arg("--baseline").arg(baseline);
+    }
+    if run.tls {
+        cmd.arg("--tls");
     }
     if run.quick {
         cmd.arg("--quick");

@@ -53,6 +53,10 @@ enum Cmd {
         /// of an earlier commit) in the same run: before and after.
         #[arg(long)]
         baseline: Option<std::path::PathBuf>,
+        /// With `fanout`: also ssegate over TLS (HTTP/1.1 and HTTP/2), next
+        /// to cleartext, in the same run.
+        #[arg(long)]
+        tls: bool,
         /// Small inputs, for a quick look (the ratios are less stable).
         #[arg(long)]
         quick: bool,
@@ -94,6 +98,7 @@ fn try_main() -> Result<()> {
             suite: Some(suite),
             peer,
             baseline,
+            tls,
             quick,
             update_readme,
             ..
@@ -102,6 +107,7 @@ fn try_main() -> Result<()> {
             &bench::Fanout {
                 peer: peer.as_deref(),
                 baseline: baseline.as_deref(),
+                tls,
                 quick,
                 update_readme,
             },
@@ -270,8 +276,9 @@ fn ci(root: &Path, keep_going: bool) -> Result<()> {
             )
         }),
         step("fan-out bench smoke", || {
-            // 100 subscribers against ssegate and nchan: the harness and the
-            // peer still work; the full run is `cargo xtask bench fanout`.
+            // 100 subscribers against ssegate (cleartext, HTTP/1.1 and
+            // HTTP/2 over TLS) and nchan: the harness and the peer still
+            // work; the full run is `cargo xtask bench fanout`.
             // Last, because it builds the gateway without the soak feature:
             // the two soak steps above then share one build.
             bench::fanout(
@@ -279,6 +286,7 @@ fn ci(root: &Path, keep_going: bool) -> Result<()> {
                 &bench::Fanout {
                     peer: Some("nchan"),
                     baseline: None,
+                    tls: true,
                     quick: true,
                     update_readme: false,
                 },

@@ -407,9 +407,12 @@ async fn serve<C: Connector, I>(
     match role {
         Role::Admin => match &shared.admin_tls {
             Some(tls) => {
-                if let Some(io) = tls.accept(io, timeout).await {
-                    Box::pin(serve_hyper(io, peer.ip(), &shared, &mut stop, role)).await;
-                }
+                Box::pin(async {
+                    if let Some(io) = tls.accept(io, timeout).await {
+                        serve_hyper(io, peer.ip(), &shared, &mut stop, role).await;
+                    }
+                })
+                .await;
             }
             None => Box::pin(serve_hyper(io, peer.ip(), &shared, &mut stop, role)).await,
         },
@@ -431,7 +434,10 @@ async fn serve<C: Connector, I>(
                 Err(reason) => metrics::record_proxy_failure(reason),
             }
         }
-        Role::Streams => Box::pin(serve_streams_tls(io, peer.ip(), &shared, &mut stop)).await,
+        // Inline: the cleartext HTTP/1.1 subscription is what the gateway
+        // holds by the thousand, and every other path is boxed below, so
+        // this task stays the size of that one.
+        Role::Streams => serve_streams_tls(io, peer.ip(), &shared, &mut stop).await,
     }
 }
 
@@ -447,14 +453,17 @@ async fn serve_streams_tls<C: Connector, I>(
 {
     match &shared.tls {
         Some(tls) => {
-            let Some(io) = tls.accept(io, shared.config.header_read_timeout).await else {
-                return;
-            };
-            if io.get_ref().1.alpn_protocol() == Some(b"h2") {
-                http2::serve(io, peer, shared, stop).await;
-            } else {
-                serve_streams(io, peer, shared, stop).await;
-            }
+            Box::pin(async {
+                let Some(io) = tls.accept(io, shared.config.header_read_timeout).await else {
+                    return;
+                };
+                if io.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    http2::serve(io, peer, shared, stop).await;
+                } else {
+                    serve_streams(io, peer, shared, stop).await;
+                }
+            })
+            .await;
         }
         None => serve_streams(io, peer, shared, stop).await,
     }
@@ -484,12 +493,13 @@ async fn serve_streams<C: Connector, I>(
             // shared by every stream, at each of this stream's events.)
             let _ = h1::respond(&mut io, reply, &kill).await;
         }
+        // Boxed: neither may size the fast path's task (see `serve`).
         h1::Head::Other(read) if read.starts_with(&http2::PREFACE[..14]) => {
-            http2::serve(h1::Rewind::new(read, io), peer, shared, stop).await;
+            Box::pin(http2::serve(h1::Rewind::new(read, io), peer, shared, stop)).await;
         }
         h1::Head::Other(read) => {
             let io = h1::Rewind::new(read, io);
-            serve_hyper(io, peer, shared, stop, Role::Streams).await;
+            Box::pin(serve_hyper(io, peer, shared, stop, Role::Streams)).await;
         }
         h1::Head::Gone => {}
     }

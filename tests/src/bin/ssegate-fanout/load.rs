@@ -11,6 +11,10 @@
 //! - `stats`: `{"events":..,"bytes":..,"open":..,"errors":..,"p50_us":..,..}`.
 //! - `close`: closes every stream; answers when they are gone.
 //!
+//! With `--tls <ca.pem>` each stream is HTTP/1.1 over TLS; with
+//! `--h2-streams <k>` as well, streams are HTTP/2 over TLS, `k` to a
+//! connection (a dashboard's tab).
+//!
 //! Counting is cheap on purpose (a `memmem` for `\ndata:` per frame, the
 //! last bytes carried over frame boundaries): the load generator shares the
 //! machine with the server and must not be what limits the measurement.
@@ -24,7 +28,7 @@ use anyhow::{Context as _, Result};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio::sync::{Notify, Semaphore, watch};
 
 /// What a load process is told.
@@ -39,27 +43,39 @@ pub(crate) struct LoadArgs {
     /// Source addresses (loopback), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub(crate) sources: Vec<IpAddr>,
+    /// TLS, trusting the CA certificate in this PEM file.
+    #[arg(long)]
+    pub(crate) tls: Option<std::path::PathBuf>,
+    /// HTTP/2 (needs `--tls`): this many streams per connection.
+    #[arg(long, default_value_t = 0, requires = "tls")]
+    pub(crate) h2_streams: u64,
 }
 
+/// A stream's connection: TCP, or TLS over it.
+pub(crate) trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 #[derive(Default)]
-struct Counters {
+pub(crate) struct Counters {
     events: AtomicU64,
     bytes: AtomicU64,
-    open: AtomicU64,
-    errors: AtomicU64,
+    pub(crate) open: AtomicU64,
+    pub(crate) errors: AtomicU64,
     unparsed: AtomicU64,
     latency_on: AtomicBool,
 }
 
-struct Shared {
-    args: LoadArgs,
-    counters: Counters,
+pub(crate) struct Shared {
+    pub(crate) args: LoadArgs,
+    pub(crate) counters: Counters,
     /// Sharded by stream, so that a thousand streams recording the same
     /// event do not queue on one lock (the load generator must stay cheap).
     latency: Vec<Mutex<Histogram<u64>>>,
     /// Bumped to close every stream open (each holds a receiver from
     /// before it was spawned, so none misses it).
-    close: watch::Sender<u64>,
+    pub(crate) close: watch::Sender<u64>,
+    /// The TLS client (`--tls`), offering `h2` or `http/1.1`.
+    tls: Option<tokio_rustls::TlsConnector>,
 }
 
 pub(crate) fn main(args: LoadArgs) -> Result<()> {
@@ -71,7 +87,20 @@ pub(crate) fn main(args: LoadArgs) -> Result<()> {
 }
 
 async fn run(args: LoadArgs) -> Result<()> {
+    let tls = match &args.tls {
+        Some(ca) => {
+            let pem = std::fs::read_to_string(ca).context("--tls")?;
+            let alpn: &[&[u8]] = if args.h2_streams > 0 {
+                &[b"h2"]
+            } else {
+                &[b"http/1.1"]
+            };
+            Some(ssegate_tests::tls::client_trusting(&pem, alpn).map_err(anyhow::Error::msg)?)
+        }
+        None => None,
+    };
     let shared = Arc::new(Shared {
+        tls,
         args,
         counters: Counters::default(),
         latency: (0..SHARDS)
@@ -86,7 +115,11 @@ async fn run(args: LoadArgs) -> Result<()> {
         let answer = match words.as_slice() {
             ["connect", n] => {
                 let n: u64 = n.parse().context("connect <n>")?;
-                connect(&shared, &mut streams, n).await
+                if shared.args.h2_streams > 0 {
+                    crate::h2load::connect(&shared, &mut streams, n).await
+                } else {
+                    connect(&shared, &mut streams, n).await
+                }
             }
             ["latency", on] => {
                 shared
@@ -195,14 +228,8 @@ async fn connect(
 /// no HTTP machinery on the read path: the load generator must cost as
 /// little as possible); returns the socket once the head says 200, with
 /// what came after the head.
-async fn open(shared: &Shared, source: IpAddr) -> Result<(TcpStream, Vec<u8>)> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(source, 0))?;
-    let mut stream =
-        tokio::time::timeout(Duration::from_secs(30), socket.connect(shared.args.server))
-            .await
-            .context("connect timeout")??;
-    stream.set_nodelay(true)?;
+async fn open(shared: &Shared, source: IpAddr) -> Result<(Box<dyn Io>, Vec<u8>)> {
+    let mut stream = dial(shared, source).await?;
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
         shared.args.path, shared.args.server
@@ -229,6 +256,24 @@ async fn open(shared: &Shared, source: IpAddr) -> Result<(TcpStream, Vec<u8>)> {
     Ok((stream, head[end..].to_vec()))
 }
 
+/// A connection to the server from `source`, through TLS with `--tls`.
+pub(crate) async fn dial(shared: &Shared, source: IpAddr) -> Result<Box<dyn Io>> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    let stream = tokio::time::timeout(Duration::from_secs(30), socket.connect(shared.args.server))
+        .await
+        .context("connect timeout")??;
+    stream.set_nodelay(true)?;
+    let Some(tls) = &shared.tls else {
+        return Ok(Box::new(stream));
+    };
+    let name = rustls::pki_types::ServerName::IpAddress(shared.args.server.ip().into());
+    let stream = tokio::time::timeout(Duration::from_secs(30), tls.connect(name, stream))
+        .await
+        .context("TLS handshake timeout")??;
+    Ok(Box::new(stream))
+}
+
 const MARK: &[u8] = b"\ndata:";
 
 /// Latency histogram shards.
@@ -240,15 +285,13 @@ const SHARDS: usize = 16;
 async fn read(
     shared: &Shared,
     shard: usize,
-    opened: (TcpStream, Vec<u8>),
+    opened: (Box<dyn Io>, Vec<u8>),
     mut closed: watch::Receiver<u64>,
 ) {
     let (mut stream, first) = opened;
     let c = &shared.counters;
     c.open.fetch_add(1, Ordering::SeqCst);
-    let finder = memchr::memmem::Finder::new(MARK);
-    // The end of the previous read: a mark split over two reads.
-    let mut carry: Vec<u8> = Vec::with_capacity(MARK.len() * 2);
+    let mut marks = Marks::default();
     let mut buf = vec![0u8; 16 * 1024];
     let mut pending = Some(first);
     loop {
@@ -268,22 +311,51 @@ async fn read(
                 Ok(n) => &buf[..n],
             }
         };
-        c.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-        let mut n = finder.find_iter(data).count() as u64;
-        if !carry.is_empty() {
-            let take = data.len().min(MARK.len() - 1);
-            carry.extend_from_slice(&data[..take]);
-            n += finder.find_iter(&carry).count() as u64;
-        }
-        carry.clear();
-        let tail = data.len().saturating_sub(MARK.len() - 1);
-        carry.extend_from_slice(&data[tail..]);
-        c.events.fetch_add(n, Ordering::Relaxed);
-        if c.latency_on.load(Ordering::Relaxed) {
-            record_latency(shared, shard, data);
-        }
+        received(shared, shard, &mut marks, data);
     }
     c.open.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Counts what one read of a stream brought: bytes, events, latencies.
+pub(crate) fn received(shared: &Shared, shard: usize, marks: &mut Marks, data: &[u8]) {
+    let c = &shared.counters;
+    c.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+    c.events.fetch_add(marks.count(data), Ordering::Relaxed);
+    if c.latency_on.load(Ordering::Relaxed) {
+        record_latency(shared, shard, data);
+    }
+}
+
+/// `\ndata:` marks in a stream's reads, one split over two reads counted
+/// once.
+pub(crate) struct Marks {
+    finder: memchr::memmem::Finder<'static>,
+    /// The end of the previous read.
+    carry: Vec<u8>,
+}
+
+impl Default for Marks {
+    fn default() -> Self {
+        Self {
+            finder: memchr::memmem::Finder::new(MARK),
+            carry: Vec::with_capacity(MARK.len() * 2),
+        }
+    }
+}
+
+impl Marks {
+    fn count(&mut self, data: &[u8]) -> u64 {
+        let mut n = self.finder.find_iter(data).count() as u64;
+        if !self.carry.is_empty() {
+            let take = data.len().min(MARK.len() - 1);
+            self.carry.extend_from_slice(&data[..take]);
+            n += self.finder.find_iter(&self.carry).count() as u64;
+        }
+        self.carry.clear();
+        let tail = data.len().saturating_sub(MARK.len() - 1);
+        self.carry.extend_from_slice(&data[tail..]);
+        n
+    }
 }
 
 /// Reads `"t":<unix micros>` from each event in `data`.

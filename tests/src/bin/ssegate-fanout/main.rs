@@ -20,6 +20,7 @@
 //! disconnects. Results go to `target/bench/fanout/` (JSON and Markdown);
 //! `--update-readme` writes the table into the README.
 
+mod h2load;
 mod load;
 mod servers;
 
@@ -68,6 +69,11 @@ pub(crate) struct RunArgs {
     /// side, the ratio column ssegate / baseline.
     #[arg(long, conflicts_with = "peer")]
     baseline: Option<PathBuf>,
+    /// Also measure ssegate over TLS in the same run: HTTP/1.1
+    /// (`ssegate-tls`) and HTTP/2 (`ssegate-h2`, 20 streams a connection,
+    /// like a dashboard), each next to cleartext HTTP/1.1.
+    #[arg(long)]
+    tls: bool,
     /// Only 100 subscribers, short phases (a smoke run).
     #[arg(long)]
     quick: bool,
@@ -136,14 +142,25 @@ struct Load {
     stdout: BufReader<ChildStdout>,
 }
 
+/// HTTP/2 streams per connection in the `ssegate-h2` runs.
+const H2_STREAMS: u64 = 20;
+
 impl Load {
-    fn spawn(server: std::net::SocketAddr, path: &str) -> Result<Self> {
+    fn spawn(server: &Server, name: &str) -> Result<Self> {
         // Eight source addresses: room for ephemeral ports over the cycles.
         let sources: Vec<String> = (2..10).map(|i| format!("127.0.0.{i}")).collect();
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["load", "--server", &server.to_string(), "--path", path])
+        let mut command = Command::new(std::env::current_exe()?);
+        command
+            .args(["load", "--server", &server.addr.to_string(), "--path", &server.path])
             .arg("--sources")
-            .arg(sources.join(","))
+            .arg(sources.join(","));
+        if let Some(ca) = &server.ca {
+            command.arg("--tls").arg(ca);
+        }
+        if name == "ssegate-h2" {
+            command.args(["--h2-streams", &H2_STREAMS.to_string()]);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -206,6 +223,10 @@ fn run(args: &RunArgs) -> Result<()> {
     if args.baseline.is_some() {
         servers.push("baseline".into());
     }
+    if args.tls {
+        servers.push("ssegate-tls".into());
+        servers.push("ssegate-h2".into());
+    }
     for name in &servers {
         println!("== {name}");
         let outcome = runtime.block_on(measure(args, name))?;
@@ -230,7 +251,7 @@ async fn measure(args: &RunArgs, name: &str) -> Result<Outcome> {
     std::fs::create_dir_all(&dir)?;
     let server = Server::start(name, &args.ssegate, args.baseline.as_deref(), &dir).await?;
     let mut publisher = Publisher::connect(&server).await?;
-    let mut load = Load::spawn(server.addr, &server.path)?;
+    let mut load = Load::spawn(&server, name)?;
     let counts: &[u64] = if !args.counts.is_empty() {
         &args.counts
     } else if args.quick {
@@ -383,25 +404,22 @@ fn table(outcomes: &[Outcome], quick: bool) -> String {
     ));
     let by_n = |o: &Outcome, n: u64| o.steps.iter().find(|s| s.subscribers == n).cloned();
     let ours = &outcomes[0];
-    let peer = outcomes.get(1);
+    let ratios = ratios(&names);
     out.push_str("| subscribers | measure |");
     for name in &names {
         out.push_str(&format!(" {name} |"));
     }
-    if peer.is_some() {
-        out.push_str(" ratio |");
+    for (a, b) in &ratios {
+        out.push_str(&format!(" {} / {} |", names[*a], names[*b]));
     }
     out.push('\n');
     out.push_str("|---:|---|");
-    for _ in &names {
-        out.push_str("---:|");
-    }
-    if peer.is_some() {
+    for _ in names.iter().chain(ratios.iter().map(|_| &"")) {
         out.push_str("---:|");
     }
     out.push('\n');
     type Measure = fn(&Step) -> f64;
-    let rows: [(&str, Measure); 6] = [
+    let rows: [(&str, Measure); 7] = [
         ("delivered events/s", |s| s.delivered_per_sec),
         ("latency p50 at 20 events/s, ms", |s| s.latency_p50_ms),
         ("latency p99 at 20 events/s, ms", |s| s.latency_p99_ms),
@@ -412,24 +430,29 @@ fn table(outcomes: &[Outcome], quick: bool) -> String {
         ("server CPU during bursts, % of a core", |s| {
             s.burst_cpu_percent
         }),
+        ("server CPU per delivery, µs", |s| {
+            if s.delivered_per_sec > 0.0 {
+                s.burst_cpu_percent / 100.0 / s.delivered_per_sec * 1e6
+            } else {
+                0.0
+            }
+        }),
     ];
     for step in &ours.steps {
         for (label, get) in &rows {
             out.push_str(&format!("| {} | {label} |", step.subscribers));
             let mut values = Vec::new();
             for o in outcomes {
-                match by_n(o, step.subscribers) {
-                    Some(s) => {
-                        let v = get(&s);
-                        values.push(v);
-                        out.push_str(&format!(" {} |", fmt_value(v)));
-                    }
+                let v = by_n(o, step.subscribers).map(|s| get(&s));
+                values.push(v);
+                match v {
+                    Some(v) => out.push_str(&format!(" {} |", fmt_value(v))),
                     None => out.push_str(" - |"),
                 }
             }
-            if peer.is_some() {
-                match values.as_slice() {
-                    [a, b] if *b > 0.0 => out.push_str(&format!(" {:.2}x |", a / b)),
+            for (a, b) in &ratios {
+                match (values[*a], values[*b]) {
+                    (Some(a), Some(b)) if b > 0.0 => out.push_str(&format!(" {:.2}x |", a / b)),
                     _ => out.push_str(" - |"),
                 }
             }
@@ -459,6 +482,28 @@ fn table(outcomes: &[Outcome], quick: bool) -> String {
     }
     out.push('\n');
     out
+}
+
+/// The ratio columns, as (numerator, denominator) indexes into `names`:
+/// ssegate over a peer or a baseline, each TLS variant over cleartext
+/// ssegate.
+fn ratios(names: &[&str]) -> Vec<(usize, usize)> {
+    let at = |name: &str| names.iter().position(|n| *n == name);
+    let mut ratios = Vec::new();
+    let Some(ours) = at("ssegate") else {
+        return ratios;
+    };
+    for peer in ["nchan", "baseline"] {
+        if let Some(peer) = at(peer) {
+            ratios.push((ours, peer));
+        }
+    }
+    for variant in ["ssegate-tls", "ssegate-h2"] {
+        if let Some(variant) = at(variant) {
+            ratios.push((variant, ours));
+        }
+    }
+    ratios
 }
 
 fn fmt_value(v: f64) -> String {

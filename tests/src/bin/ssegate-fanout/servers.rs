@@ -39,10 +39,27 @@ pub(crate) enum Kind {
 
 pub(crate) struct Server {
     pub(crate) addr: SocketAddr,
+    /// The CA to trust when the server speaks TLS (`ssegate-tls`,
+    /// `ssegate-h2`), PEM.
+    pub(crate) ca: Option<PathBuf>,
     /// The subscribers' path.
     pub(crate) path: String,
     pub(crate) kind: Kind,
     child: Child,
+}
+
+/// A test CA's leaf for 127.0.0.1 in `dir` (and the CA in `dir/ca.pem`,
+/// for the load); the `tls = {...}` line that serves it.
+fn tls_files(dir: &Path) -> Result<String> {
+    let dir = std::fs::canonicalize(dir)?;
+    let ca = ssegate_tests::tls::TestCa::new();
+    let (cert, key) = ca.leaf(&["127.0.0.1"]).write(&dir, "edge");
+    std::fs::write(dir.join("ca.pem"), ca.pem())?;
+    Ok(format!(
+        "tls = {{ cert_file = \"{}\", key_file = \"{}\" }}\n",
+        cert.display(),
+        key.display()
+    ))
 }
 
 fn free_port() -> Result<SocketAddr> {
@@ -60,14 +77,17 @@ impl Server {
         dir: &Path,
     ) -> Result<Self> {
         match (name, baseline) {
-            ("ssegate", _) => Self::ssegate(ssegate, dir).await,
-            ("baseline", Some(binary)) => Self::ssegate(binary, dir).await,
+            ("ssegate", _) => Self::ssegate(ssegate, dir, false).await,
+            // The same binary with TLS on its stream listener; the load
+            // speaks HTTP/1.1 or HTTP/2 over it.
+            ("ssegate-tls" | "ssegate-h2", _) => Self::ssegate(ssegate, dir, true).await,
+            ("baseline", Some(binary)) => Self::ssegate(binary, dir, false).await,
             ("nchan", _) => Self::nchan(dir).await,
             (other, _) => bail!("unknown server {other}"),
         }
     }
 
-    async fn ssegate(binary: &Path, dir: &Path) -> Result<Self> {
+    async fn ssegate(binary: &Path, dir: &Path, tls: bool) -> Result<Self> {
         let upstream = TcpListener::bind("127.0.0.1:0").await?;
         let upstream_addr = upstream.local_addr()?;
         let (events, _) = broadcast::channel::<Bytes>(1 << 16);
@@ -87,9 +107,10 @@ max_subscribers = 20000
 max_per_ip = 20000
 new_streams_per_sec = 100000
 new_streams_per_ip_per_sec = 100000
-[log]
+{tls_line}[log]
 level = "warn"
-"#
+"#,
+            tls_line = if tls { tls_files(dir)? } else { String::new() }
         );
         let path = dir.join("ssegate.toml");
         std::fs::write(&path, config)?;
@@ -103,6 +124,7 @@ level = "warn"
             .with_context(|| format!("starting {}", binary.display()))?;
         let server = Self {
             addr,
+            ca: tls.then(|| dir.join("ca.pem")),
             path: format!("/v1/stream/{TOPIC}"),
             kind: Kind::Ssegate {
                 admin,
@@ -183,6 +205,7 @@ http {{
         let server = Self {
             addr,
             path: format!("/sub/{TOPIC}"),
+            ca: None,
             kind: Kind::Nchan { pid_file },
             child,
         };
