@@ -57,6 +57,24 @@ async fn every_metric_the_dashboard_and_the_alerts_query_is_exported() {
     let pool = Pool::new(pool_config(&sim), TcpConnector).expect("a valid pool config");
     let hooks = sse_bridge::Hooks::default().metrics(move || handle.render());
     let gw = common::start(bridge_config(), pool, hooks).await;
+    // The TLS series, as a gateway with `bridge.tls` exports them from its
+    // start (in memory: only its metrics matter here).
+    let dir = std::env::temp_dir().join(format!("ssegate-deploy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    let ca = ssegate_tests::tls::TestCa::new();
+    let (cert_file, key_file) = ca.leaf(&["127.0.0.1"]).write(&dir, "edge");
+    let tls = sse_bridge::BridgeConfig {
+        tls: Some(sse_bridge::TlsFiles {
+            cert_file,
+            key_file,
+        }),
+        ..bridge_config()
+    };
+    let (streams, _) = sse_bridge::memory("127.0.0.1:8443".parse().expect("addr"), 1 << 16);
+    let (admin, _) = sse_bridge::memory("127.0.0.1:9443".parse().expect("addr"), 1 << 16);
+    let tls_pool = Pool::new(pool_config(&sim), TcpConnector).expect("a valid pool config");
+    let tls_gw = sse_bridge::start(tls, tls_pool, streams, admin, sse_bridge::Hooks::default())
+        .expect("a gateway with TLS");
     let mut client = get(gw.addr(), "/v1/stream/AAPL", &[]).await;
     client.events(2).await;
     // Every series is registered when described, and the process gauges
@@ -81,6 +99,8 @@ async fn every_metric_the_dashboard_and_the_alerts_query_is_exported() {
     );
     drop(client);
     gw.shutdown().await;
+    tls_gw.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
     sim.shutdown().await;
 }
 
