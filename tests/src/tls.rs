@@ -108,10 +108,7 @@ impl TestCa {
 /// # Errors
 ///
 /// `ca_pem` holds no usable certificate.
-pub fn client_trusting(
-    ca_pem: &str,
-    alpn: &[&[u8]],
-) -> Result<tokio_rustls::TlsConnector, String> {
+pub fn client_trusting(ca_pem: &str, alpn: &[&[u8]]) -> Result<tokio_rustls::TlsConnector, String> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         let cert = cert.map_err(|e| format!("CA PEM: {e}"))?;

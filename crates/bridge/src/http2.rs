@@ -12,10 +12,11 @@
 //!   policy applies, exactly as when an HTTP/1.1 socket stops draining.
 //!   When its data has not moved for the write timeout, that stream alone
 //!   is reset (`CANCEL`); the connection's other streams go on.
-//! - **Rapid reset is cut.** Every stream the client resets costs a token
-//!   from a bucket of `h2_max_pending_resets` refilled at one a second; an
-//!   empty bucket closes the connection with `ENHANCE_YOUR_CALM`. (`h2`
-//!   itself bounds the resets of streams not yet accepted.)
+//! - **Rapid reset is cut.** Every stream the client resets within a
+//!   second of opening it costs a token from a bucket of
+//!   `h2_max_pending_resets` refilled at one a second; an empty bucket
+//!   closes the connection with `ENHANCE_YOUR_CALM`. (`h2` itself bounds
+//!   the resets of streams not yet accepted.)
 //! - **Drain sends GOAWAY** as soon as the gateway starts draining: the
 //!   client opens its next stream elsewhere while this connection's
 //!   streams end with their `retry:` hints.
@@ -65,12 +66,19 @@ pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_SEND_BUFFER: usize = 64 << 10;
 
 /// How one stream ended.
+#[derive(PartialEq, Eq)]
 enum Ended {
     /// Its body ended, or the gateway reset it.
     Done,
     /// The client reset it.
     ClientReset,
 }
+
+/// A client reset counts against the connection's bucket only when its
+/// stream was younger than this: the attack opens and resets at once,
+/// while a page closing `EventSource`s it has had for a while (a
+/// dashboard switching views) is not one.
+const EARLY_RESET: Duration = Duration::from_secs(1);
 
 /// Serves one HTTP/2 connection (`io` starts with the client's preface)
 /// from `peer`; every request goes through `route`.
@@ -123,7 +131,11 @@ pub(crate) async fn serve<C, I>(
             request = conn.accept() => match request {
                 Some(Ok((req, respond))) => {
                     let shared = shared.clone();
-                    streams.spawn(async move { stream(&shared, req, respond, peer).await });
+                    streams.spawn(async move {
+                        let opened = Instant::now();
+                        let ended = stream(&shared, req, respond, peer).await;
+                        (ended, opened.elapsed())
+                    });
                 }
                 // The client left, or broke the protocol; or the GOAWAY's
                 // streams are done.
@@ -133,7 +145,8 @@ pub(crate) async fn serve<C, I>(
                 if streams.is_empty() {
                     idle_since = Some(Instant::now());
                 }
-                if matches!(ended, Ok(Ended::ClientReset)) && !resets.take(Instant::now()) {
+                let early = matches!(ended, Ok((Ended::ClientReset, lived)) if lived < EARLY_RESET);
+                if early && !resets.take(Instant::now()) {
                     metrics::record_h2_rapid_reset();
                     tracing::warn!(%peer, "HTTP/2 client resets streams in a loop: connection closed");
                     conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);

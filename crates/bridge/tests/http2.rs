@@ -290,3 +290,39 @@ async fn the_drain_sends_goaway_and_open_streams_end_with_their_hint() {
     shutdown.await.expect("drained");
     let _ = tokio::time::timeout(WAIT, connection).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_page_closing_streams_it_has_had_a_while_keeps_its_connection() {
+    let feed = Feed::default();
+    let gw = gateway(&feed, config());
+    let (sender, connection) = raw(&gw, 58000).await;
+    let mut bodies = Vec::new();
+    for _ in 0..30 {
+        let mut ready = sender.clone().ready().await.expect("ready");
+        let (response, _) = ready
+            .send_request(request("/v1/stream/AAPL"), true)
+            .expect("sent");
+        let response = response.await.expect("a response");
+        assert_eq!(response.status(), 200);
+        bodies.push(response.into_body());
+    }
+    // Paused time: the streams have been open two seconds.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // 30 resets at once, more than the burst of 20: not the attack.
+    drop(bodies);
+    until(WAIT, "the streams are released", || {
+        gw.handle.streams() == 0
+    })
+    .await;
+    let mut ready = sender
+        .clone()
+        .ready()
+        .await
+        .expect("the connection is still open");
+    let (response, _) = ready
+        .send_request(request("/v1/stream/AAPL"), true)
+        .expect("sent");
+    assert_eq!(response.await.expect("a response").status(), 200);
+    assert!(!connection.is_finished());
+    gw.handle.shutdown().await;
+}

@@ -46,7 +46,8 @@ pub(crate) async fn connect(
                 }
             };
             let permit = gate.acquire_owned().await;
-            let source = shared.args.sources[usize::try_from(c).unwrap_or(0) % shared.args.sources.len()];
+            let source =
+                shared.args.sources[usize::try_from(c).unwrap_or(0) % shared.args.sources.len()];
             let opened = open(&shared, source, k).await;
             drop(permit);
             let bodies = match opened {
@@ -109,7 +110,12 @@ async fn open(shared: &Shared, source: std::net::IpAddr, k: u64) -> Result<Vec<h
     Ok(bodies)
 }
 
-async fn read(shared: &Shared, shard: usize, mut body: h2::RecvStream, mut closed: watch::Receiver<u64>) {
+async fn read(
+    shared: &Shared,
+    shard: usize,
+    mut body: h2::RecvStream,
+    mut closed: watch::Receiver<u64>,
+) {
     let c = &shared.counters;
     c.open.fetch_add(1, Ordering::SeqCst);
     let mut marks = Marks::default();

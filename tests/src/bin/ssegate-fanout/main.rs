@@ -151,7 +151,13 @@ impl Load {
         let sources: Vec<String> = (2..10).map(|i| format!("127.0.0.{i}")).collect();
         let mut command = Command::new(std::env::current_exe()?);
         command
-            .args(["load", "--server", &server.addr.to_string(), "--path", &server.path])
+            .args([
+                "load",
+                "--server",
+                &server.addr.to_string(),
+                "--path",
+                &server.path,
+            ])
             .arg("--sources")
             .arg(sources.join(","));
         if let Some(ca) = &server.ca {
