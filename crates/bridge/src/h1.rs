@@ -152,6 +152,9 @@ pub(crate) async fn respond<I: AsyncRead + AsyncWrite + Unpin>(
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
+    // Written into `head`: the header map (its heap part too) is not held
+    // for the stream's life.
+    drop(parts);
     // A refusal has its whole (small) body at hand: length-delimited, and
     // the connection closes after it.
     if let Some(length) = body.size_hint().exact() {

@@ -418,21 +418,24 @@ async fn serve<C: Connector, I>(
         },
         Role::Streams if shared.config.proxy_protocol => {
             // The balancer's header comes first, in clear (see `edge`).
-            match proxy::read(&mut io, timeout).await {
-                Ok(proxied) => {
-                    let believed = {
-                        let trusted = shared.trusted_proxies.read();
-                        trusted.is_empty() || forwarded::trusted(&trusted, peer.ip())
-                    };
-                    let client = proxied
-                        .source
-                        .filter(|_| believed)
-                        .map_or(peer.ip(), |a| a.ip());
-                    let io = h1::Rewind::new(proxied.rest, io);
-                    Box::pin(serve_streams_tls(io, client, &shared, &mut stop)).await;
+            Box::pin(async {
+                match proxy::read(&mut io, timeout).await {
+                    Ok(proxied) => {
+                        let believed = {
+                            let trusted = shared.trusted_proxies.read();
+                            trusted.is_empty() || forwarded::trusted(&trusted, peer.ip())
+                        };
+                        let client = proxied
+                            .source
+                            .filter(|_| believed)
+                            .map_or(peer.ip(), |a| a.ip());
+                        let io = h1::Rewind::new(proxied.rest, io);
+                        serve_streams_tls(io, client, &shared, &mut stop).await;
+                    }
+                    Err(reason) => metrics::record_proxy_failure(reason),
                 }
-                Err(reason) => metrics::record_proxy_failure(reason),
-            }
+            })
+            .await;
         }
         // Inline: the cleartext HTTP/1.1 subscription is what the gateway
         // holds by the thousand, and every other path is boxed below, so
