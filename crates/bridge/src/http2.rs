@@ -257,6 +257,10 @@ async fn stream<C: Connector>(
 /// most `MAX_SEND_BUFFER` per stream, and trickles it out as WINDOW_UPDATEs
 /// come).
 async fn pipe(mut send: SendStream<Bytes>, mut body: Body, kill: &Notify) -> Ended {
+    // One registration for the whole stream, not one per frame (a new
+    // `Notified` takes the Notify's lock when polled and when dropped).
+    let killed = kill.notified();
+    tokio::pin!(killed);
     loop {
         // Window first: while the client takes nothing, the subscriber's
         // queue holds (and bounds) what waits for it.
@@ -274,13 +278,16 @@ async fn pipe(mut send: SendStream<Bytes>, mut body: Body, kill: &Notify) -> End
                 open = window => if !open {
                     return Ended::ClientReset;
                 },
-                () = kill.notified() => return cut(&mut send),
+                () = &mut killed => return cut(&mut send),
             }
         }
+        // Biased: a frame ready goes out without polling the rest; they
+        // are polled (their wakers registered) when the body has nothing.
         let frame = tokio::select! {
+            biased;
             frame = body.frame() => frame,
             _ = poll_fn(|cx| send.poll_reset(cx)) => return Ended::ClientReset,
-            () = kill.notified() => return cut(&mut send),
+            () = &mut killed => return cut(&mut send),
         };
         let Some(Ok(frame)) = frame else {
             let _ = send.send_data(Bytes::new(), true);

@@ -20,7 +20,6 @@
 //! disconnects. Results go to `target/bench/fanout/` (JSON and Markdown);
 //! `--update-readme` writes the table into the README.
 
-mod h2load;
 mod load;
 mod servers;
 
