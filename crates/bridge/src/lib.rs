@@ -46,10 +46,20 @@
 //! replaces what was dropped), or `conflate` (only the newest queued event
 //! per topic is kept). Queuing never waits, so a slow subscriber never
 //! slows anyone else. A subscriber whose queued data (or goodbye) does not
-//! move for the write timeout is cut: its connection is closed, since a
-//! stalled HTTP/1.1 connection never polls its body (on HTTP/2 that closes
-//! the client's other streams on the same connection too: they share its
-//! stalled socket).
+//! move for the write timeout is cut: on HTTP/1.1 its connection is
+//! closed (a stalled connection never polls its body); on HTTP/2 that one
+//! stream is reset, and the client's other streams on the connection go on
+//! (a stream whose flow-control window stays shut is a slow consumer like
+//! any other).
+//!
+//! # At the edge
+//!
+//! `bridge.tls` and `bridge.admin_tls` put TLS 1.2/1.3 (rustls) on the
+//! listeners, with ALPN `h2` and `http/1.1`; the pair is read again at
+//! every reload. HTTP/2 on the stream listener is served with the `h2`
+//! crate (per-stream resets, the rapid-reset cut, GOAWAY at drain).
+//! `bridge.trusted_proxies` and `bridge.proxy_protocol` give limits, logs
+//! and `/admin/streams` the client's real address behind a balancer.
 //!
 //! # Structure
 //!
@@ -58,7 +68,9 @@
 //! control, reload source, heap and process probes): the bridge reads no
 //! process-wide state, so two gateways can share a process and tests can
 //! run on paused time. Modules: `subscribe` (a request to a stream, or a
-//! typed refusal), `hub`, `queue`, `body` and `h1` (fan-out and writing),
+//! typed refusal), `hub`, `queue`, `body`, `h1` and `http2` (fan-out and
+//! writing), `edge/` (PROXY header, TLS, the client's address), `route`
+//! (what the stream listener answers, whatever the protocol),
 //! `admin/` (the admin listener), `auth/` (subscriber tokens), `reload`
 //! (what a reload applies, key by key), `housekeeping`, `server` (accept,
 //! serve, drain).
