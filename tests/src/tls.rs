@@ -32,7 +32,7 @@ pub struct Leaf {
 }
 
 impl TestCa {
-    /// A new CA, "ssegate test CA <pid> <n>".
+    /// A new CA, named `ssegate test CA <pid> <n>`.
     ///
     /// # Panics
     ///
