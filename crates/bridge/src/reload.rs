@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use sse_conn_pool::Connector;
 
 use crate::config::{BridgeConfig, ConfigError};
-use crate::edge::tls::{Certificate, Pair};
+use crate::edge::tls::{Certificate, Pair, TlsFiles};
 use crate::hooks::Reload;
 use crate::state::{Shared, duration_ms};
 
@@ -262,7 +262,10 @@ impl<C: Connector> Reloader<C> {
             .write_timeout_ms
             .store(duration_ms(in_force.write_timeout), Ordering::Relaxed);
         *shared.auth.write() = Arc::new(authenticator);
-        *shared.trusted_proxies.write() = in_force.trusted_proxies.clone().into();
+        shared
+            .trusted_proxies
+            .write()
+            .clone_from(&in_force.trusted_proxies);
         for (certificate, pair, name) in pairs {
             certificate.swap(pair);
             if !outcome.applied.iter().any(|k| k == name) {
@@ -270,16 +273,8 @@ impl<C: Connector> Reloader<C> {
             }
         }
         // TLS turned on or off: the listener keeps what it started with.
-        let listeners = [
-            (shared.tls.is_some(), new.tls.is_some(), "tls"),
-            (
-                shared.admin_tls.is_some(),
-                new.admin_tls.is_some(),
-                "admin_tls",
-            ),
-        ];
-        for (serving, wanted, name) in listeners {
-            if serving != wanted {
+        for (serving, wanted, name) in tls_listeners(shared, new) {
+            if serving.is_some() != wanted.is_some() {
                 outcome.applied.retain(|k| k != name);
                 outcome.restart.push(name.into());
             }
@@ -314,15 +309,7 @@ fn certificates<'a, C: Connector>(
     new: &BridgeConfig,
 ) -> Result<Vec<(&'a Certificate, Pair, &'static str)>, ReloadError> {
     let mut pairs = Vec::new();
-    let listeners = [
-        (shared.tls.as_ref(), new.tls.as_ref(), "tls"),
-        (
-            shared.admin_tls.as_ref(),
-            new.admin_tls.as_ref(),
-            "admin_tls",
-        ),
-    ];
-    for (certificate, files, key) in listeners {
+    for (certificate, files, key) in tls_listeners(shared, new) {
         if let (Some(certificate), Some(files)) = (certificate, files) {
             let pair = files
                 .load(key)
@@ -331,6 +318,22 @@ fn certificates<'a, C: Connector>(
         }
     }
     Ok(pairs)
+}
+
+/// Each TLS-capable listener: what it serves now, what `new` asks for,
+/// and its key.
+fn tls_listeners<'a, 'b, C: Connector>(
+    shared: &'a Shared<C>,
+    new: &'b BridgeConfig,
+) -> [(Option<&'a Certificate>, Option<&'b TlsFiles>, &'static str); 2] {
+    [
+        (shared.tls.as_ref(), new.tls.as_ref(), "tls"),
+        (
+            shared.admin_tls.as_ref(),
+            new.admin_tls.as_ref(),
+            "admin_tls",
+        ),
+    ]
 }
 
 #[cfg(test)]

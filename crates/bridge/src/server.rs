@@ -167,7 +167,7 @@ pub fn start_with_source<C: Connector, S: Listener, A: Listener>(
         in_force: Mutex::new((*config).clone()),
         tls,
         admin_tls,
-        trusted_proxies: parking_lot::RwLock::new(config.trusted_proxies.clone().into()),
+        trusted_proxies: parking_lot::RwLock::new(config.trusted_proxies.clone()),
         config,
     });
     let (stop, stopped) = watch::channel(false);

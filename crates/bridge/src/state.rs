@@ -66,7 +66,7 @@ pub(crate) struct Shared<C: Connector> {
     /// TLS on the admin listener (`bridge.admin_tls`).
     pub(crate) admin_tls: Option<Certificate>,
     /// `trusted_proxies` in force (reloadable).
-    pub(crate) trusted_proxies: RwLock<Arc<[Cidr]>>,
+    pub(crate) trusted_proxies: RwLock<Vec<Cidr>>,
 }
 
 impl<C: Connector> Shared<C> {
@@ -90,7 +90,9 @@ impl<C: Connector> Shared<C> {
         peer: std::net::IpAddr,
         headers: &http::HeaderMap,
     ) -> std::net::IpAddr {
-        let trusted = self.trusted_proxies.read().clone();
+        // Read in place (a request's worth of parsing under a read lock
+        // that only a reload takes for writing): no copy per request.
+        let trusted = self.trusted_proxies.read();
         if trusted.is_empty() {
             return peer;
         }
