@@ -257,10 +257,12 @@ pub(crate) fn judge(
                 "< 100 ms",
                 h.mean() < 100.0,
             ));
+            let catch_up: u64 = sum(reports, "checker", |r| r.catch_up_events);
             figures.push(figure(
                 "latency p50 / p99 / max",
                 format!(
-                    "{} / {} / {} ms",
+                    "{} / {} / {} ms ({catch_up} events excluded: delayed by an outage, \
+                     or stamped before their checker started)",
                     h.value_at_quantile(0.5),
                     h.value_at_quantile(0.99),
                     h.max()

@@ -681,6 +681,10 @@ pub(crate) fn summary(verdict: &Verdict) -> String {
     }
     let passed = verdict.gates.iter().filter(|g| g.passed).count();
     let failed = verdict.gates.len() - passed;
+    // The failed gates again, last: a CI log often keeps only the tail.
+    for g in verdict.gates.iter().filter(|g| !g.passed) {
+        let _ = write!(out, "\nFAILED: {}: {} (limit {})", g.name, g.value, g.limit);
+    }
     let _ = write!(out, "\n{passed} passed, {failed} failed");
     out
 }
