@@ -41,19 +41,29 @@ pub fn free_port() -> u16 {
 
 impl NatsServer {
     /// Starts a server with JetStream and waits until it accepts.
+    ///
+    /// A free port is free only when asked: a test running alongside may
+    /// take it before this server binds it (then this one exits, and the
+    /// port answers for the other's server). So the server is started with
+    /// a name of its own and waited for until that name answers; if it
+    /// exits first, it is started again on another port.
     pub async fn start() -> Self {
-        let store = std::env::temp_dir().join(format!(
-            "sse-cluster-test-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        let mut server = Self {
-            child: None,
-            port: free_port(),
-            store,
-        };
-        server.restart().await;
-        server
+        for _ in 0..5 {
+            let store = std::env::temp_dir().join(format!(
+                "sse-cluster-test-{}-{}",
+                std::process::id(),
+                free_port()
+            ));
+            let mut server = Self {
+                child: None,
+                port: free_port(),
+                store,
+            };
+            if server.launch().await {
+                return server;
+            }
+        }
+        panic!("nats-server did not start on any of 5 free ports");
     }
 
     /// `nats://127.0.0.1:<port>`.
@@ -71,9 +81,20 @@ impl NatsServer {
 
     /// Starts the server again on the same port and store.
     pub async fn restart(&mut self) {
+        assert!(
+            self.launch().await,
+            "nats-server exited at once on port {}: taken meanwhile?",
+            self.port
+        );
+    }
+
+    /// Starts the server on its port and store; true once it answers there
+    /// under its own name, false if it exited first (the port was taken).
+    async fn launch(&mut self) -> bool {
         self.stop().await;
+        let name = format!("sse-test-{}-{}", std::process::id(), self.port);
         let child = Command::new(binary())
-            .args(["-js", "-a", "127.0.0.1", "-p"])
+            .args(["-js", "-a", "127.0.0.1", "-n", &name, "-p"])
             .arg(self.port.to_string())
             .arg("-sd")
             .arg(&self.store)
@@ -92,9 +113,16 @@ impl NatsServer {
         self.child = Some(child);
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
         let deadline = tokio::time::Instant::now() + START_WAIT;
+        let ours = format!("\"server_name\":\"{name}\"");
         loop {
-            if tokio::net::TcpStream::connect(address).await.is_ok() {
-                return;
+            if answers_as(address, &ours).await {
+                return true;
+            }
+            if let Some(child) = self.child.as_mut()
+                && matches!(child.try_wait(), Ok(Some(_)))
+            {
+                self.child = None;
+                return false;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
@@ -104,6 +132,29 @@ impl NatsServer {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Whether the server at `address` greets with an `INFO` line that
+/// contains `needle` (its name), within a second.
+async fn answers_as(address: SocketAddr, needle: &str) -> bool {
+    let greet = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+        let mut info = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !info.contains(&b'\n') && info.len() < 16 * 1024 {
+            let n = stream.read(&mut buf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            info.extend_from_slice(&buf[..n]);
+        }
+        Some(String::from_utf8_lossy(&info).contains(needle))
+    };
+    tokio::time::timeout(Duration::from_secs(1), greet)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 impl Drop for NatsServer {

@@ -113,6 +113,13 @@ pub struct BridgeConfig {
     pub policy: Policy,
     /// Per-topic slow-consumer policies.
     pub policies: BTreeMap<String, Policy>,
+    /// The upstream routes' slow-consumer policies, in the routes' order:
+    /// a topic without a policy of its own takes that of the first route
+    /// whose topics match it (the route that serves it), if that route
+    /// has one. Not read from `[bridge]`: the application fills it from
+    /// its routes (ssegate's `[[upstream.routes]]` `policy`).
+    #[serde(skip)]
+    pub route_policies: Vec<(sse_conn_pool::TopicMatch, Option<Policy>)>,
     /// Serve `/debug/vars` on the admin listener: internal counts for the
     /// soak harness (registry sizes, queue depths, tasks, descriptors, heap
     /// when a probe is installed). Default off.
@@ -235,6 +242,7 @@ impl Default for BridgeConfig {
             drain_deadline: Duration::from_secs(20),
             policy: Policy::Disconnect,
             policies: BTreeMap::new(),
+            route_policies: Vec::new(),
             debug_vars: false,
             admin_token: None,
             admin_public_read: false,
@@ -287,7 +295,14 @@ impl std::error::Error for ConfigError {}
 impl BridgeConfig {
     /// The policy of `topic`.
     pub fn policy_of(&self, topic: &str) -> Policy {
-        self.policies.get(topic).copied().unwrap_or(self.policy)
+        if let Some(policy) = self.policies.get(topic) {
+            return *policy;
+        }
+        self.route_policies
+            .iter()
+            .find(|(topics, _)| topics.matches(topic))
+            .and_then(|(_, policy)| *policy)
+            .unwrap_or(self.policy)
     }
 
     /// Refuses zero sizes and zero or absurd durations.

@@ -188,7 +188,8 @@ impl Refusal {
                     ),
                 },
                 PoolError::AtCapacity { retry_after, .. }
-                | PoolError::HostAtCapacity { retry_after, .. } => {
+                | PoolError::HostAtCapacity { retry_after, .. }
+                | PoolError::RouteAtCapacity { retry_after, .. } => {
                     reply::refuse(S::SERVICE_UNAVAILABLE, *retry_after, format!("{e}\n"))
                 }
                 _ => reply::refuse(S::SERVICE_UNAVAILABLE, retry_hint, format!("{e}\n")),
@@ -321,12 +322,14 @@ async fn admit<C: Connector, B>(
     if topics.len() != asked {
         return Err(Refusal::Duplicate);
     }
+    // The topic's form now; whether an upstream serves it (a route's
+    // allow-list) after the token is checked, so that an anonymous client
+    // cannot map the allow-lists by 404s.
     for topic in &topics {
-        shared
-            .hub
-            .pool()
-            .check_topic(topic)
-            .map_err(Refusal::InvalidTopic)?;
+        match shared.hub.pool().check_topic(topic) {
+            Ok(()) | Err(PoolError::UnknownStream(_)) => {}
+            Err(e) => return Err(Refusal::InvalidTopic(e)),
+        }
     }
     // The client's own budget pays for what follows (a signature check
     // can cost a millisecond of CPU).
@@ -364,6 +367,13 @@ async fn admit<C: Connector, B>(
             (Some(guard), expires)
         }
     };
+    // A topic outside every route is refused here, before anything of the
+    // request is opened upstream.
+    for topic in &topics {
+        if let Err(e @ PoolError::UnknownStream(_)) = shared.hub.pool().check_topic(topic) {
+            return Err(Refusal::Pool(e));
+        }
+    }
     let admission = shared
         .limits
         .admit(ip)

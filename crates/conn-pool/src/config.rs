@@ -16,13 +16,19 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
+use sse_health::HealthConfig;
+use sse_parser::Limits;
+use sse_state_machine::Config;
 
+use crate::redirect::RedirectPolicy;
 use crate::request::UpstreamRequest;
-use crate::stream::StreamConfig;
+use crate::route::{Route, TopicMatch};
 use crate::throttle::AttemptLimits;
+use crate::transport::Connections;
 
 /// How the pool maps topics to upstream streams, and its limits.
 #[derive(Debug, Clone)]
@@ -37,8 +43,12 @@ pub struct PoolConfig {
     pub named: BTreeMap<String, String>,
     /// The most streams to one host (host and port) at once. Default 50.
     pub max_streams_per_host: usize,
-    /// Headers sent on every upstream request.
+    /// Headers sent on the requests of `url_template` and `named` (a
+    /// route has its own).
     pub headers: HeaderMap,
+    /// Routes, tried in order after `named` and before `url_template`
+    /// (see [`Route`]); the first that matches a topic serves it.
+    pub routes: Vec<Route>,
     /// The most upstream streams at once. Default 50 (the old plan's cap).
     pub max_streams: usize,
     /// How long a stream stays open after its last subscriber left, so that a
@@ -76,6 +86,7 @@ impl PoolConfig {
             named: BTreeMap::new(),
             max_streams_per_host: 50,
             headers: HeaderMap::new(),
+            routes: Vec::new(),
             max_streams: 50,
             idle_linger: Duration::from_secs(300),
             max_topic_len: 64,
@@ -84,6 +95,56 @@ impl PoolConfig {
             stream: StreamConfig::default(),
             negative_ttl: Duration::from_secs(60),
             seed: None,
+        }
+    }
+}
+
+/// How a stream runs.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// The lifecycle decisions.
+    pub machine: Config,
+    /// The parser's limits (the gateway's defaults are lower than the
+    /// parser's 16 MiB).
+    pub limits: Limits,
+    /// Seeds the machine's jitter; give every stream its own.
+    pub seed: u64,
+    /// Items a subscriber may fall behind before it is told it missed some.
+    pub channel_capacity: usize,
+    /// A last event ID to resume from on the first connection.
+    pub last_event_id: Option<String>,
+    /// Health thresholds; the stream evaluates them when health asks
+    /// (`StreamHealth::poll_timeout`).
+    pub health: HealthConfig,
+    /// The sockets this stream uses: the per-host cap and HTTP/2 sharing.
+    /// Clones of a config share them (a pool's streams all do).
+    pub connections: Connections,
+    /// Rotate the connection (make-before-break) when health advises it.
+    /// Default true; a plain client that must make exactly the requests the
+    /// server expects (the conformance service) turns it off.
+    pub health_rotation: bool,
+    /// Where redirects may lead: by default, the same origin only.
+    pub redirects: RedirectPolicy,
+    /// The route this stream belongs to, naming it in metrics (`None`:
+    /// `default`).
+    pub route: Option<Arc<str>>,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            machine: Config::default(),
+            limits: Limits::default()
+                .max_line_len(1 << 20)
+                .max_event_size(4 << 20),
+            seed: 0,
+            channel_capacity: 1024,
+            last_event_id: None,
+            health: HealthConfig::default(),
+            connections: Connections::default(),
+            health_rotation: true,
+            redirects: RedirectPolicy::default(),
+            route: None,
         }
     }
 }
@@ -111,7 +172,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             key: key.into(),
             reason: reason.into(),
@@ -144,33 +205,22 @@ impl PoolConfig {
     ///
     /// The first key that makes no sense, and why.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.url_template.is_empty() && self.named.is_empty() {
+        if self.url_template.is_empty() && self.named.is_empty() && self.routes.is_empty() {
             return Err(ConfigError::new(
                 "url_template",
-                "required (or give named streams)",
+                "required (or give routes or named streams)",
             ));
         }
         if !self.url_template.is_empty() {
-            let err = |reason: String| Err(ConfigError::new("url_template", reason));
-            if !self.url_template.contains("{topic}") {
-                return err("the URL template has no {topic}".into());
-            }
-            let template = self.url_template.replace("{topic}", "topic-placeholder");
-            let parsed = match UpstreamRequest::get(&template) {
-                Ok(parsed) => parsed,
-                Err(e) => return err(e.to_string()),
-            };
-            if parsed
-                .url()
-                .host_str()
-                .is_some_and(|h| h.contains("topic-placeholder"))
-            {
-                return err(
-                    "{topic} must not be part of the host: the host never comes from input".into(),
-                );
-            }
-            if let Some(own) = self.stream.redirects.own_listener(parsed.url()) {
-                return err(format!("points at the gateway's own listener {own}"));
+            check_template("url_template", &self.url_template, &self.stream.redirects)?;
+        }
+        for (index, route) in self.routes.iter().enumerate() {
+            route.validate(index, self.max_topic_len, &self.stream.redirects)?;
+            if self.routes[..index].iter().any(|r| r.name == route.name) {
+                return Err(ConfigError::new(
+                    format!("routes.{index}.name"),
+                    format!("{:?} names an earlier route too", route.name),
+                ));
             }
         }
         for (key, url) in &self.named {
@@ -200,6 +250,164 @@ impl PoolConfig {
         }
         self.stream.validate()
     }
+}
+
+impl Route {
+    /// Checks the route; `index` names it in the error (`routes.N.key`).
+    pub(crate) fn validate(
+        &self,
+        index: usize,
+        max_topic_len: usize,
+        redirects: &RedirectPolicy,
+    ) -> Result<(), ConfigError> {
+        let key = |k: &str| format!("routes.{index}.{k}");
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 32
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'));
+        if !name_ok {
+            return Err(ConfigError::new(
+                key("name"),
+                "1-32 of a-z 0-9 _ - (it names the route in metrics)",
+            ));
+        }
+        match &self.topics {
+            TopicMatch::Patterns(patterns) => {
+                if patterns.is_empty() {
+                    return Err(ConfigError::new(key("topics"), "no pattern"));
+                }
+                for p in patterns {
+                    let literal = p.replace('*', "a");
+                    if !valid_topic(&literal, usize::MAX) {
+                        return Err(ConfigError::new(
+                            key("topics"),
+                            format!(
+                                "{p:?}: a pattern is `*` and the topic characters A-Z a-z 0-9 . _ -"
+                            ),
+                        ));
+                    }
+                }
+            }
+            TopicMatch::Allow(topics) => {
+                if topics.is_empty() {
+                    return Err(ConfigError::new(key("allow"), "no topic"));
+                }
+                if let Some(bad) = topics.iter().find(|t| !valid_topic(t, max_topic_len)) {
+                    return Err(ConfigError::new(
+                        key("allow"),
+                        format!(
+                            "{bad:?} is not a valid topic (1-{max_topic_len} of A-Z a-z 0-9 . _ -)"
+                        ),
+                    ));
+                }
+            }
+            TopicMatch::Regex(_) => {}
+        }
+        check_template(&key("url_template"), &self.url_template, redirects)?;
+        if self.max_streams == Some(0) {
+            return Err(ConfigError::new(key("max_streams"), "must be at least 1"));
+        }
+        if let Some(health) = &self.health {
+            health
+                .validate()
+                .map_err(|e| ConfigError::new(key(&format!("health.{}", e.key)), e.reason))?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a topic's stream goes: its URL, the headers to send, and the
+/// route that took it (`None`: a named stream or the pool's template).
+pub(crate) struct Resolved<'a> {
+    pub(crate) url: String,
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) route: Option<usize>,
+}
+
+impl PoolConfig {
+    /// The route of `topic` (assumed valid): `named`, then `routes` in
+    /// order, then `url_template`. `None`: no upstream serves it.
+    pub(crate) fn resolve(&self, topic: &str) -> Option<Resolved<'_>> {
+        if let Some(url) = self.named.get(topic) {
+            return Some(Resolved {
+                url: url.clone(),
+                headers: &self.headers,
+                route: None,
+            });
+        }
+        if let Some((index, route)) = self
+            .routes
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.topics.matches(topic))
+        {
+            return Some(Resolved {
+                url: route
+                    .url_template
+                    .replace("{topic}", &encode_segment(topic)),
+                headers: &route.headers,
+                route: Some(index),
+            });
+        }
+        (!self.url_template.is_empty()).then(|| Resolved {
+            url: self.url_template.replace("{topic}", &encode_segment(topic)),
+            headers: &self.headers,
+            route: None,
+        })
+    }
+
+    /// The route that serves `topic`, if one of `routes` does (a named
+    /// stream or the pool's template is no route).
+    pub fn route_of(&self, topic: &str) -> Option<&Route> {
+        self.resolve(topic)
+            .and_then(|r| r.route)
+            .and_then(|i| self.routes.get(i))
+    }
+}
+
+/// Valid topics need no escaping; encoding anyway keeps the rule in one place.
+fn encode_segment(topic: &str) -> String {
+    topic
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Checks an upstream URL template: absolute http(s), `{topic}` in the path
+/// or query and never in the host, not the gateway's own listener.
+pub(crate) fn check_template(
+    key: &str,
+    template: &str,
+    redirects: &RedirectPolicy,
+) -> Result<(), ConfigError> {
+    let err = |reason: String| Err(ConfigError::new(key, reason));
+    if !template.contains("{topic}") {
+        return err("the URL template has no {topic}".into());
+    }
+    let placeholder = template.replace("{topic}", "topic-placeholder");
+    let parsed = match UpstreamRequest::get(&placeholder) {
+        Ok(parsed) => parsed,
+        Err(e) => return err(e.to_string()),
+    };
+    if parsed
+        .url()
+        .host_str()
+        .is_some_and(|h| h.contains("topic-placeholder"))
+    {
+        return err("{topic} must not be part of the host: the host never comes from input".into());
+    }
+    if let Some(own) = redirects.own_listener(parsed.url()) {
+        return err(format!("points at the gateway's own listener {own}"));
+    }
+    Ok(())
 }
 
 impl StreamConfig {
@@ -258,8 +466,9 @@ mod keys {
     use sse_health::HealthConfig;
 
     use crate::config::PoolConfig;
+    use crate::config::StreamConfig;
     use crate::redirect::RedirectPolicy;
-    use crate::stream::StreamConfig;
+    use crate::route::{Route, TopicMatch};
     use crate::transport::Connections;
 
     /// `PoolConfig`'s own keys (its `stream` is composed by the caller).
@@ -270,6 +479,7 @@ mod keys {
         named: BTreeMap<String, String>,
         #[serde(deserialize_with = "headers")]
         headers: HeaderMap,
+        routes: Vec<Route>,
         max_streams: usize,
         max_streams_per_host: usize,
         #[serde(with = "humantime_serde")]
@@ -290,6 +500,7 @@ mod keys {
                 url_template: c.url_template,
                 named: c.named,
                 headers: c.headers,
+                routes: c.routes,
                 max_streams: c.max_streams,
                 max_streams_per_host: c.max_streams_per_host,
                 idle_linger: c.idle_linger,
@@ -317,7 +528,68 @@ mod keys {
         Ok(headers)
     }
 
-    /// Reads the pool's own keys (`url_template`, `named`, `headers`,
+    /// One `[[routes]]` table as written.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RouteKeys {
+        name: String,
+        #[serde(default)]
+        topics: Option<Patterns>,
+        #[serde(default)]
+        allow: Option<Vec<String>>,
+        #[serde(default)]
+        regex: Option<String>,
+        url_template: String,
+        #[serde(default, deserialize_with = "headers")]
+        headers: HeaderMap,
+        #[serde(default)]
+        max_streams: Option<usize>,
+        #[serde(default)]
+        health: Option<HealthConfig>,
+    }
+
+    /// `topics = "BTC-*"` or `topics = ["BTC-*", "ETH-*"]`.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Patterns {
+        One(String),
+        Many(Vec<String>),
+    }
+
+    /// Reads a route: `name`, one of `topics` (a pattern or a list of
+    /// them), `allow` (a list of topics) or `regex`, `url_template`, and
+    /// optionally `headers`, `max_streams` and a `health` table. Not
+    /// validated: [`PoolConfig::validate`] checks the routes.
+    impl<'de> Deserialize<'de> for Route {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            use serde::de::Error as _;
+            let k = RouteKeys::deserialize(deserializer)?;
+            let topics = match (k.topics, k.allow, k.regex) {
+                (Some(Patterns::One(p)), None, None) => TopicMatch::Patterns(vec![p]),
+                (Some(Patterns::Many(p)), None, None) => TopicMatch::Patterns(p),
+                (None, Some(allow), None) => TopicMatch::Allow(allow.into_iter().collect()),
+                (None, None, Some(regex)) => TopicMatch::regex(&regex)
+                    .map_err(|e| D::Error::custom(format!("route {:?}: regex: {e}", k.name)))?,
+                _ => {
+                    return Err(D::Error::custom(format!(
+                        "route {:?}: give exactly one of `topics` (patterns), `allow` (a list) \
+                         or `regex`",
+                        k.name
+                    )));
+                }
+            };
+            Ok(Route {
+                name: k.name,
+                topics,
+                url_template: k.url_template,
+                headers: k.headers,
+                max_streams: k.max_streams,
+                health: k.health,
+            })
+        }
+    }
+
+    /// Reads the pool's own keys (`url_template`, `named`, `headers`, `routes`,
     /// `max_streams`, `max_streams_per_host`, `idle_linger`, `max_topic_len`,
     /// `pending_wait`, `max_pending`, `negative_ttl`, `seed`); its `stream` is the default, for the
     /// caller to replace. Not validated: call [`PoolConfig::validate`].
@@ -328,6 +600,7 @@ mod keys {
                 url_template: k.url_template,
                 named: k.named,
                 headers: k.headers,
+                routes: k.routes,
                 max_streams: k.max_streams,
                 max_streams_per_host: k.max_streams_per_host,
                 idle_linger: k.idle_linger,
@@ -446,6 +719,39 @@ mod tests {
             limits.validate().map_err(|e| e.key),
             Err("per_second".into())
         );
+    }
+
+    #[test]
+    fn a_route_names_its_bad_key() {
+        let redirects = RedirectPolicy::default();
+        let ok = Route::new(
+            "crypto",
+            TopicMatch::Patterns(vec!["BTC-*".into()]),
+            "https://c.example/{topic}",
+        );
+        assert_eq!(ok.validate(0, 64, &redirects), Ok(()));
+        let key = |r: Route| r.validate(2, 64, &redirects).map_err(|e| e.key);
+        let mut r = ok.clone();
+        r.name = "Crypto Feed".into();
+        assert_eq!(key(r), Err("routes.2.name".into()));
+        let mut r = ok.clone();
+        r.topics = TopicMatch::Patterns(vec!["BTC/*".into()]);
+        assert_eq!(key(r), Err("routes.2.topics".into()));
+        let mut r = ok.clone();
+        r.topics = TopicMatch::Allow(["bad topic".to_string()].into());
+        assert_eq!(key(r), Err("routes.2.allow".into()));
+        let mut r = ok.clone();
+        r.url_template = "https://{topic}.example/".into();
+        assert_eq!(key(r), Err("routes.2.url_template".into()));
+        let mut r = ok.clone();
+        r.max_streams = Some(0);
+        assert_eq!(key(r), Err("routes.2.max_streams".into()));
+        let mut r = ok;
+        r.health = Some(HealthConfig {
+            window: Duration::ZERO,
+            ..HealthConfig::default()
+        });
+        assert_eq!(key(r), Err("routes.2.health.window".into()));
     }
 
     #[cfg(feature = "serde")]

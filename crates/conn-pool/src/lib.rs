@@ -39,11 +39,13 @@
 
 mod config;
 mod connector;
+mod error;
 pub mod metrics;
 mod pool;
 mod redirect;
 mod refused;
 mod request;
+mod route;
 mod slots;
 mod source;
 mod stream;
@@ -59,6 +61,7 @@ pub use connector::{
 pub use pool::{Pool, PoolConfig, PoolCounts, PoolError, StreamInfo, Subscription};
 pub use redirect::{RedirectPolicy, RedirectRefusal};
 pub use request::{RequestError, UpstreamRequest, retry_after};
+pub use route::{Route, TopicMatch};
 pub use source::{From, Opened, Source, SourceFuture};
 pub use stream::{Status, StreamConfig, StreamHandle, StreamItem, StreamState, spawn_stream};
 pub use throttle::{AttemptLimits, Throttled};

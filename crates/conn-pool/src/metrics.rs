@@ -25,6 +25,9 @@ pub const STOPPED: &str = "ssegate_upstream_streams_stopped_total";
 pub const EVENTS: &str = "ssegate_upstream_events_delivered_total";
 /// Gauge: streams in the pool.
 pub const STREAMS: &str = "ssegate_pool_streams";
+/// Gauge: streams each upstream route holds (lingering ones too), within
+/// its `max_streams`. Label `route`.
+pub const ROUTE_STREAMS: &str = "ssegate_pool_route_streams";
 /// Gauge: subscriptions in the pool.
 pub const SUBSCRIBERS: &str = "ssegate_pool_subscribers";
 /// Counter: subscriptions refused, by reason. Label `reason`.
@@ -79,6 +82,11 @@ pub fn describe_metrics() {
         "Events delivered to subscribers, after de-duplication."
     );
     describe_gauge!(STREAMS, Unit::Count, "Upstream streams held by the pool.");
+    describe_gauge!(
+        ROUTE_STREAMS,
+        Unit::Count,
+        "Upstream streams held per route (label: route)."
+    );
     describe_gauge!(SUBSCRIBERS, Unit::Count, "Subscriptions held by the pool.");
     describe_counter!(
         REFUSED,
@@ -133,6 +141,8 @@ pub fn describe_metrics() {
     for reason in [
         "at_capacity",
         "host_at_capacity",
+        "route_at_capacity",
+        "unknown_stream",
         "invalid_topic",
         "upstream_stopped",
     ] {
@@ -240,6 +250,11 @@ pub(crate) fn record_events(n: u64) {
 pub(crate) fn record_pool(streams: usize, subscribers: usize) {
     gauge!(STREAMS).set(streams as f64);
     gauge!(SUBSCRIBERS).set(subscribers as f64);
+}
+
+/// Records the streams a route holds.
+pub(crate) fn record_route(route: &str, streams: usize) {
+    gauge!(ROUTE_STREAMS, "route" => route.to_string()).set(streams as f64);
 }
 
 /// Records a refused subscription.

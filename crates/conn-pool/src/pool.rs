@@ -1,7 +1,6 @@
 //! The pool: one upstream stream per topic, shared by every subscriber,
 //! released after an idle linger, within a cap.
 
-use std::fmt;
 use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Weak};
@@ -14,6 +13,7 @@ use tokio::task::JoinHandle;
 pub use crate::config::PoolConfig;
 use crate::config::valid_topic;
 use crate::connector::Connector;
+pub use crate::error::PoolError;
 use crate::metrics;
 use crate::refused::Refused;
 use crate::request::UpstreamRequest;
@@ -22,85 +22,6 @@ use crate::stream::{StreamHandle, StreamItem, StreamState, spawn_stream};
 pub use crate::subscription::Subscription;
 use crate::subscription::{Guard, Release};
 use sse_state_machine::{Phase, Reason, StopReason};
-
-/// Why a subscription was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PoolError {
-    /// The topic is empty, longer than `max_topic_len`, `.` or `..`, or has a
-    /// character outside `[A-Za-z0-9._-]`.
-    InvalidTopic(String),
-    /// The pool holds `max_streams` streams; try again after `retry_after`.
-    AtCapacity {
-        /// The cap.
-        limit: usize,
-        /// A hint for the client (the idle linger: when a slot may free up).
-        retry_after: Duration,
-    },
-    /// The pool is at its cap and `max_pending` subscriptions already wait.
-    QueueFull {
-        /// `max_pending`.
-        limit: usize,
-    },
-    /// The host this topic's stream would connect to already has
-    /// `max_streams_per_host` streams.
-    HostAtCapacity {
-        /// `max_streams_per_host`.
-        limit: usize,
-        /// As for [`PoolError::AtCapacity`].
-        retry_after: Duration,
-    },
-    /// Only named streams are configured, and this is not one of them.
-    UnknownStream(String),
-    /// The upstream answered this topic with a stop (a 204, a 404, another
-    /// 4xx, a redirect it may not follow) within `negative_ttl`: the answer
-    /// is remembered, and not asked again before `retry_after`.
-    Stopped {
-        /// The topic.
-        topic: String,
-        /// The upstream's answer.
-        reason: StopReason,
-        /// When it may be asked again.
-        retry_after: Duration,
-    },
-    /// The pool was closed.
-    Closed,
-    /// The source of the events cannot be reached now (a cluster's NATS):
-    /// try again shortly.
-    Unavailable(String),
-    /// The URL template or the stream configuration is invalid.
-    Config(String),
-}
-
-impl fmt::Display for PoolError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::InvalidTopic(topic) => {
-                write!(f, "invalid topic {topic:?}: use 1-64 of A-Z a-z 0-9 . _ -")
-            }
-            Self::AtCapacity { limit, .. } => {
-                write!(f, "the upstream pool is at its cap of {limit} streams")
-            }
-            Self::QueueFull { limit } => write!(
-                f,
-                "the upstream pool is at its cap and {limit} subscriptions already wait"
-            ),
-            Self::HostAtCapacity { limit, .. } => write!(
-                f,
-                "the upstream host of this topic is at its cap of {limit} streams"
-            ),
-            Self::UnknownStream(key) => write!(f, "no upstream stream is named {key:?}"),
-            Self::Stopped { topic, reason, .. } => {
-                write!(f, "the upstream answered topic {topic:?} with: {reason}")
-            }
-            Self::Closed => f.write_str("the upstream pool is closed"),
-            Self::Unavailable(why) => write!(f, "the event source is unavailable: {why}"),
-            Self::Config(why) => write!(f, "invalid upstream configuration: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for PoolError {}
 
 /// One stream as the admin view shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +32,9 @@ pub struct StreamInfo {
     pub subscribers: usize,
     /// Whether it is in its idle linger (no subscriber).
     pub lingering: bool,
+    /// The route that serves it (`None`: a named stream or the pool's
+    /// template).
+    pub route: Option<String>,
     /// Its state and counters.
     pub state: StreamState,
 }
@@ -199,19 +123,35 @@ impl Retired {
 }
 
 /// What the pool keeps per topic.
+/// What [`Pool::request_for`] resolved for a topic.
+struct Upstream {
+    request: UpstreamRequest,
+    host: Arc<str>,
+    route: Option<usize>,
+}
+
 struct Entry {
     handle: StreamHandle,
     /// Shared by every subscription's guard: no allocation per subscriber.
     topic: Arc<str>,
     /// `host:port` of its URL, for the per-host cap.
     host: Arc<str>,
+    /// Its route (an index into `routes`), for the route's cap.
+    route: Option<usize>,
     /// The linger timer, while no subscriber is left.
     linger: Option<JoinHandle<()>>,
 }
 
 /// Records the pool's size (called with the lock held, after a change).
-fn record(slots: &Slots<Entry>) {
+fn record(slots: &Slots<Entry>, routes: &[crate::route::Route]) {
     metrics::record_pool(slots.len(), slots.subscribers());
+    for (index, route) in routes.iter().enumerate() {
+        let held = slots
+            .iter()
+            .filter(|(_, s)| s.value.route == Some(index))
+            .count();
+        metrics::record_route(&route.name, held);
+    }
 }
 
 impl<C: Connector> Pool<C> {
@@ -229,6 +169,9 @@ impl<C: Connector> Pool<C> {
             .validate()
             .map_err(|e| PoolError::Config(e.to_string()))?;
         let cap = config.max_streams;
+        for route in &config.routes {
+            metrics::record_route(&route.name, 0);
+        }
         let config_seed = config.seed.unwrap_or_else(random_seed);
         let negative_ttl = config.negative_ttl;
         Ok(Self {
@@ -253,11 +196,13 @@ impl<C: Connector> Pool<C> {
     ///
     /// `InvalidTopic`, saying what is allowed.
     pub fn check_topic(&self, topic: &str) -> Result<(), PoolError> {
-        if valid_topic(topic, self.inner.config.max_topic_len) {
-            Ok(())
-        } else {
-            Err(PoolError::InvalidTopic(topic.chars().take(80).collect()))
+        if !valid_topic(topic, self.inner.config.max_topic_len) {
+            return Err(PoolError::InvalidTopic(topic.chars().take(80).collect()));
         }
+        if self.inner.config.resolve(topic).is_none() {
+            return Err(PoolError::UnknownStream(topic.to_string()));
+        }
+        Ok(())
     }
 
     /// Subscribes to `topic`: joins its stream if one is open (at "now"), or
@@ -316,14 +261,14 @@ impl<C: Connector> Pool<C> {
                 // A stream that stopped for good (a 204, a 4xx) is retried
                 // for a new subscriber: new demand, one new attempt.
                 if slot.value.handle.is_finished()
-                    && let Ok((request, _)) = self.request_for(topic)
-                    && let Ok(handle) = self.spawn(topic, request, last_event_id)
+                    && let Ok(upstream) = self.request_for(topic)
+                    && let Ok(handle) = self.spawn(topic, upstream, last_event_id)
                 {
                     slot.value.handle = handle;
                 }
                 let rx = slot.value.handle.subscribe();
                 let topic = slot.value.topic.clone();
-                record(&state);
+                record(&state, &self.inner.config.routes);
                 return Ok(self.subscription(topic, rx));
             }
             Join::Vacant => {}
@@ -339,7 +284,9 @@ impl<C: Connector> Pool<C> {
                 return Err(PoolError::Closed);
             }
         }
-        let (request, host) = self.request_for(topic)?;
+        let upstream = self.request_for(topic)?;
+        let host = upstream.host.clone();
+        let route = upstream.route;
         let on_host = state.iter().filter(|(_, s)| s.value.host == host).count();
         if on_host >= config.max_streams_per_host {
             metrics::record_refused("host_at_capacity");
@@ -348,7 +295,18 @@ impl<C: Connector> Pool<C> {
                 retry_after: config.idle_linger,
             });
         }
-        let handle = self.spawn(topic, request, last_event_id)?;
+        if let Some(index) = route
+            && let Some(limit) = config.routes[index].max_streams
+            && state.iter().filter(|(_, s)| s.value.route == route).count() >= limit
+        {
+            metrics::record_refused("route_at_capacity");
+            return Err(PoolError::RouteAtCapacity {
+                route: config.routes[index].name.clone(),
+                limit,
+                retry_after: config.idle_linger,
+            });
+        }
+        let handle = self.spawn(topic, upstream, last_event_id)?;
         let rx = handle.subscribe();
         let shared: Arc<str> = Arc::from(topic);
         self.watch_for_stop(shared.clone(), handle.watch_state());
@@ -358,32 +316,31 @@ impl<C: Connector> Pool<C> {
                 handle,
                 topic: shared.clone(),
                 host,
+                route,
                 linger: None,
             },
         );
-        record(&state);
+        record(&state, &self.inner.config.routes);
         Ok(self.subscription(shared, rx))
     }
 
-    /// The request for `topic`, and its `host:port`.
-    fn request_for(&self, topic: &str) -> Result<(UpstreamRequest, Arc<str>), PoolError> {
-        let config = &self.inner.config;
-        let url = match config.named.get(topic) {
-            Some(url) => url.clone(),
-            None if config.url_template.is_empty() => {
-                metrics::record_refused("unknown_stream");
-                return Err(PoolError::UnknownStream(topic.to_string()));
-            }
-            None => config
-                .url_template
-                .replace("{topic}", &encode_segment(topic)),
+    /// The request for `topic`, its `host:port`, and the route that takes
+    /// it (an index into `routes`).
+    fn request_for(&self, topic: &str) -> Result<Upstream, PoolError> {
+        let Some(resolved) = self.inner.config.resolve(topic) else {
+            metrics::record_refused("unknown_stream");
+            return Err(PoolError::UnknownStream(topic.to_string()));
         };
         let mut request =
-            UpstreamRequest::get(&url).map_err(|e| PoolError::Config(e.to_string()))?;
-        request.headers = config.headers.clone();
+            UpstreamRequest::get(&resolved.url).map_err(|e| PoolError::Config(e.to_string()))?;
+        request.headers = resolved.headers.clone();
         let target = crate::request::target(request.url());
         let host = Arc::from(format!("{}:{}", target.host, target.port));
-        Ok((request, host))
+        Ok(Upstream {
+            request,
+            host,
+            route: resolved.route,
+        })
     }
 
     /// Watches the stream of `topic` (the incarnation `arc` names) until it
@@ -438,10 +395,17 @@ impl<C: Connector> Pool<C> {
     fn spawn(
         &self,
         topic: &str,
-        request: UpstreamRequest,
+        upstream: Upstream,
         last_event_id: Option<&str>,
     ) -> Result<StreamHandle, PoolError> {
+        let request = upstream.request;
         let mut stream_config = self.inner.config.stream.clone();
+        if let Some(route) = upstream.route.map(|i| &self.inner.config.routes[i]) {
+            stream_config.route = Some(Arc::from(route.name.as_str()));
+            if let Some(health) = &route.health {
+                stream_config.health = health.clone();
+            }
+        }
         stream_config.seed = self.inner.seed ^ seed_of(topic);
         if let Some(id) = last_event_id {
             stream_config.last_event_id = Some(id.to_string());
@@ -504,7 +468,7 @@ impl<C: Connector> Pool<C> {
                 Some(slot) if slot.subscribers == 0 => state.evict(topic),
                 _ => None,
             };
-            record(&state);
+            record(&state, &self.inner.config.routes);
             entry
         };
         let Some(entry) = entry else { return false };
@@ -610,6 +574,10 @@ impl<C: Connector> Pool<C> {
                 topic: topic.clone(),
                 subscribers: slot.subscribers,
                 lingering: slot.value.linger.is_some(),
+                route: slot
+                    .value
+                    .route
+                    .map(|i| self.inner.config.routes[i].name.clone()),
                 state: slot.value.handle.state(),
             })
             .collect();
@@ -623,7 +591,7 @@ impl<C: Connector> Pool<C> {
         let streams: Vec<Entry> = {
             let mut state = self.inner.state.lock();
             let streams = state.close();
-            record(&state);
+            record(&state, &self.inner.config.routes);
             streams
         };
         // Waiters learn at once that the pool is closed.
@@ -668,7 +636,7 @@ impl<C: Connector> Release for Inner<C> {
                 }
             }));
         }
-        record(&state);
+        record(&state, &self.config.routes);
     }
 }
 
@@ -694,7 +662,7 @@ impl<C: Connector> Inner<C> {
                 .get(arc)
                 .is_some_and(|slot| Arc::ptr_eq(&slot.value.topic, arc));
             let entry = if same { state.evict(arc) } else { None };
-            record(&state);
+            record(&state, &self.config.routes);
             entry
         };
         if let Some(entry) = entry {
@@ -713,7 +681,7 @@ impl<C: Connector> Inner<C> {
         let entry = {
             let mut state = self.state.lock();
             let entry = state.expire(topic, generation);
-            record(&state);
+            record(&state, &self.config.routes);
             entry
         };
         if let Some(entry) = entry {
@@ -738,20 +706,6 @@ fn stopped_for_good(state: &StreamState) -> Option<StopReason> {
         _ => None,
     }
 }
-/// Valid topics need no escaping; encoding anyway keeps the rule in one place.
-fn encode_segment(topic: &str) -> String {
-    topic
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// 64 random bits from the operating system (the standard library seeds
 /// its hash maps from it).
 fn random_seed() -> u64 {

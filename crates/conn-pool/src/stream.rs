@@ -10,66 +10,20 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use http_body_util::BodyExt;
-use sse_health::{ErrorKind, HealthConfig, Level, RotateCause, StreamHealth};
+use sse_health::{ErrorKind, EventTime, Level, RotateCause, StreamHealth};
 use sse_parser::{Event, Item, Limits, Parser, Utf8Bytes};
 use sse_state_machine::{
-    Config, ConfigError, ConnId, Delivery, FailureKind, Input, Machine, Output, Phase, Reason,
-    RotateReason,
+    ConfigError, ConnId, Delivery, FailureKind, Input, Machine, Output, Phase, Reason, RotateReason,
 };
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use crate::config::StreamConfig;
 use crate::connector::{ConnectFailure, Connector, Target};
 use crate::metrics;
 use crate::redirect::RedirectPolicy;
 use crate::request::{self, UpstreamRequest};
 use crate::transport::{Connections, LeaseError};
-
-/// How a stream runs.
-#[derive(Debug, Clone)]
-pub struct StreamConfig {
-    /// The lifecycle decisions.
-    pub machine: Config,
-    /// The parser's limits (the gateway's defaults are lower than the
-    /// parser's 16 MiB).
-    pub limits: Limits,
-    /// Seeds the machine's jitter; give every stream its own.
-    pub seed: u64,
-    /// Items a subscriber may fall behind before it is told it missed some.
-    pub channel_capacity: usize,
-    /// A last event ID to resume from on the first connection.
-    pub last_event_id: Option<String>,
-    /// Health thresholds; the stream evaluates them when health asks
-    /// (`StreamHealth::poll_timeout`).
-    pub health: HealthConfig,
-    /// The sockets this stream uses: the per-host cap and HTTP/2 sharing.
-    /// Clones of a config share them (a pool's streams all do).
-    pub connections: Connections,
-    /// Rotate the connection (make-before-break) when health advises it.
-    /// Default true; a plain client that must make exactly the requests the
-    /// server expects (the conformance service) turns it off.
-    pub health_rotation: bool,
-    /// Where redirects may lead: by default, the same origin only.
-    pub redirects: RedirectPolicy,
-}
-
-impl Default for StreamConfig {
-    fn default() -> Self {
-        Self {
-            machine: Config::default(),
-            limits: Limits::default()
-                .max_line_len(1 << 20)
-                .max_event_size(4 << 20),
-            seed: 0,
-            channel_capacity: 1024,
-            last_event_id: None,
-            health: HealthConfig::default(),
-            connections: Connections::default(),
-            health_rotation: true,
-            redirects: RedirectPolicy::default(),
-        }
-    }
-}
 
 /// What subscribers receive. Non-exhaustive: a [`Source`](crate::Source)
 /// may send kinds a stream does not.
@@ -124,6 +78,12 @@ pub struct StreamState {
     pub bytes: u64,
     /// The last event ID delivered.
     pub last_event_id: String,
+    /// Latency (arrival minus event time) over health's window, median and
+    /// 99th percentile. `None`: not measured (no `health.event_time`, or
+    /// no event in the window carried a time).
+    pub latency_p50: Option<Duration>,
+    /// See `latency_p50`.
+    pub latency_p99: Option<Duration>,
     /// The health verdict (after hysteresis).
     pub health: Level,
     /// Since when that verdict holds (tokio's clock).
@@ -256,6 +216,8 @@ pub fn spawn_stream<C: Connector>(
         events: 0,
         bytes: 0,
         last_event_id: config.last_event_id.clone().unwrap_or_default(),
+        latency_p50: None,
+        latency_p99: None,
         health: Level::Healthy,
         health_since: tokio::time::Instant::now(),
         causes: Vec::new(),
@@ -277,6 +239,13 @@ pub fn spawn_stream<C: Connector>(
         messages,
         items: items.clone(),
         state: state_tx,
+        event_time: config.health.event_time.clone().map(|e| {
+            let route = config.route.clone().unwrap_or_else(|| "default".into());
+            (
+                e,
+                ::metrics::histogram!(sse_health::metrics::LATENCY, "route" => route.to_string()),
+            )
+        }),
         health,
         health_rotation: config.health_rotation,
         redirects: config.redirects.clone(),
@@ -339,6 +308,8 @@ struct Driver<C> {
     items: broadcast::Sender<StreamItem>,
     state: watch::Sender<StreamState>,
     health: StreamHealth,
+    /// Where events carry their time, and the route's latency histogram.
+    event_time: Option<(EventTime, ::metrics::Histogram)>,
     health_rotation: bool,
     redirects: RedirectPolicy,
     phase: metrics::PhaseGauge,
@@ -528,7 +499,10 @@ impl<C: Connector> Driver<C> {
             RotateCause::Eventless(_) => RotateReason::Stale,
             RotateCause::Degraded(_) => RotateReason::Degraded,
         });
+        let stats = self.health.stats(t);
         self.state.send_modify(|s| {
+            s.latency_p50 = stats.latency_p50;
+            s.latency_p99 = stats.latency_p99;
             s.health = level;
             s.health_since = since;
             s.causes = causes;
@@ -587,7 +561,12 @@ impl<C: Connector> Driver<C> {
                 Ok(Some(Item::Event(event))) => {
                     if self.machine.on_event(t, conn, &event.id) == Delivery::Deliver {
                         delivered += 1;
-                        self.health.on_event(t, None);
+                        let latency = self.event_time.as_ref().and_then(|(time, histogram)| {
+                            let latency = latency_of(time, &event.data)?;
+                            histogram.record(latency.as_secs_f64());
+                            Some(latency)
+                        });
+                        self.health.on_event(t, latency);
                         let _ = self.items.send(StreamItem::Event(event));
                     }
                 }
@@ -772,4 +751,17 @@ async fn connection<C: Connector>(attempt: Attempt<C>, messages: mpsc::Sender<Me
     if let Err(kind) = result {
         let _ = messages.send(Message::Failed { conn, kind }).await;
     }
+}
+
+/// The latency of an event whose data carries its time where `time` says
+/// (a JSON number, or a string of one). `None` when the data is not JSON
+/// or the pointer names no number: such an event is simply not measured.
+fn latency_of(time: &EventTime, data: &str) -> Option<Duration> {
+    let value: serde_json::Value = serde_json::from_str(data).ok()?;
+    let stamp = match value.pointer(&time.pointer)? {
+        serde_json::Value::Number(n) => n.as_f64()?,
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    time.latency(stamp, SystemTime::now())
 }

@@ -118,6 +118,7 @@ async fn subscribers_of_a_topic_share_one_upstream_connection() {
             topic,
             subscribers: 2,
             lingering: false,
+            route: None,
             state,
         },
     ] = &snapshot[..]

@@ -418,11 +418,42 @@ impl Connector for HeartbeatsOnly {
 }
 
 #[tokio::test(start_paused = true)]
-async fn health_rotates_a_stream_that_only_sends_heartbeats() {
+async fn a_quiet_topic_that_sends_heartbeats_stays_healthy_and_is_never_rotated() {
+    BOUND.with(|b| b.set(VIRTUAL_WAIT));
+    let upstream = HeartbeatsOnly::default();
+    // The defaults: no route asked for a minimum rate.
+    let stream = spawn_stream(
+        upstream.clone(),
+        UpstreamRequest::get("http://upstream.test/s").unwrap(),
+        StreamConfig::default(),
+    )
+    .unwrap();
+    let mut items = stream.subscribe();
+    assert_eq!(status(&mut items).await.phase, Phase::Open);
+    // An hour of heartbeats and no event (paused time): past every health
+    // window, the eventless limit (5 min) and the minimum rotation interval.
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    let state = stream.state();
+    assert_eq!(
+        state.health,
+        sse_health::Level::Healthy,
+        "{:?}",
+        state.causes
+    );
+    assert!(state.causes.is_empty(), "{:?}", state.causes);
+    assert_eq!(state.rotations_advised, 0);
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(state.latency_p50, None, "no event_time: not measured");
+    stream.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_rotates_a_stream_that_only_sends_heartbeats_when_a_rate_is_asked() {
     BOUND.with(|b| b.set(VIRTUAL_WAIT));
     let upstream = HeartbeatsOnly::default();
     let mut config = StreamConfig::default();
-    config.health.min_events_per_min = None; // a quiet stream: only staleness counts
+    // A feed that must be busy: heartbeats alone are a stale stream.
+    config.health.min_events_per_min = Some(1);
     let stream = spawn_stream(
         upstream.clone(),
         UpstreamRequest::get("http://upstream.test/s").unwrap(),
@@ -449,5 +480,124 @@ async fn health_rotates_a_stream_that_only_sends_heartbeats() {
     );
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 2);
     assert_eq!(stream.state().rotations_advised, 1);
+    stream.stop().await;
+}
+
+/// An upstream in memory that sends an event every second of virtual time,
+/// its data `{"t": <unix ms>}` stamped `lag_ms` before the wall clock's now.
+#[derive(Clone, Default)]
+struct Stamped {
+    lag_ms: Arc<std::sync::atomic::AtomicU64>,
+}
+
+struct StampedBody {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    lag_ms: Arc<std::sync::atomic::AtomicU64>,
+    n: u64,
+}
+
+impl Body for StampedBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let at = self.sleep.deadline() + Duration::from_secs(1);
+        self.sleep.as_mut().reset(at);
+        self.n += 1;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis();
+        let now_ms = u64::try_from(now_ms).expect("ms since 1970 fit in a u64");
+        let t = now_ms - self.lag_ms.load(Ordering::SeqCst);
+        let frame = format!("id: {}\ndata: {{\"s\":\"X\",\"t\":{t}}}\n\n", self.n);
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(frame)))))
+    }
+}
+
+impl Connector for Stamped {
+    type Io = TokioIo<tokio::io::DuplexStream>;
+
+    async fn connect(&self, _: &Target) -> std::io::Result<Self::Io> {
+        let lag_ms = self.lag_ms.clone();
+        Ok(common::serve_in_memory(move |_| StampedBody {
+            // Paused time (a paused test): an event every second of virtual time.
+            sleep: Box::pin(tokio::time::sleep(Duration::from_secs(1))),
+            lag_ms: lag_ms.clone(),
+            n: 0,
+        }))
+    }
+}
+
+/// Steps virtual time a second at a time until `done` holds of the
+/// stream's state; how long that took.
+async fn until(
+    stream: &sse_conn_pool::StreamHandle,
+    most: Duration,
+    done: impl Fn(&sse_conn_pool::StreamState) -> bool,
+) -> Duration {
+    let start = tokio::time::Instant::now();
+    while !done(&stream.state()) {
+        assert!(
+            start.elapsed() < most,
+            "not within {most:?}: {:?}",
+            stream.state()
+        );
+        // Paused time: one virtual second per step.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    start.elapsed()
+}
+
+#[tokio::test(start_paused = true)]
+async fn latency_from_event_time_turns_a_stream_degraded_and_back() {
+    BOUND.with(|b| b.set(VIRTUAL_WAIT));
+    let upstream = Stamped::default();
+    let mut config = StreamConfig::default();
+    config.health.event_time = Some(sse_health::EventTime {
+        pointer: "/t".into(),
+        unit: sse_health::TimeUnit::Ms,
+    });
+    let stream = spawn_stream(
+        upstream.clone(),
+        UpstreamRequest::get("http://upstream.test/s").unwrap(),
+        config,
+    )
+    .unwrap();
+    // On time: healthy, and latency is measured (near zero).
+    until(&stream, Duration::from_secs(30), |s| {
+        s.latency_p50.is_some()
+    })
+    .await;
+    assert_eq!(stream.state().health, sse_health::Level::Healthy);
+    assert!(stream.state().latency_p99.expect("measured") < Duration::from_millis(500));
+    // Two seconds late, over the 1 s rule: degraded after `degrade_after`.
+    upstream.lag_ms.store(2_000, Ordering::SeqCst);
+    until(&stream, Duration::from_secs(60), |s| {
+        s.health == sse_health::Level::Degraded
+    })
+    .await;
+    let state = stream.state();
+    assert!(
+        state.causes.iter().any(|c| c.contains("latency")),
+        "{:?}",
+        state.causes
+    );
+    let p50 = state.latency_p50.expect("measured");
+    assert!(p50 >= Duration::from_millis(1_900), "{p50:?}");
+    // On time again: healthy once the late samples left the window and the
+    // recovery held (`recover_after`).
+    upstream.lag_ms.store(0, Ordering::SeqCst);
+    until(&stream, Duration::from_secs(300), |s| {
+        s.health == sse_health::Level::Healthy
+    })
+    .await;
+    assert!(stream.state().latency_p99.expect("measured") < Duration::from_millis(500));
     stream.stop().await;
 }

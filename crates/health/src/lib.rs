@@ -37,11 +37,13 @@
 //! assert_eq!(health.stats(now).events_per_min, 60.0);
 //! ```
 
+mod event_time;
 pub mod metrics;
 mod pool;
 mod stream;
 mod window;
 
+pub use event_time::{EventTime, EventTimeError, TimeUnit};
 pub use pool::{Minute, Readiness, ReadinessConfig, Report, Reports, Resources, readiness};
 pub use stream::{
     Cause, ErrorKind, HealthConfig, HealthConfigError, Level, RotateCause, Stats, StreamHealth,

@@ -17,7 +17,11 @@ pub const EVENTS: &str = "ssegate_upstream_events_total";
 pub const BYTES: &str = "ssegate_upstream_bytes_total";
 /// Counter: upstream errors. Label `kind`.
 pub const ERRORS: &str = "ssegate_upstream_errors_total";
-/// Histogram: event latency (event timestamp to receipt), seconds.
+/// Histogram: event latency (event timestamp to receipt), seconds. The
+/// gateway's upstream streams record it with a `route` label (`default` for
+/// the template and named streams) where `event_time` says where the
+/// timestamp is: a label per route, not per topic, so the series stay as
+/// many as the configuration's routes however many topics come and go.
 pub const LATENCY: &str = "ssegate_upstream_event_latency_seconds";
 /// Counter: rotations advised by health. Label `cause`.
 pub const ROTATIONS_ADVISED: &str = "ssegate_upstream_rotations_advised_total";

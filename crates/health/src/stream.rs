@@ -5,6 +5,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::event_time::EventTime;
 use crate::window::{Counter, Samples};
 
 /// Thresholds and timings. Defaults from the old plan and docs/RELIABILITY.md.
@@ -19,12 +20,16 @@ pub struct HealthConfig {
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub window: Duration,
     /// Fewer events per minute than this is degraded (while connected).
-    /// Default 10; `None` (or 0) for a stream known to be quiet.
+    /// Default `None`: no rate is required, so a topic that is quiet by
+    /// nature (alive: its heartbeats and comments arrive) stays healthy.
+    /// Set it for a feed that must be busy; it also turns on
+    /// `rotate_when_eventless`.
     pub min_events_per_min: Option<u64>,
     /// More errors per minute than this is degraded. Default 5.
     pub max_errors_per_min: u64,
     /// Latency (event timestamp to receipt) above this at `latency_quantile`
-    /// is degraded. Default 1 s.
+    /// is degraded. Default 1 s. Only measured with `event_time`: without
+    /// it, latency is "not measured" and this rule is off.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub max_latency: Duration,
     /// Which quantile of latency is compared. Default 0.9.
@@ -48,8 +53,9 @@ pub struct HealthConfig {
     /// Rotate after this many errors within the window. Default 10.
     pub rotate_after_errors: u64,
     /// Rotate when no event came for this long although bytes (heartbeats)
-    /// do: the stream looks alive but says nothing. Default 5 min; `None`
-    /// (or zero) for quiet streams.
+    /// do: the stream looks alive but says nothing. Default 5 min, applied
+    /// only when `min_events_per_min` asks for a rate (a topic quiet by
+    /// nature is not rotated for being quiet); `None` (or zero): never.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde::option"))]
     pub rotate_when_eventless: Option<Duration>,
     /// Rotate after being degraded or unhealthy for this long. Default 5 min.
@@ -61,13 +67,16 @@ pub struct HealthConfig {
     /// No two rotations closer than this. Default 10 min.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub min_rotation_interval: Duration,
+    /// Where an event says when it happened: with it, each event's latency
+    /// (arrival minus event time) is measured. Default `None`.
+    pub event_time: Option<EventTime>,
 }
 
 impl Default for HealthConfig {
     fn default() -> Self {
         Self {
             window: Duration::from_secs(60),
-            min_events_per_min: Some(10),
+            min_events_per_min: None,
             max_errors_per_min: 5,
             max_latency: Duration::from_secs(1),
             latency_quantile: 0.9,
@@ -81,6 +90,7 @@ impl Default for HealthConfig {
             rotate_when_degraded: Duration::from_secs(300),
             rotate_failure_ratio: 0.1,
             min_rotation_interval: Duration::from_secs(600),
+            event_time: None,
         }
     }
 }
@@ -103,6 +113,14 @@ impl fmt::Display for HealthConfigError {
 impl std::error::Error for HealthConfigError {}
 
 impl HealthConfig {
+    /// `rotate_when_eventless`, when it applies: only for a stream that
+    /// must keep a rate (`min_events_per_min`).
+    fn eventless_limit(&self) -> Option<Duration> {
+        let rate_asked = self.min_events_per_min.is_some_and(|m| m > 0);
+        self.rotate_when_eventless
+            .filter(|limit| rate_asked && !limit.is_zero())
+    }
+
     /// Checks every threshold.
     ///
     /// # Errors
@@ -123,6 +141,12 @@ impl HealthConfig {
         }
         if !(self.rotate_failure_ratio > 0.0 && self.rotate_failure_ratio <= 1.0) {
             return err("rotate_failure_ratio", "must be in (0, 1]");
+        }
+        if let Some(event_time) = &self.event_time {
+            event_time.validate().map_err(|e| HealthConfigError {
+                key: "event_time.pointer",
+                reason: e.reason(),
+            })?;
         }
         for (key, value) in [
             ("silent_after", self.silent_after),
@@ -517,7 +541,7 @@ impl StreamHealth {
             let last_byte = self.last_byte.unwrap_or(connected).max(connected);
             at(last_byte + c.silent_after);
             at(connected + c.window);
-            if let Some(limit) = c.rotate_when_eventless.filter(|l| !l.is_zero()) {
+            if let Some(limit) = c.eventless_limit() {
                 let quiet_enough = self.last_event.unwrap_or(connected).max(connected) + limit;
                 // Only a stream still sending bytes then is rotated for it.
                 if quiet_enough < last_byte + c.silent_after {
@@ -619,7 +643,7 @@ impl StreamHealth {
                 return Some(RotateCause::FailureRatio(ratio));
             }
         }
-        if let Some(limit) = c.rotate_when_eventless.filter(|l| !l.is_zero()) {
+        if let Some(limit) = c.eventless_limit() {
             let quiet = now.saturating_duration_since(
                 self.last_event.unwrap_or(connected_at).max(connected_at),
             );

@@ -76,7 +76,11 @@ fn a_steady_stream_stays_healthy() {
 
 #[test]
 fn low_event_rate_degrades_after_the_hold_and_recovers_only_when_sustained() {
-    let config = HealthConfig::default();
+    // A feed that must be busy asks for a rate (none is required by default).
+    let config = HealthConfig {
+        min_events_per_min: Some(10),
+        ..HealthConfig::default()
+    };
     let mut sim = Sim::new(config.clone());
     sim.run(120, steady);
     // Events stop; heartbeats go on. The 60 s window drains below 10/min
@@ -231,8 +235,10 @@ fn health_advises_a_rotation_on_failure_ratio() {
 
 #[test]
 fn health_advises_a_rotation_an_eventless_stream_that_only_sends_heartbeats() {
+    // Eventless rotation applies to a stream that asked for a rate.
     let mut sim = Sim::new(HealthConfig {
-        min_events_per_min: None,
+        min_events_per_min: Some(1),
+        rotate_when_degraded: secs(3600),
         ..HealthConfig::default()
     });
     sim.run(60, steady);
@@ -248,6 +254,7 @@ fn health_advises_a_rotation_an_eventless_stream_that_only_sends_heartbeats() {
 #[test]
 fn health_advises_a_rotation_after_lasting_degradation() {
     let mut sim = Sim::new(HealthConfig {
+        min_events_per_min: Some(10),
         rotate_when_eventless: None,
         ..HealthConfig::default()
     });
@@ -541,4 +548,26 @@ fn thresholds_read_from_a_table_with_quiet_streams_switched_off() {
     assert_eq!(health.verdict().level, Level::Healthy);
     let e = toml::from_str::<HealthConfig>("windw = \"1m\"").expect_err("a typo");
     assert!(e.to_string().contains("windw"), "{e}");
+}
+
+#[test]
+fn a_quiet_topic_is_healthy_and_never_rotated_unless_a_rate_is_asked() {
+    // The defaults: heartbeats for an hour, one event at the start.
+    let mut sim = Sim::new(HealthConfig::default());
+    sim.run(60, steady);
+    let levels = sim.run(3600, heartbeats);
+    assert!(
+        levels.iter().all(|l| *l == Level::Healthy),
+        "never degraded"
+    );
+    assert_eq!(sim.health.rotation(sim.now), None, "never rotated");
+    // The same topic on a route that asks for a rate: degraded, and rotated.
+    let mut busy = Sim::new(HealthConfig {
+        min_events_per_min: Some(10),
+        ..HealthConfig::default()
+    });
+    busy.run(60, steady);
+    let levels = busy.run(600, heartbeats);
+    assert!(levels.contains(&Level::Degraded));
+    assert!(busy.health.rotation(busy.now).is_some());
 }

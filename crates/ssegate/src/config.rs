@@ -53,6 +53,8 @@ pub(crate) struct Upstream {
     pub(crate) tls: TlsConfig,
     /// `[upstream.attempts]`: the pool-wide connection attempt limits.
     pub(crate) attempts: AttemptLimits,
+    /// What `[[upstream.routes]]` say beyond the pool's keys.
+    pub(crate) routes: crate::routes::RouteExtras,
 }
 
 /// `[log]`.
@@ -116,9 +118,18 @@ impl Config {
     /// The configuration `text` holds (not yet validated).
     pub(crate) fn parse(text: &str) -> Result<Self> {
         let file: File = toml::from_str(text).map_err(|e| anyhow!("{e}"))?;
+        let upstream = Upstream::compose(file.upstream.clone())?;
+        let mut bridge = file.bridge;
+        bridge.route_policies = upstream
+            .pool
+            .routes
+            .iter()
+            .zip(&upstream.routes.policies)
+            .map(|(route, policy)| (route.topics.clone(), *policy))
+            .collect();
         Ok(Self {
-            upstream: Upstream::compose(file.upstream.clone())?,
-            bridge: file.bridge,
+            upstream,
+            bridge,
             log: file.log,
             cluster: part("cluster", file.cluster.clone())?,
             upstream_table: file.upstream,
@@ -129,6 +140,12 @@ impl Config {
     /// Applies `SSEGATE_UPSTREAM_HEADER_<NAME>` and the secrets named in
     /// the module docs.
     pub(crate) fn apply_env(&mut self, vars: impl Iterator<Item = (String, String)>) -> Result<()> {
+        let vars: Vec<(String, String)> = vars.collect();
+        crate::routes::apply_env(
+            &mut self.upstream.pool,
+            &self.upstream.routes.env_headers,
+            |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
+        )?;
         for (key, value) in vars {
             if key == "SSEGATE_ADMIN_TOKEN" {
                 self.bridge.admin_token = Some(sse_bridge::AdminToken::new(value));
@@ -219,6 +236,19 @@ impl Config {
         {
             keys.push("upstream.headers".into());
         }
+        // Route headers from the environment change with the file unchanged.
+        let route_headers = |c: &Self| -> Vec<http::HeaderMap> {
+            c.upstream
+                .pool
+                .routes
+                .iter()
+                .map(|r| r.headers.clone())
+                .collect()
+        };
+        if route_headers(self) != route_headers(new) && !keys.iter().any(|k| k == "upstream.routes")
+        {
+            keys.push("upstream.routes".into());
+        }
         if self.log.format != new.log.format {
             keys.push("log.format".into());
         }
@@ -239,7 +269,8 @@ impl Config {
 impl Upstream {
     /// Hands each key of the `[upstream]` table to the configuration that
     /// owns it, and composes the results.
-    fn compose(table: toml::Table) -> Result<Self> {
+    fn compose(mut table: toml::Table) -> Result<Self> {
+        let routes = crate::routes::prepare(&mut table)?;
         let owners: [(&str, Vec<&'static str>); 5] = [
             ("pool", fields::<PoolConfig>()),
             ("stream", fields::<StreamConfig>()),
@@ -270,6 +301,7 @@ impl Upstream {
             pool,
             tls: section("upstream.tls", tls, "tls")?,
             attempts: section("upstream.attempts", attempts, "attempts")?,
+            routes,
         })
     }
 }

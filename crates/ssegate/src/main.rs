@@ -11,6 +11,7 @@
 mod config;
 mod parse;
 mod process;
+mod routes;
 #[cfg(feature = "soak")]
 mod soak;
 

@@ -126,6 +126,7 @@ pub(super) fn streams<C: Connector>(shared: &Shared<C>) -> serde_json::Value {
             let s = &info.state;
             json!({
                 "topic": info.topic,
+                "route": info.route,
                 "phase": s.phase.to_string(),
                 "reason": s.reason.to_string(),
                 "in_phase_secs": now.saturating_duration_since(s.since).as_secs(),
@@ -139,6 +140,9 @@ pub(super) fn streams<C: Connector>(shared: &Shared<C>) -> serde_json::Value {
                 "last_event_id": s.last_event_id,
                 "health": format!("{:?}", s.health).to_lowercase(),
                 "causes": s.causes,
+                // Null: not measured (the route has no `health.event_time`).
+                "latency_p50_ms": s.latency_p50.map(|l| l.as_secs_f64() * 1e3),
+                "latency_p99_ms": s.latency_p99.map(|l| l.as_secs_f64() * 1e3),
                 "rotations_advised": s.rotations_advised,
             })
         })

@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::load::{lock, now_ms};
 use crate::plan::Plan;
 use crate::report::Report;
-use crate::sample::{Sample, Status, Vars, get_json, sampler};
+use crate::sample::{Sample, Status, Vars, gateway_latency, get_json, sampler};
 
 /// A quiet checkpoint's reading and verdict.
 #[derive(Debug, Clone, Serialize)]
@@ -62,6 +62,9 @@ pub(crate) struct Record {
     pub(crate) gateway_died: bool,
     pub(crate) duration_secs: f64,
     pub(crate) restart_downtime_ms: u64,
+    /// The gateway's own latency measure (`health.event_time`): events
+    /// measured and their mean in ms, read before the shutdown.
+    pub(crate) gateway_latency: Option<(f64, f64)>,
 }
 
 /// Where the programs are.
@@ -268,6 +271,9 @@ pub(crate) fn run(options: &Options) -> Result<Record> {
         Ok(Ok(())) => {}
         Ok(Err(e)) => outcome = outcome.and(Err(e)),
         Err(_) => outcome = outcome.and(Err(anyhow!("the sampler panicked"))),
+    }
+    if !record.gateway_died {
+        record.gateway_latency = runtime.block_on(gateway_latency(admin)).ok();
     }
     // Graceful shutdown, as an operator's SIGTERM.
     let shutdown = Instant::now();

@@ -25,6 +25,7 @@ mod plan;
 mod report;
 mod sample;
 mod verdict;
+mod wire;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -192,6 +192,11 @@ rotation_handover_timeout = {handover}
 max_line_bytes = 262144
 max_event_bytes = 1048576
 
+[upstream.health]
+# Each quote carries its time ("t", unix ms): the gateway measures every
+# event's latency (a figure of the summary, next to the checkers').
+event_time = {{ pointer = "/t", unit = "ms" }}
+
 [upstream.attempts]
 # A rate is one over a duration: the shipped 200 a second, times the scale.
 per_second = {attempts_per_second}

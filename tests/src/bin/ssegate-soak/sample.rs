@@ -207,6 +207,33 @@ pub(crate) struct Status {
 
 /// `GET path` on the admin listener: the JSON body.
 pub(crate) async fn get_json(addr: SocketAddr, path: &str) -> Result<serde_json::Value> {
+    Ok(serde_json::from_slice(&get_body(addr, path).await?)?)
+}
+
+/// The gateway's own measure of event latency (`health.event_time`): the
+/// events it measured and their mean, from `/metrics`
+/// (`ssegate_upstream_event_latency_seconds`, summed over its routes).
+pub(crate) async fn gateway_latency(addr: SocketAddr) -> Result<(f64, f64)> {
+    let body = get_body(addr, "/metrics").await?;
+    let text = std::str::from_utf8(&body)?;
+    let (mut count, mut sum) = (0.0, 0.0);
+    for line in text.lines() {
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let value: f64 = value.parse().unwrap_or(0.0);
+        let metric = name.split('{').next().unwrap_or(name);
+        match metric {
+            "ssegate_upstream_event_latency_seconds_count" => count += value,
+            "ssegate_upstream_event_latency_seconds_sum" => sum += value,
+            _ => {}
+        }
+    }
+    Ok((count, if count > 0.0 { sum / count * 1e3 } else { 0.0 }))
+}
+
+/// `GET path` on the admin listener: the body of a 2xx answer.
+async fn get_body(addr: SocketAddr, path: &str) -> Result<Bytes> {
     let fetch = async {
         let stream = tokio::net::TcpStream::connect(addr).await?;
         let (mut sender, conn) =
@@ -222,7 +249,7 @@ pub(crate) async fn get_json(addr: SocketAddr, path: &str) -> Result<serde_json:
         if !status.is_success() {
             bail!("{path}: {status}");
         }
-        Ok::<_, anyhow::Error>(serde_json::from_slice(&body)?)
+        Ok::<_, anyhow::Error>(body)
     };
     tokio::time::timeout(Duration::from_secs(5), fetch)
         .await

@@ -398,6 +398,16 @@ pub(crate) fn judge(plan: &Plan, record: &Record, leak_injected: bool) -> Verdic
             false,
         )),
     }
+    // The gateway's own measure (each quote's `t` by `health.event_time`):
+    // upstream to the gateway, where the checkers' is upstream to client.
+    figures.push(figure(
+        "upstream-to-gateway latency measured by the gateway (health.event_time), average",
+        record
+            .gateway_latency
+            .map_or("not read".to_string(), |(count, mean)| {
+                format!("{mean:.1} ms over {count:.0} events")
+            }),
+    ));
 
     // 8. Reconnection and recovery after each injected fault.
     let gaps: Vec<(String, u64, u64)> = reports
