@@ -3,15 +3,11 @@
 
 mod common;
 
-use std::convert::Infallible;
-use std::pin::Pin;
+use common::Ticks;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use hyper::body::{Body, Frame};
 use hyper_util::rt::TokioIo;
 use sse_conn_pool::{
     Connector, Pool, PoolConfig, PoolError, StreamInfo, StreamItem, Subscription, Target,
@@ -27,37 +23,6 @@ struct Ticking {
     paths: Arc<parking_lot::Mutex<Vec<String>>>,
 }
 
-struct Ticks {
-    next: u64,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-    open: Arc<AtomicUsize>,
-}
-
-impl Drop for Ticks {
-    fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl Body for Ticks {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if self.sleep.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
-        }
-        let at = self.sleep.deadline() + Duration::from_secs(1);
-        self.sleep.as_mut().reset(at);
-        self.next += 1;
-        let event = format!("id: {}\ndata: tick\n\n", self.next);
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from(event)))))
-    }
-}
-
 impl Connector for Ticking {
     type Io = TokioIo<tokio::io::DuplexStream>;
 
@@ -66,13 +31,12 @@ impl Connector for Ticking {
         let (open, paths) = (self.open.clone(), self.paths.clone());
         Ok(common::serve_in_memory(move |req| {
             paths.lock().push(req.uri().to_string());
-            open.fetch_add(1, Ordering::SeqCst);
-            Ticks {
-                next: 0,
-                // Paused time (paused tests): one event per 100 ms of virtual time.
-                sleep: Box::pin(tokio::time::sleep(Duration::from_millis(100))),
-                open: open.clone(),
-            }
+            // The first event after 100 ms, then one a second.
+            Ticks::new(
+                Duration::from_millis(100),
+                Duration::from_secs(1),
+                Some(open.clone()),
+            )
         }))
     }
 }

@@ -4,16 +4,14 @@
 
 mod common;
 
+use common::Ticks;
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
-use hyper::body::{Body, Frame};
 use hyper_util::rt::TokioIo;
 use sse_conn_pool::{
     Connector, Pool, PoolConfig, PoolError, Route, StreamItem, Subscription, Target, TopicMatch,
@@ -27,36 +25,26 @@ struct Seen {
     headers: HeaderMap,
 }
 
+impl Seen {
+    fn of<B>(req: &hyper::Request<B>) -> Self {
+        let host = req.headers().get("host").and_then(|h| h.to_str().ok());
+        Self {
+            host: host.unwrap_or_default().to_string(),
+            path: req.uri().to_string(),
+            headers: req.headers().clone(),
+        }
+    }
+}
+
+/// Paused time (paused tests): ten events a second of virtual time.
+const TICK: Duration = Duration::from_millis(100);
+
 /// Every connection streams ten events per second (virtual) and records
 /// its request.
 #[derive(Clone, Default)]
 struct Upstream {
     opened: Arc<AtomicUsize>,
     seen: Arc<parking_lot::Mutex<Vec<Seen>>>,
-}
-
-struct Ticks {
-    next: u64,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl Body for Ticks {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if self.sleep.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
-        }
-        let at = self.sleep.deadline() + Duration::from_millis(100);
-        self.sleep.as_mut().reset(at);
-        self.next += 1;
-        let event = format!("id: {}\ndata: tick\n\n", self.next);
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from(event)))))
-    }
 }
 
 impl Connector for Upstream {
@@ -66,22 +54,8 @@ impl Connector for Upstream {
         self.opened.fetch_add(1, Ordering::SeqCst);
         let seen = self.seen.clone();
         Ok(common::serve_in_memory(move |req| {
-            let host = req
-                .headers()
-                .get("host")
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
-            seen.lock().push(Seen {
-                host,
-                path: req.uri().to_string(),
-                headers: req.headers().clone(),
-            });
-            Ticks {
-                next: 0,
-                // Paused time (paused tests): an event per 100 ms of virtual time.
-                sleep: Box::pin(tokio::time::sleep(Duration::from_millis(100))),
-            }
+            seen.lock().push(Seen::of(req));
+            Ticks::new(TICK, TICK, None)
         }))
     }
 }
@@ -296,18 +270,10 @@ impl Connector for Moved {
         let seen = self.seen.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
-                let host = req
-                    .headers()
-                    .get("host")
-                    .and_then(|h| h.to_str().ok())
-                    .unwrap_or_default()
-                    .to_string();
-                seen.lock().push(Seen {
-                    host: host.clone(),
-                    path: req.uri().to_string(),
-                    headers: req.headers().clone(),
-                });
-                let response = if host == "old.test" {
+                let request = Seen::of(&req);
+                let old = request.host == "old.test";
+                seen.lock().push(request);
+                let response = if old {
                     let location = format!("http://new.test{}", req.uri());
                     let mut moved = hyper::Response::new(http_body_util::Either::Left(
                         http_body_util::Empty::<Bytes>::new(),
@@ -319,11 +285,9 @@ impl Connector for Moved {
                     );
                     moved
                 } else {
-                    common::event_stream(http_body_util::Either::Right(Ticks {
-                        next: 0,
-                        // Paused time (paused tests): an event per 100 ms.
-                        sleep: Box::pin(tokio::time::sleep(Duration::from_millis(100))),
-                    }))
+                    common::event_stream(http_body_util::Either::Right(Ticks::new(
+                        TICK, TICK, None,
+                    )))
                 };
                 async move { Ok::<_, Infallible>(response) }
             });

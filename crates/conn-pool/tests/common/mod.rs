@@ -33,6 +33,64 @@ where
     TokioIo::new(client)
 }
 
+/// A body that sends `id: n` / `data: tick` events: the first after
+/// `first`, then one per `period` (virtual time in paused tests); with
+/// `open`, counted there while it lives.
+pub struct Ticks {
+    next: u64,
+    period: std::time::Duration,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    open: Option<Arc<AtomicUsize>>,
+}
+
+impl Ticks {
+    /// Ticks every `period` after `first`; counted in `open` while alive.
+    pub fn new(
+        first: std::time::Duration,
+        period: std::time::Duration,
+        open: Option<Arc<AtomicUsize>>,
+    ) -> Self {
+        if let Some(open) = &open {
+            open.fetch_add(1, Ordering::SeqCst);
+        }
+        Self {
+            next: 0,
+            period,
+            // Paused time (paused tests): the first tick after `first` of virtual time.
+            sleep: Box::pin(tokio::time::sleep(first)),
+            open,
+        }
+    }
+}
+
+impl Drop for Ticks {
+    fn drop(&mut self) {
+        if let Some(open) = &self.open {
+            open.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Body for Ticks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        use std::future::Future as _;
+        if self.sleep.as_mut().poll(cx).is_pending() {
+            return std::task::Poll::Pending;
+        }
+        let at = self.sleep.deadline() + self.period;
+        self.sleep.as_mut().reset(at);
+        self.next += 1;
+        let event = format!("id: {}\ndata: tick\n\n", self.next);
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from(event)))))
+    }
+}
+
 /// A `200 text/event-stream` response carrying `body`.
 pub fn event_stream<B>(body: B) -> hyper::Response<B> {
     let mut response = hyper::Response::new(body);
