@@ -61,7 +61,7 @@ pub use connector::{
 pub use pool::{Pool, PoolConfig, PoolCounts, PoolError, StreamInfo, Subscription};
 pub use redirect::{RedirectPolicy, RedirectRefusal};
 pub use request::{RequestError, UpstreamRequest, retry_after};
-pub use route::{Route, TopicMatch};
+pub use route::{Route, TopicMatch, glob};
 pub use source::{From, Opened, Source, SourceFuture};
 pub use stream::{Status, StreamConfig, StreamHandle, StreamItem, StreamState, spawn_stream};
 pub use throttle::{AttemptLimits, Throttled};

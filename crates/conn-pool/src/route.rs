@@ -35,9 +35,7 @@ impl TopicMatch {
     /// Whether `topic` is one of the route's.
     pub fn matches(&self, topic: &str) -> bool {
         match self {
-            Self::Patterns(patterns) => patterns
-                .iter()
-                .any(|p| glob(p.as_bytes(), topic.as_bytes())),
+            Self::Patterns(patterns) => patterns.iter().any(|p| glob(p, topic)),
             Self::Allow(topics) => topics.contains(topic),
             Self::Regex(regex) => regex
                 .find(topic)
@@ -81,11 +79,15 @@ impl fmt::Debug for TopicMatch {
     }
 }
 
-/// `*` matches any run of bytes; everything else matches itself. Linear
-/// in practice: the classic two-pointer walk that backtracks only to the
-/// last `*`.
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
+/// Whether `topic` matches the glob `pattern`: `*` stands for any run of
+/// characters (none included), everything else for itself, and the whole
+/// topic must match. Linear in practice: the classic two-pointer walk that
+/// backtracks only to the last `*`. Routes and the bridge's token grants
+/// share it, so a pattern means the same in both.
+pub fn glob(pattern: &str, topic: &str) -> bool {
+    let (pattern, text) = (pattern.as_bytes(), topic.as_bytes());
     let (mut p, mut t) = (0, 0);
+    // Where the last `*` was, and where in the text it started matching.
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
         if p < pattern.len() && pattern[p] == b'*' {
@@ -150,7 +152,7 @@ mod tests {
 
     #[test]
     fn globs_match_whole_topics() {
-        let m = |p: &str, t: &str| glob(p.as_bytes(), t.as_bytes());
+        let m = glob;
         assert!(m("*", "BTC-USD"));
         assert!(m("BTC-*", "BTC-USD"));
         assert!(m("BTC-*", "BTC-"));
@@ -164,6 +166,8 @@ mod tests {
         assert!(m("AAPL", "AAPL"));
         assert!(!m("AAPL", "AAP"));
         assert!(m("**", ""));
+        assert!(m("a**", "a"));
+        assert!(!m("AAPLX", "AAPL"));
         assert!(!m("a*a*a*a*b", &"a".repeat(60)), "backtracking ends");
     }
 
