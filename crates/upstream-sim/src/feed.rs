@@ -14,6 +14,8 @@ use tokio::sync::{broadcast, watch};
 pub(crate) struct FeedEvent {
     pub(crate) id: u64,
     pub(crate) wire: Bytes,
+    /// The data line's JSON alone (a packed stream writes it its own way).
+    pub(crate) data: Bytes,
 }
 
 /// A topic's feed: its history and its live channel.
@@ -129,16 +131,18 @@ impl Quotes {
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)
             .as_millis();
-        let wire = format!(
-            "id: {id}\nevent: quote\ndata: {{\"s\":\"{topic}\",\"n\":{id},\"b\":{}.{:02},\"a\":{}.{:02},\"t\":{t}}}\n\n",
+        let data = format!(
+            "{{\"s\":\"{topic}\",\"n\":{id},\"b\":{}.{:02},\"a\":{}.{:02},\"t\":{t}}}",
             self.bid_cents / 100,
             self.bid_cents % 100,
             ask_cents / 100,
             ask_cents % 100,
         );
+        let wire = format!("id: {id}\nevent: quote\ndata: {data}\n\n");
         FeedEvent {
             id,
             wire: Bytes::from(wire),
+            data: Bytes::from(data),
         }
     }
 }

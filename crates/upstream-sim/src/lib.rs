@@ -31,10 +31,22 @@
 //! connection's behaviour comes from its topic's script: the k-th connection
 //! to a topic plays the k-th [`Fault`] (then [`Fault::Normal`] once the
 //! script is used up).
+//!
+//! Packed streams carry many topics on one connection, in the two styles
+//! providers use: `GET /v1/stream?symbols=A,B` (each event's data is the
+//! topic's quote, the topic at `/s`) and `GET /v2/stream/A,B` (the quote
+//! under `data`, the topic at `/meta/stream`). Their ids are one sequence
+//! over every topic, so `Last-Event-ID` resumes a packed connection
+//! whatever its set; each quote keeps its topic's own `n`, so a client can
+//! check every topic for gaps ([`SimHandle::packed_url`]). A list naming a
+//! topic the simulator does not have is a 404 that names it.
 
+mod body;
 pub mod chaos;
 mod fault;
 mod feed;
+mod packed;
+mod records;
 mod server;
 mod tls;
 

@@ -2,19 +2,15 @@
 //! plays its connection's script.
 
 use std::collections::{HashMap, VecDeque};
-use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
-use hyper::body::{Body, Frame, Incoming};
-use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION, RETRY_AFTER};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue, LOCATION, RETRY_AFTER};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -23,50 +19,16 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::body::{ChannelBody, SimBody, event_stream, full};
 use crate::fault::{Fault, Garbage};
 use crate::feed::{FeedEvent, Quotes, Topic};
+use crate::packed::{self, Firehose};
+use crate::records::LOG_CAPACITY;
+pub use crate::records::{RecordedRequest, StreamLog};
 use crate::tls::TlsIdentity;
 
 /// A TLS client that has not finished its handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The start or the end of one response to a stream request, recorded when
-/// [`SimBuilder::log_streams`] is on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamLog {
-    /// When (wall clock, so that other processes can line it up).
-    pub at: SystemTime,
-    /// The topic requested.
-    pub topic: String,
-    /// The behaviour played ([`Fault::label`]).
-    pub fault: &'static str,
-    /// `false` when the response starts, `true` when it has ended.
-    pub ended: bool,
-}
-
-/// Entries the stream log keeps before it drops the oldest.
-const LOG_CAPACITY: usize = 100_000;
-
-/// A request the server received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordedRequest {
-    /// The method.
-    pub method: String,
-    /// The path and query.
-    pub uri: String,
-    /// The headers, names in lower case, in order.
-    pub headers: Vec<(String, String)>,
-}
-
-impl RecordedRequest {
-    /// The first value of header `name` (lower case).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
 
 /// Entry point: [`Sim::builder`].
 #[derive(Debug)]
@@ -202,6 +164,10 @@ impl SimBuilder {
                 .iter()
                 .map(|t| (t.clone(), Topic::new(t.clone(), self.history)))
                 .collect(),
+            // The packed history: each topic's, together, within a bound.
+            firehose: Arc::new(Firehose::new(
+                self.history.saturating_mul(self.topics.len()).min(1 << 18),
+            )),
             scripts: Mutex::new(self.scripts),
             requests: Mutex::new(VecDeque::new()),
             connections: AtomicUsize::new(0),
@@ -219,6 +185,7 @@ impl SimBuilder {
             for topic in state.topics.values() {
                 tasks.spawn(generate(
                     topic.clone(),
+                    state.firehose.clone(),
                     Quotes::new(&topic.name, self.seed),
                     period,
                     stop_rx.clone(),
@@ -265,6 +232,19 @@ impl SimHandle {
     /// The stream URL of `topic`.
     pub fn stream_url(&self, topic: &str) -> String {
         format!("{}/v1/quotes/{topic}/stream", self.url())
+    }
+
+    /// The URL of a packed stream of `topics`: `/v1/stream?symbols=a,b`
+    /// (each event's data is its quote, the topic at `/s`) or, with
+    /// `meta_stream`, `/v2/stream/a,b` (the topic at `/meta/stream`). Its
+    /// ids are one sequence over every topic (see the crate docs).
+    pub fn packed_url(&self, topics: &[&str], meta_stream: bool) -> String {
+        let list = topics.join(",");
+        if meta_stream {
+            format!("{}/v2/stream/{list}", self.url())
+        } else {
+            format!("{}/v1/stream?symbols={list}", self.url())
+        }
     }
 
     /// The last 1,000 requests received, oldest first.
@@ -379,6 +359,8 @@ impl Drop for SimHandle {
 #[derive(Debug)]
 struct State {
     topics: HashMap<String, Arc<Topic>>,
+    /// Every topic's events in one sequence, for packed streams.
+    firehose: Arc<Firehose>,
     scripts: Mutex<HashMap<String, VecDeque<Fault>>>,
     requests: Mutex<VecDeque<RecordedRequest>>,
     connections: AtomicUsize,
@@ -417,16 +399,20 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 
 async fn generate(
     topic: Arc<Topic>,
+    firehose: Arc<Firehose>,
     mut quotes: Quotes,
     period: Duration,
     stop: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let name: Arc<str> = Arc::from(topic.name.as_str());
     let run = async {
         loop {
             tick.tick().await;
-            topic.publish(quotes.next(&topic.name));
+            let event = quotes.next(&topic.name);
+            firehose.publish(&name, &event);
+            topic.publish(event);
         }
     };
     tokio::select! {
@@ -505,18 +491,6 @@ async fn accept_loop(
     while connections.join_next().await.is_some() {}
 }
 
-type SimBody = BoxBody<Bytes, io::Error>;
-
-fn full(status: StatusCode, body: &'static str) -> Response<SimBody> {
-    let mut response = Response::new(
-        Full::new(Bytes::from_static(body.as_bytes()))
-            .map_err(|e: Infallible| match e {})
-            .boxed(),
-    );
-    *response.status_mut() = status;
-    response
-}
-
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<SimBody>, io::Error> {
     {
         let mut requests = state.requests.lock();
@@ -539,6 +513,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Si
         });
     }
     let path = req.uri().path();
+    if let Some(asked) = packed::parse(path, req.uri().query()) {
+        return Ok(serve_packed(&state, &req, asked));
+    }
     let Some(topic_name) = path
         .strip_prefix("/v1/quotes/")
         .and_then(|rest| rest.strip_suffix("/stream"))
@@ -623,16 +600,46 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Si
                 state.stop.clone(),
                 guard,
             ));
-            let mut response = Response::new(ChannelBody { rx }.boxed());
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-            response
-                .headers_mut()
-                .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            Ok(response)
+            Ok(event_stream(ChannelBody { rx }))
         }
     }
+}
+
+/// A packed stream of topics that all exist (404 naming the first that
+/// does not; 400 for a malformed list), resuming after `Last-Event-ID`.
+fn serve_packed(
+    state: &Arc<State>,
+    req: &Request<Incoming>,
+    asked: Result<(packed::Style, Vec<String>), String>,
+) -> Response<SimBody> {
+    let (style, topics) = match asked {
+        Ok(asked) => asked,
+        Err(why) => return full(StatusCode::BAD_REQUEST, format!("{why}\n")),
+    };
+    if let Some(unknown) = topics.iter().find(|t| !state.topics.contains_key(*t)) {
+        return full(StatusCode::NOT_FOUND, format!("no such topic: {unknown}\n"));
+    }
+    let after = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let name = topics.join(",");
+    state.record(&name, "packed", false);
+    let set = topics.iter().map(|t| Arc::from(t.as_str())).collect();
+    let (tx, rx) = mpsc::channel(64);
+    let guard = ActiveGuard::new(state, &name, "packed");
+    tokio::spawn(packed::play(
+        state.firehose.clone(),
+        style,
+        set,
+        after,
+        state.heartbeat,
+        tx,
+        state.stop.clone(),
+        guard,
+    ));
+    event_stream(ChannelBody { rx })
 }
 
 /// Counts a stream as active while it lives, and logs its end.
@@ -657,25 +664,6 @@ impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.state.active_streams.fetch_sub(1, Ordering::Relaxed);
         self.state.record(&self.topic, self.fault, true);
-    }
-}
-
-/// A response body fed by a channel; the stream ends when the sender goes.
-struct ChannelBody {
-    rx: mpsc::Receiver<Bytes>,
-}
-
-impl Body for ChannelBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        self.rx
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
     }
 }
 

@@ -21,13 +21,22 @@ async fn get(
     topic: &str,
     headers: &[(&str, &str)],
 ) -> hyper::Result<Response<Incoming>> {
+    get_path(sim, &format!("/v1/quotes/{topic}/stream"), headers).await
+}
+
+/// `GET path` with `headers`.
+async fn get_path(
+    sim: &SimHandle,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> hyper::Result<Response<Incoming>> {
     let stream = timeout(WAIT, TcpStream::connect(sim.addr()))
         .await
         .expect("connect in time")
         .expect("connect");
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let mut request = Request::get(format!("/v1/quotes/{topic}/stream"))
+    let mut request = Request::get(path)
         .header("host", sim.addr().to_string())
         .header("accept", "text/event-stream");
     for (name, value) in headers {
@@ -508,4 +517,110 @@ async fn only_loopback_addresses() {
         assert!(sim.addr().ip().is_loopback());
         sim.shutdown().await;
     }
+}
+
+/// The path and query of a packed URL.
+fn packed_path(sim: &SimHandle, topics: &[&str], meta_stream: bool) -> String {
+    sim.packed_url(topics, meta_stream)
+        .strip_prefix(&sim.url())
+        .expect("the simulator's own URL")
+        .to_string()
+}
+
+/// (topic, n, packed id) of each quote; the topic where the style says.
+fn packed_quotes(items: &[Item], meta_stream: bool) -> Vec<(String, u64, u64)> {
+    events(items)
+        .into_iter()
+        .map(|(_, data, id)| {
+            let value: serde_json::Value = serde_json::from_str(&data).expect("JSON data");
+            let (topic, quote) = if meta_stream {
+                (value["meta"]["stream"].clone(), value["data"].clone())
+            } else {
+                (value["s"].clone(), value.clone())
+            };
+            assert_eq!(quote["s"], topic, "the quote is the topic's: {data}");
+            (
+                topic.as_str().expect("a topic").to_string(),
+                quote["n"].as_u64().expect("n"),
+                id.parse().expect("a numeric id"),
+            )
+        })
+        .collect()
+}
+
+/// Each topic's `n` runs on by one, and the ids rise.
+fn assert_no_gap(quotes: &[(String, u64, u64)]) {
+    let mut next: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for (topic, n, _) in quotes {
+        if let Some(expected) = next.get(topic.as_str()) {
+            assert_eq!(n, expected, "{topic}: a gap or a repeat in {quotes:?}");
+        }
+        next.insert(topic, n + 1);
+    }
+    assert!(
+        quotes.windows(2).all(|w| w[0].2 < w[1].2),
+        "ids rise: {quotes:?}"
+    );
+}
+
+#[tokio::test]
+async fn packed_streams_carry_their_set_in_both_styles_with_per_topic_sequences() {
+    let sim = sim(Sim::builder().topics(["A", "B", "C"]).events_per_sec(100.0)).await;
+    for meta_stream in [false, true] {
+        let path = packed_path(&sim, &["A", "B"], meta_stream);
+        let response = get_path(&sim, &path, &[]).await.expect("a response");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let items = read_events(&mut response.into_body(), &mut Parser::new(), 40).await;
+        let quotes = packed_quotes(&items, meta_stream);
+        assert_eq!(quotes.len(), 40);
+        assert!(
+            quotes.iter().all(|(t, _, _)| t == "A" || t == "B"),
+            "only the set: {quotes:?}"
+        );
+        assert!(quotes.iter().any(|(t, _, _)| t == "A") && quotes.iter().any(|(t, _, _)| t == "B"));
+        assert_no_gap(&quotes);
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_packed_connection_resumes_after_its_last_id_with_no_gap() {
+    let sim = sim(Sim::builder().topics(["A", "B", "C"]).events_per_sec(200.0)).await;
+    let path = packed_path(&sim, &["A", "C"], true);
+    let first = get_path(&sim, &path, &[]).await.expect("a response");
+    let items = read_events(&mut first.into_body(), &mut Parser::new(), 20).await;
+    let before = packed_quotes(&items, true);
+    let last = before.last().expect("quotes").2.to_string();
+    // Wall clock: the feed runs on while the client is away.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let again = get_path(&sim, &path, &[("last-event-id", &last)])
+        .await
+        .expect("a response");
+    let items = read_events(&mut again.into_body(), &mut Parser::new(), 60).await;
+    let mut all = before;
+    all.extend(packed_quotes(&items, true));
+    assert_no_gap(&all);
+    assert!(all.len() == 80 && all.iter().all(|(t, _, _)| t != "B"));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_packed_list_with_an_unknown_topic_is_a_404_that_names_it() {
+    let sim = sim(Sim::builder().topics(["A"])).await;
+    let response = get_path(&sim, "/v1/stream?symbols=A,NOPE", &[])
+        .await
+        .expect("a response");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("a body")
+        .to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("NOPE"));
+    let response = get_path(&sim, "/v1/stream?symbols=A,,B", &[])
+        .await
+        .expect("a response");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    sim.shutdown().await;
 }
