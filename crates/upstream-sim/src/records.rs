@@ -4,14 +4,14 @@
 use std::time::SystemTime;
 
 /// The start or the end of one response to a stream request, recorded when
-/// [`SimBuilder::log_streams`] is on.
+/// [`SimBuilder::log_streams`](crate::SimBuilder::log_streams) is on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamLog {
     /// When (wall clock, so that other processes can line it up).
     pub at: SystemTime,
     /// The topic requested.
     pub topic: String,
-    /// The behaviour played ([`Fault::label`]).
+    /// The behaviour played ([`Fault::label`](crate::Fault::label)).
     pub fault: &'static str,
     /// `false` when the response starts, `true` when it has ended.
     pub ended: bool,
