@@ -40,6 +40,7 @@
 mod config;
 mod connector;
 mod error;
+mod latency;
 pub mod metrics;
 mod pool;
 mod redirect;

@@ -28,6 +28,16 @@ pub const STREAMS: &str = "ssegate_pool_streams";
 /// Gauge: streams each upstream route holds (lingering ones too), within
 /// its `max_streams`. Label `route`.
 pub const ROUTE_STREAMS: &str = "ssegate_pool_route_streams";
+/// Histogram: event latency where a route's `health.event_time` says where
+/// an event carries its time, seconds. Label `route`. (Named and described
+/// by `sse-health`; the streams here record it.)
+pub const EVENT_LATENCY: &str = sse_health::metrics::LATENCY;
+/// Buckets for [`EVENT_LATENCY`], seconds: 1 ms to 30 s. An exporter should
+/// keep it as a histogram with these: fixed memory whatever the traffic,
+/// and it adds up across instances.
+pub const EVENT_LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 /// Gauge: subscriptions in the pool.
 pub const SUBSCRIBERS: &str = "ssegate_pool_subscribers";
 /// Counter: subscriptions refused, by reason. Label `reason`.

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 pub use crate::config::StreamConfig;
 use crate::connector::{ConnectFailure, Connector, Target};
+use crate::latency::latency_of;
 use crate::metrics;
 use crate::redirect::RedirectPolicy;
 use crate::request::{self, UpstreamRequest};
@@ -243,7 +244,7 @@ pub fn spawn_stream<C: Connector>(
             let route = config.route.clone().unwrap_or_else(|| "default".into());
             (
                 e,
-                ::metrics::histogram!(sse_health::metrics::LATENCY, "route" => route.to_string()),
+                ::metrics::histogram!(metrics::EVENT_LATENCY, "route" => route.to_string()),
             )
         }),
         health,
@@ -293,6 +294,12 @@ enum Message {
 struct Conn {
     task: JoinHandle<()>,
     parser: Parser,
+    /// When it was asked for: on the wall clock (an event stamped before
+    /// is history the upstream replays after a `Last-Event-ID`, not a live
+    /// delivery, and no latency sample), and on tokio's. An event's arrival
+    /// is the first plus what the second has run since: the wall clock as
+    /// the machine's clock runs, which paused-time tests drive too.
+    asked: (SystemTime, tokio::time::Instant),
 }
 
 struct Driver<C> {
@@ -381,7 +388,14 @@ impl<C: Connector> Driver<C> {
                         last_event_id: last_event_id.map(|id| id.to_string()),
                     };
                     let task = tokio::spawn(connection(attempt, self.messages.clone()));
-                    self.conns.insert(conn, Conn { task, parser });
+                    self.conns.insert(
+                        conn,
+                        Conn {
+                            task,
+                            parser,
+                            asked: (SystemTime::now(), tokio::time::Instant::now()),
+                        },
+                    );
                     // Until the task says it is dialing, it may wait in the
                     // limiter's queue: not a connect timeout.
                     self.input(now(), Input::Queued { conn });
@@ -561,8 +575,9 @@ impl<C: Connector> Driver<C> {
                 Ok(Some(Item::Event(event))) => {
                     if self.machine.on_event(t, conn, &event.id) == Delivery::Deliver {
                         delivered += 1;
+                        let asked = state.asked;
                         let latency = self.event_time.as_ref().and_then(|(time, histogram)| {
-                            let latency = latency_of(time, &event.data)?;
+                            let latency = latency_of(time, &event.data, asked)?;
                             histogram.record(latency.as_secs_f64());
                             Some(latency)
                         });
@@ -751,17 +766,4 @@ async fn connection<C: Connector>(attempt: Attempt<C>, messages: mpsc::Sender<Me
     if let Err(kind) = result {
         let _ = messages.send(Message::Failed { conn, kind }).await;
     }
-}
-
-/// The latency of an event whose data carries its time where `time` says
-/// (a JSON number, or a string of one). `None` when the data is not JSON
-/// or the pointer names no number: such an event is simply not measured.
-fn latency_of(time: &EventTime, data: &str) -> Option<Duration> {
-    let value: serde_json::Value = serde_json::from_str(data).ok()?;
-    let stamp = match value.pointer(&time.pointer)? {
-        serde_json::Value::Number(n) => n.as_f64()?,
-        serde_json::Value::String(s) => s.trim().parse::<f64>().ok()?,
-        _ => return None,
-    };
-    time.latency(stamp, SystemTime::now())
 }

@@ -484,7 +484,9 @@ async fn health_rotates_a_stream_that_only_sends_heartbeats_when_a_rate_is_asked
 }
 
 /// An upstream in memory that sends an event every second of virtual time,
-/// its data `{"t": <unix ms>}` stamped `lag_ms` before the wall clock's now.
+/// its data `{"t": <unix ms>}` stamped `lag_ms` before its now: the wall
+/// clock at the connection, plus the virtual time since (as the gateway
+/// reckons arrivals).
 #[derive(Clone, Default)]
 struct Stamped {
     lag_ms: Arc<std::sync::atomic::AtomicU64>,
@@ -494,6 +496,8 @@ struct StampedBody {
     sleep: Pin<Box<tokio::time::Sleep>>,
     lag_ms: Arc<std::sync::atomic::AtomicU64>,
     n: u64,
+    /// The wall clock and tokio's at the connection.
+    opened: (std::time::SystemTime, tokio::time::Instant),
 }
 
 impl Body for StampedBody {
@@ -510,7 +514,8 @@ impl Body for StampedBody {
         let at = self.sleep.deadline() + Duration::from_secs(1);
         self.sleep.as_mut().reset(at);
         self.n += 1;
-        let now_ms = std::time::SystemTime::now()
+        let now = self.opened.0 + self.opened.1.elapsed();
+        let now_ms = now
             .duration_since(std::time::UNIX_EPOCH)
             .expect("after 1970")
             .as_millis();
@@ -531,6 +536,7 @@ impl Connector for Stamped {
             sleep: Box::pin(tokio::time::sleep(Duration::from_secs(1))),
             lag_ms: lag_ms.clone(),
             n: 0,
+            opened: (std::time::SystemTime::now(), tokio::time::Instant::now()),
         }))
     }
 }
