@@ -322,12 +322,14 @@ async fn admit<C: Connector, B>(
     if topics.len() != asked {
         return Err(Refusal::Duplicate);
     }
-    // The topic's form now; whether an upstream serves it (a route's
-    // allow-list) after the token is checked, so that an anonymous client
-    // cannot map the allow-lists by 404s.
+    // The topic's form is refused now; a topic no upstream serves (outside
+    // every route's allow-list) only after the token is checked, so that an
+    // anonymous client cannot map the allow-lists by 404s.
+    let mut unserved = None;
     for topic in &topics {
         match shared.hub.pool().check_topic(topic) {
-            Ok(()) | Err(PoolError::UnknownStream(_)) => {}
+            Ok(()) => {}
+            Err(e @ PoolError::UnknownStream(_)) => unserved = unserved.or(Some(e)),
             Err(e) => return Err(Refusal::InvalidTopic(e)),
         }
     }
@@ -367,12 +369,9 @@ async fn admit<C: Connector, B>(
             (Some(guard), expires)
         }
     };
-    // A topic outside every route is refused here, before anything of the
-    // request is opened upstream.
-    for topic in &topics {
-        if let Err(e @ PoolError::UnknownStream(_)) = shared.hub.pool().check_topic(topic) {
-            return Err(Refusal::Pool(e));
-        }
+    // Before anything of the request is opened upstream.
+    if let Some(e) = unserved {
+        return Err(Refusal::Pool(e));
     }
     let admission = shared
         .limits

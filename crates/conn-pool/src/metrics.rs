@@ -262,9 +262,9 @@ pub(crate) fn record_pool(streams: usize, subscribers: usize) {
     gauge!(SUBSCRIBERS).set(subscribers as f64);
 }
 
-/// Records the streams a route holds.
-pub(crate) fn record_route(route: &str, streams: usize) {
-    gauge!(ROUTE_STREAMS, "route" => route.to_string()).set(streams as f64);
+/// The gauge of the streams `route` holds.
+pub(crate) fn route_gauge(route: &str) -> metrics::Gauge {
+    gauge!(ROUTE_STREAMS, "route" => route.to_string())
 }
 
 /// Records a refused subscription.

@@ -96,6 +96,8 @@ struct Inner<C> {
     seed: u64,
     /// Topics the upstream refused for good, and its answers.
     refused: Refused,
+    /// Each route's streams gauge, in the routes' order.
+    route_gauges: Vec<::metrics::Gauge>,
 }
 
 /// The lifetime counters of streams already removed from the pool.
@@ -143,14 +145,22 @@ struct Entry {
 }
 
 /// Records the pool's size (called with the lock held, after a change).
-fn record(slots: &Slots<Entry>, routes: &[crate::route::Route]) {
+/// `routes` holds each route's streams gauge, in the routes' order, made
+/// once: this runs under the lock on every join and release, so it costs
+/// one pass over the slots and no metric lookup, and nothing without routes.
+fn record(slots: &Slots<Entry>, routes: &[::metrics::Gauge]) {
     metrics::record_pool(slots.len(), slots.subscribers());
-    for (index, route) in routes.iter().enumerate() {
-        let held = slots
-            .iter()
-            .filter(|(_, s)| s.value.route == Some(index))
-            .count();
-        metrics::record_route(&route.name, held);
+    if routes.is_empty() {
+        return;
+    }
+    let mut held = vec![0usize; routes.len()];
+    for (_, slot) in slots.iter() {
+        if let Some(count) = slot.value.route.and_then(|i| held.get_mut(i)) {
+            *count += 1;
+        }
+    }
+    for (gauge, held) in routes.iter().zip(held) {
+        gauge.set(held as f64);
     }
 }
 
@@ -169,14 +179,20 @@ impl<C: Connector> Pool<C> {
             .validate()
             .map_err(|e| PoolError::Config(e.to_string()))?;
         let cap = config.max_streams;
-        for route in &config.routes {
-            metrics::record_route(&route.name, 0);
+        let route_gauges: Vec<::metrics::Gauge> = config
+            .routes
+            .iter()
+            .map(|route| metrics::route_gauge(&route.name))
+            .collect();
+        for gauge in &route_gauges {
+            gauge.set(0.0);
         }
         let config_seed = config.seed.unwrap_or_else(random_seed);
         let negative_ttl = config.negative_ttl;
         Ok(Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(Slots::new(cap)),
+                route_gauges,
                 config,
                 connector,
                 runtime: tokio::runtime::Handle::current(),
@@ -268,7 +284,7 @@ impl<C: Connector> Pool<C> {
                 }
                 let rx = slot.value.handle.subscribe();
                 let topic = slot.value.topic.clone();
-                record(&state, &self.inner.config.routes);
+                record(&state, &self.inner.route_gauges);
                 return Ok(self.subscription(topic, rx));
             }
             Join::Vacant => {}
@@ -320,7 +336,7 @@ impl<C: Connector> Pool<C> {
                 linger: None,
             },
         );
-        record(&state, &self.inner.config.routes);
+        record(&state, &self.inner.route_gauges);
         Ok(self.subscription(shared, rx))
     }
 
@@ -468,7 +484,7 @@ impl<C: Connector> Pool<C> {
                 Some(slot) if slot.subscribers == 0 => state.evict(topic),
                 _ => None,
             };
-            record(&state, &self.inner.config.routes);
+            record(&state, &self.inner.route_gauges);
             entry
         };
         let Some(entry) = entry else { return false };
@@ -591,7 +607,7 @@ impl<C: Connector> Pool<C> {
         let streams: Vec<Entry> = {
             let mut state = self.inner.state.lock();
             let streams = state.close();
-            record(&state, &self.inner.config.routes);
+            record(&state, &self.inner.route_gauges);
             streams
         };
         // Waiters learn at once that the pool is closed.
@@ -636,7 +652,7 @@ impl<C: Connector> Release for Inner<C> {
                 }
             }));
         }
-        record(&state, &self.config.routes);
+        record(&state, &self.route_gauges);
     }
 }
 
@@ -662,7 +678,7 @@ impl<C: Connector> Inner<C> {
                 .get(arc)
                 .is_some_and(|slot| Arc::ptr_eq(&slot.value.topic, arc));
             let entry = if same { state.evict(arc) } else { None };
-            record(&state, &self.config.routes);
+            record(&state, &self.route_gauges);
             entry
         };
         if let Some(entry) = entry {
@@ -681,7 +697,7 @@ impl<C: Connector> Inner<C> {
         let entry = {
             let mut state = self.state.lock();
             let entry = state.expire(topic, generation);
-            record(&state, &self.config.routes);
+            record(&state, &self.route_gauges);
             entry
         };
         if let Some(entry) = entry {

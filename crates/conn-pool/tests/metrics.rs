@@ -53,6 +53,7 @@ fn attempts_failures_events_and_pool_size_are_counted() {
         ));
         drop(sub);
         pool.close().await;
+
         sim.shutdown().await;
     });
 
@@ -107,4 +108,46 @@ fn attempts_failures_events_and_pool_size_are_counted() {
         value(m::PHASES, Some(("phase", "open"))).is_some(),
         "the stream was counted while open"
     );
+    // A route's streams are counted under its name (after the snapshot
+    // above: a snapshot takes the counters).
+    runtime.block_on(async {
+        let sim = Sim::builder()
+            .topics(["T"])
+            .start("127.0.0.1:0")
+            .await
+            .unwrap();
+        // A route's streams are counted under its name.
+        let mut config = PoolConfig::new("");
+        config.routes = vec![sse_conn_pool::Route::new(
+            "feed",
+            sse_conn_pool::TopicMatch::Patterns(vec!["*".into()]),
+            format!("{}/v1/quotes/{{topic}}/stream", sim.url()),
+        )];
+        let pool = Pool::new(config, TcpConnector).unwrap();
+        let route_streams = || {
+            snapshotter
+                .snapshot()
+                .into_vec()
+                .into_iter()
+                .find(|(key, _, _, _)| {
+                    key.key().name() == m::ROUTE_STREAMS
+                        && key
+                            .key()
+                            .labels()
+                            .any(|l| l.key() == "route" && l.value() == "feed")
+                })
+                .map(|(_, _, _, value)| value)
+        };
+        assert_eq!(
+            route_streams(),
+            Some(DebugValue::Gauge(0.0.into())),
+            "registered at start"
+        );
+        let held = pool.subscribe("T").unwrap();
+        assert_eq!(route_streams(), Some(DebugValue::Gauge(1.0.into())));
+        drop(held);
+        pool.close().await;
+        assert_eq!(route_streams(), Some(DebugValue::Gauge(0.0.into())));
+        sim.shutdown().await;
+    });
 }
