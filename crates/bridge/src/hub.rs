@@ -650,28 +650,8 @@ async fn pump<C: Connector>(
             Ok(item) => item,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                 // The pool's buffer overflowed for this hub: every member
-                // missed the same events; say so, and mark the replay
-                // buffer, so that a later resume across this point is told
-                // too instead of crossing it silently.
-                let mut state = topic.state.lock();
-                let after = state.last;
-                if state.gaps.len() >= MAX_GAPS {
-                    // Bounded: the oldest two become one (a resume across
-                    // them is told of both, in one notice).
-                    if let (Some(a), Some(b)) = (state.gaps.pop_front(), state.gaps.pop_front()) {
-                        state.gaps.push_front(Gap {
-                            after: b.after,
-                            missed: a.missed + b.missed,
-                        });
-                    }
-                }
-                state.gaps.push_back(Gap { after, missed: n });
-                for member in state.members.values() {
-                    member.queue.push_unbounded(Out::Gap {
-                        topic: member.index,
-                        missed: n,
-                    });
-                }
+                // missed the same events.
+                mark_gap(&topic, n);
                 continue;
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => {
@@ -755,6 +735,11 @@ async fn pump<C: Connector>(
                 }
                 metrics::record_reset();
             }
+            StreamItem::Gap { missed } => {
+                // A packed connection lost events of this topic (it was
+                // re-made without resuming).
+                mark_gap(&topic, missed);
+            }
             StreamItem::Status(status) if status.terminal => {
                 // Stopped by the pool (a shutdown, a release): nothing wrong.
                 if status.reason == Reason::Stop(StopReason::Requested) {
@@ -777,5 +762,31 @@ async fn pump<C: Connector>(
             // Comments, and kinds a newer source may send: nothing to do.
             _ => {}
         }
+    }
+}
+
+/// Every member of `topic` missed the same `missed` events (0: how many is
+/// unknown): they are told, and the replay buffer is marked, so that a
+/// later resume across this point is told too instead of crossing it
+/// silently.
+fn mark_gap(topic: &Topic, missed: u64) {
+    let mut state = topic.state.lock();
+    let after = state.last;
+    if state.gaps.len() >= MAX_GAPS {
+        // Bounded: the oldest two become one (a resume across them is told
+        // of both, in one notice).
+        if let (Some(a), Some(b)) = (state.gaps.pop_front(), state.gaps.pop_front()) {
+            state.gaps.push_front(Gap {
+                after: b.after,
+                missed: a.missed + b.missed,
+            });
+        }
+    }
+    state.gaps.push_back(Gap { after, missed });
+    for member in state.members.values() {
+        member.queue.push_unbounded(Out::Gap {
+            topic: member.index,
+            missed,
+        });
     }
 }

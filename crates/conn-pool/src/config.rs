@@ -128,6 +128,10 @@ pub struct StreamConfig {
     /// The route this stream belongs to, naming it in metrics (`None`:
     /// `default`).
     pub route: Option<Arc<str>>,
+    /// Send the last event ID (`Last-Event-ID`) when reconnecting. Default
+    /// true; a packed route with `resume = "none"` turns it off for an
+    /// upstream that cannot resume.
+    pub resume: bool,
 }
 
 impl Default for StreamConfig {
@@ -145,6 +149,7 @@ impl Default for StreamConfig {
             health_rotation: true,
             redirects: RedirectPolicy::default(),
             route: None,
+            resume: true,
         }
     }
 }
@@ -305,7 +310,18 @@ impl Route {
             }
             TopicMatch::Regex(_) => {}
         }
-        check_template(&key("url_template"), &self.url_template, redirects)?;
+        match &self.pack {
+            Some(pack) => {
+                if !self.url_template.is_empty() {
+                    return Err(ConfigError::new(
+                        key("url_template"),
+                        "a packed route has its URL in pack.url_template: give one of them",
+                    ));
+                }
+                pack.validate(&key("pack"), redirects)?;
+            }
+            None => check_template(&key("url_template"), &self.url_template, redirects)?,
+        }
         if self.max_streams == Some(0) {
             return Err(ConfigError::new(key("max_streams"), "must be at least 1"));
         }
@@ -368,7 +384,7 @@ impl PoolConfig {
 }
 
 /// Valid topics need no escaping; encoding anyway keeps the rule in one place.
-fn encode_segment(topic: &str) -> String {
+pub(crate) fn encode_segment(topic: &str) -> String {
     topic
         .bytes()
         .map(|b| {
@@ -539,7 +555,10 @@ mod keys {
         allow: Option<Vec<String>>,
         #[serde(default)]
         regex: Option<String>,
+        #[serde(default)]
         url_template: String,
+        #[serde(default)]
+        pack: Option<crate::pack::Pack>,
         #[serde(default, deserialize_with = "headers")]
         headers: HeaderMap,
         #[serde(default)]
@@ -582,6 +601,7 @@ mod keys {
                 name: k.name,
                 topics,
                 url_template: k.url_template,
+                pack: k.pack,
                 headers: k.headers,
                 max_streams: k.max_streams,
                 health: k.health,

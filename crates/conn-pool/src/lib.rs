@@ -40,8 +40,10 @@
 mod config;
 mod connector;
 mod error;
+mod feed;
 mod latency;
 pub mod metrics;
+mod pack;
 mod pool;
 mod redirect;
 mod refused;
@@ -52,13 +54,16 @@ mod source;
 mod stream;
 mod subscription;
 mod throttle;
+mod totals;
 mod transport;
+mod wait;
 
 pub use config::ConfigError;
 pub use connector::{
     ConnectFailure, Connector, Http2PriorKnowledge, HttpsConnector, MaybeTls, Ready, Resolve,
     Resolving, SystemResolver, Target, TcpConnector, TlsConfig, TlsConfigError,
 };
+pub use pack::{Demux, MAX_PACK_TOPICS, Pack, Resume};
 pub use pool::{Pool, PoolConfig, PoolCounts, PoolError, StreamInfo, Subscription};
 pub use redirect::{RedirectPolicy, RedirectRefusal};
 pub use request::{RequestError, UpstreamRequest, retry_after};

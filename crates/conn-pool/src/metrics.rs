@@ -53,6 +53,18 @@ pub const PENDING: &str = "ssegate_pool_pending";
 /// `negative_ttl` (at most 4,096).
 pub const NEGATIVE: &str = "ssegate_pool_refused_topics";
 
+/// `ssegate_pool_repacks_total{route}`: packed connections re-opened
+/// for a new set of topics (make-before-break).
+pub const REPACKS: &str = "ssegate_pool_repacks_total";
+/// `ssegate_pool_packed_events_dropped_total{route,reason}`: events of a
+/// packed connection no topic took: `no_topic` (the event names none:
+/// unreadable data), `unknown_topic` (a topic not in the connection's
+/// set), `lagged` (the group fell behind its connection).
+pub const PACK_DROPPED: &str = "ssegate_pool_packed_events_dropped_total";
+/// `ssegate_pool_packed_duplicates_total{route}`: events a topic had
+/// already delivered (the overlap of a re-pack, a resume's replay).
+pub const PACK_DUPLICATES: &str = "ssegate_pool_packed_duplicates_total";
+
 /// Registers the descriptions with the installed recorder.
 pub fn describe_metrics() {
     describe_counter!(
@@ -168,6 +180,21 @@ pub fn describe_metrics() {
     ] {
         gauge!(PHASES, "phase" => phase_label(phase)).increment(0.0);
     }
+    describe_counter!(
+        REPACKS,
+        Unit::Count,
+        "Packed connections re-opened for a new set of topics."
+    );
+    describe_counter!(
+        PACK_DROPPED,
+        Unit::Count,
+        "Events of packed connections that no topic took, by reason."
+    );
+    describe_counter!(
+        PACK_DUPLICATES,
+        Unit::Count,
+        "Events of packed connections a topic had already delivered."
+    );
     for name in [STREAMS, SUBSCRIBERS, SOCKETS, PENDING] {
         gauge!(name).increment(0.0);
     }
@@ -330,5 +357,45 @@ impl PhaseGauge {
 impl Drop for PhaseGauge {
     fn drop(&mut self) {
         gauge!(PHASES, "phase" => phase_label(self.0)).decrement(1.0);
+    }
+}
+
+/// The counters of one packed route, made once per group.
+pub(crate) struct PackCounters {
+    repacks: metrics::Counter,
+    duplicates: metrics::Counter,
+    route: std::sync::Arc<str>,
+}
+
+impl PackCounters {
+    pub(crate) fn new(route: &std::sync::Arc<str>) -> Self {
+        let name = route.to_string();
+        Self {
+            repacks: counter!(REPACKS, "route" => name.clone()),
+            duplicates: counter!(PACK_DUPLICATES, "route" => name),
+            route: route.clone(),
+        }
+    }
+
+    pub(crate) fn repack(&self) {
+        self.repacks.increment(1);
+    }
+
+    pub(crate) fn duplicate(&self) {
+        self.duplicates.increment(1);
+    }
+
+    /// Rare (bad data), so looked up each time.
+    pub(crate) fn dropped(&self, reason: &'static str, n: u64) {
+        counter!(PACK_DROPPED, "route" => self.route.to_string(), "reason" => reason).increment(n);
+    }
+}
+
+/// Every packed route's series at zero from the start.
+pub(crate) fn describe_pack(route: &str) {
+    counter!(REPACKS, "route" => route.to_string()).increment(0);
+    counter!(PACK_DUPLICATES, "route" => route.to_string()).increment(0);
+    for reason in ["no_topic", "unknown_topic", "lagged"] {
+        counter!(PACK_DROPPED, "route" => route.to_string(), "reason" => reason).increment(0);
     }
 }

@@ -1,7 +1,6 @@
 //! The pool: one upstream stream per topic, shared by every subscriber,
 //! released after an idle linger, within a cap.
 
-use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -14,13 +13,16 @@ pub use crate::config::PoolConfig;
 use crate::config::valid_topic;
 use crate::connector::Connector;
 pub use crate::error::PoolError;
+use crate::feed::Feed;
 use crate::metrics;
+use crate::pack::{Context, Packer};
 use crate::refused::Refused;
 use crate::request::UpstreamRequest;
 use crate::slots::{Join, Slots};
 use crate::stream::{StreamHandle, StreamItem, StreamState, spawn_stream};
 pub use crate::subscription::Subscription;
 use crate::subscription::{Guard, Release};
+use crate::totals::Totals;
 use sse_state_machine::{Phase, Reason, StopReason};
 
 /// One stream as the admin view shows it.
@@ -85,46 +87,26 @@ struct Inner<C> {
     runtime: tokio::runtime::Handle,
     state: Mutex<Slots<Entry>>,
     /// Signalled whenever a stream leaves the pool (a slot frees up).
-    slot_freed: tokio::sync::Notify,
+    slot_freed: Arc<tokio::sync::Notify>,
     /// Subscriptions waiting for a slot.
     pending: std::sync::atomic::AtomicUsize,
     /// The counters of streams already removed.
-    retired: Mutex<Retired>,
+    retired: Mutex<Totals>,
     /// The stream cap in force (reloadable; `config.max_streams` at start).
     max_streams: std::sync::atomic::AtomicUsize,
     /// The pool's seed (`config.seed`, or drawn at start).
     seed: u64,
     /// Topics the upstream refused for good, and its answers.
     refused: Refused,
-    /// Each route's streams gauge, in the routes' order.
+    /// Each route's streams gauge, in the routes' order (a packed route's
+    /// is its packer's).
     route_gauges: Vec<::metrics::Gauge>,
+    /// Each route's packer, if it packs (in the routes' order).
+    packers: Vec<Option<Arc<Packer<C>>>>,
+    /// Packed connections (groups) of every packer: streams of the cap.
+    packed_open: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-/// The lifetime counters of streams already removed from the pool.
-#[derive(Debug, Default, Clone, Copy)]
-struct Retired {
-    attempts: u64,
-    opened: u64,
-    events: u64,
-    rotations: u64,
-    bytes: u64,
-    errors: [u64; 4],
-}
-
-impl Retired {
-    fn add(&mut self, s: &StreamState) {
-        self.attempts += s.attempts;
-        self.opened += s.opened;
-        self.events += s.events;
-        self.rotations += s.rotations;
-        self.bytes += s.bytes;
-        for (total, n) in self.errors.iter_mut().zip(s.errors) {
-            *total += n;
-        }
-    }
-}
-
-/// What the pool keeps per topic.
 /// What [`Pool::request_for`] resolved for a topic.
 struct Upstream {
     request: UpstreamRequest,
@@ -132,8 +114,9 @@ struct Upstream {
     route: Option<usize>,
 }
 
+/// What the pool keeps per topic.
 struct Entry {
-    handle: StreamHandle,
+    handle: Feed,
     /// Shared by every subscription's guard: no allocation per subscriber.
     topic: Arc<str>,
     /// `host:port` of its URL, for the per-host cap.
@@ -148,7 +131,12 @@ struct Entry {
 /// `routes` holds each route's streams gauge, in the routes' order, made
 /// once: this runs under the lock on every join and release, so it costs
 /// one pass over the slots and no metric lookup, and nothing without routes.
-fn record(slots: &Slots<Entry>, routes: &[::metrics::Gauge]) {
+/// A packed route's gauge is its packer's to set (its groups), so skipped.
+fn record<C>(
+    slots: &Slots<Entry>,
+    routes: &[::metrics::Gauge],
+    packers: &[Option<Arc<Packer<C>>>],
+) {
     metrics::record_pool(slots.len(), slots.subscribers());
     if routes.is_empty() {
         return;
@@ -159,8 +147,10 @@ fn record(slots: &Slots<Entry>, routes: &[::metrics::Gauge]) {
             *count += 1;
         }
     }
-    for (gauge, held) in routes.iter().zip(held) {
-        gauge.set(held as f64);
+    for ((gauge, held), packer) in routes.iter().zip(held).zip(packers) {
+        if packer.is_none() {
+            gauge.set(held as f64);
+        }
     }
 }
 
@@ -189,16 +179,49 @@ impl<C: Connector> Pool<C> {
         }
         let config_seed = config.seed.unwrap_or_else(random_seed);
         let negative_ttl = config.negative_ttl;
+        let slot_freed = Arc::new(tokio::sync::Notify::new());
+        let packed_open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let packers = config
+            .routes
+            .iter()
+            .zip(&route_gauges)
+            .map(|(route, gauge)| {
+                let pack = route.pack.clone()?;
+                let mut stream = config.stream.clone();
+                stream.route = Some(Arc::from(route.name.as_str()));
+                if let Some(health) = &route.health {
+                    stream.health = health.clone();
+                }
+                stream.seed = config_seed ^ seed_of(&route.name);
+                metrics::describe_pack(&route.name);
+                let context = Context {
+                    route: Arc::from(route.name.as_str()),
+                    pack,
+                    headers: route.headers.clone(),
+                    stream,
+                    connector: connector.clone(),
+                    retired: Mutex::new(Totals::default()),
+                };
+                Some(Arc::new(Packer::new(
+                    context,
+                    packed_open.clone(),
+                    slot_freed.clone(),
+                    gauge.clone(),
+                )))
+            })
+            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(Slots::new(cap)),
                 route_gauges,
+                packers,
+                packed_open,
                 config,
                 connector,
                 runtime: tokio::runtime::Handle::current(),
-                slot_freed: tokio::sync::Notify::new(),
+                slot_freed,
                 pending: std::sync::atomic::AtomicUsize::new(0),
-                retired: Mutex::new(Retired::default()),
+                retired: Mutex::new(Totals::default()),
                 max_streams: std::sync::atomic::AtomicUsize::new(cap),
                 seed: config_seed,
                 refused: Refused::new(negative_ttl),
@@ -254,6 +277,7 @@ impl<C: Connector> Pool<C> {
             metrics::record_refused("upstream_stopped");
             return Err(refused);
         }
+        let packer = self.inner.packer_of(topic);
         let mut state = self.inner.state.lock();
         // A stream that stopped for good and is not yet evicted (its
         // watcher has not run): evicted now, its answer remembered.
@@ -269,7 +293,12 @@ impl<C: Connector> Pool<C> {
                 retry_after: self.inner.config.negative_ttl,
             }));
         }
-        match state.join(topic) {
+        state.set_reserved(
+            self.inner
+                .packed_open
+                .load(std::sync::atomic::Ordering::SeqCst),
+        );
+        match state.join_as(topic, packer.is_none()) {
             Join::Joined(slot) => {
                 if let Some(linger) = slot.value.linger.take() {
                     linger.abort();
@@ -280,11 +309,11 @@ impl<C: Connector> Pool<C> {
                     && let Ok(upstream) = self.request_for(topic)
                     && let Ok(handle) = self.spawn(topic, upstream, last_event_id)
                 {
-                    slot.value.handle = handle;
+                    slot.value.handle = Feed::Stream(handle);
                 }
                 let rx = slot.value.handle.subscribe();
                 let topic = slot.value.topic.clone();
-                record(&state, &self.inner.route_gauges);
+                record(&state, &self.inner.route_gauges, &self.inner.packers);
                 return Ok(self.subscription(topic, rx));
             }
             Join::Vacant => {}
@@ -299,6 +328,9 @@ impl<C: Connector> Pool<C> {
                 metrics::record_refused("closed");
                 return Err(PoolError::Closed);
             }
+        }
+        if let Some((index, packer)) = packer {
+            return self.join_packed(state, topic, index, &packer);
         }
         let upstream = self.request_for(topic)?;
         let host = upstream.host.clone();
@@ -322,7 +354,7 @@ impl<C: Connector> Pool<C> {
                 retry_after: config.idle_linger,
             });
         }
-        let handle = self.spawn(topic, upstream, last_event_id)?;
+        let handle = Feed::Stream(self.spawn(topic, upstream, last_event_id)?);
         let rx = handle.subscribe();
         let shared: Arc<str> = Arc::from(topic);
         self.watch_for_stop(shared.clone(), handle.watch_state());
@@ -336,7 +368,65 @@ impl<C: Connector> Pool<C> {
                 linger: None,
             },
         );
-        record(&state, &self.inner.route_gauges);
+        record(&state, &self.inner.route_gauges, &self.inner.packers);
+        Ok(self.subscription(shared, rx))
+    }
+
+    /// Subscribes to `topic` of the packed route `index` (its slot was
+    /// vacant): a place in one of the route's groups. A group is one stream
+    /// of the pool's cap and of the route's; topics are bounded by them
+    /// (`max_topics` each).
+    fn join_packed(
+        &self,
+        mut state: parking_lot::MutexGuard<'_, Slots<Entry>>,
+        topic: &str,
+        index: usize,
+        packer: &Arc<Packer<C>>,
+    ) -> Result<Subscription, PoolError> {
+        let config = &self.inner.config;
+        let shared: Arc<str> = Arc::from(topic);
+        let counted = state.counted();
+        let cap = self.max_streams();
+        let open = &self.inner.packed_open;
+        let room = || {
+            if counted + open.load(std::sync::atomic::Ordering::SeqCst) < cap {
+                Ok(())
+            } else {
+                Err(PoolError::AtCapacity {
+                    limit: cap,
+                    retry_after: config.idle_linger,
+                })
+            }
+        };
+        let member = packer
+            .join(
+                &shared,
+                config.routes[index].max_streams,
+                config.idle_linger,
+                room,
+                StreamState::initial(None),
+            )
+            .inspect_err(|e| {
+                metrics::record_refused(match e {
+                    PoolError::RouteAtCapacity { .. } => "route_at_capacity",
+                    _ => "at_capacity",
+                });
+            })?;
+        let feed = Feed::Packed(member);
+        let rx = feed.subscribe();
+        self.watch_for_stop(shared.clone(), feed.watch_state());
+        state.insert_as(
+            topic,
+            Entry {
+                handle: feed,
+                topic: shared.clone(),
+                host: Arc::from(""),
+                route: Some(index),
+                linger: None,
+            },
+            false,
+        );
+        record(&state, &self.inner.route_gauges, &self.inner.packers);
         Ok(self.subscription(shared, rx))
     }
 
@@ -374,37 +464,13 @@ impl<C: Connector> Pool<C> {
         });
     }
 
-    /// Resolves when the stream of `topic` has its first answer from the
-    /// upstream: open (or retrying after a failure), or stopped for good
-    /// (`Err(Stopped)`). `None` if the pool has no stream for `topic`.
-    pub fn first_answer(
+    /// The state of `topic`'s stream as it changes, if the pool has one.
+    pub(crate) fn watch_of(
         &self,
         topic: &str,
-    ) -> Option<impl Future<Output = Result<(), PoolError>> + Send + 'static> {
-        let mut state = self
-            .inner
-            .state
-            .lock()
-            .get(topic)
-            .map(|slot| slot.value.handle.watch_state())?;
-        let topic = topic.to_string();
-        let ttl = self.inner.config.negative_ttl;
-        Some(async move {
-            let answered = state
-                .wait_for(|s| {
-                    !matches!(s.phase, Phase::Idle | Phase::Connecting) || s.attempts >= 2
-                })
-                .await
-                .map(|s| stopped_for_good(&s));
-            match answered {
-                Ok(Some(reason)) => Err(PoolError::Stopped {
-                    topic,
-                    reason,
-                    retry_after: ttl,
-                }),
-                _ => Ok(()),
-            }
-        })
+    ) -> Option<tokio::sync::watch::Receiver<StreamState>> {
+        let state = self.inner.state.lock();
+        state.get(topic).map(|slot| slot.value.handle.watch_state())
     }
 
     /// Starts the stream of `topic` on the pool's runtime.
@@ -431,46 +497,17 @@ impl<C: Connector> Pool<C> {
             .map_err(|e| PoolError::Config(e.to_string()))
     }
 
-    /// Like [`subscribe`](Self::subscribe), but at the cap waits up to
-    /// `pending_wait` for a slot (a stream released after its linger), as one
-    /// of at most `max_pending` waiters. Never waits longer.
-    ///
-    /// # Errors
-    ///
-    /// As `subscribe`; `AtCapacity` once the wait is over, `QueueFull` at
-    /// once when too many wait already.
-    pub async fn subscribe_or_wait(&self, topic: &str) -> Result<Subscription, PoolError> {
-        use std::sync::atomic::Ordering;
-        let config = &self.inner.config;
-        let deadline = tokio::time::Instant::now() + config.pending_wait;
-        let mut queued: Option<Pending<'_>> = None;
-        loop {
-            // Registered before trying, so a slot freed in between wakes us.
-            let freed = self.inner.slot_freed.notified();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
-            match self.subscribe(topic) {
-                Err(PoolError::AtCapacity { .. }) if tokio::time::Instant::now() < deadline => {}
-                other => return other,
-            }
-            if queued.is_none() {
-                let waiting = self.inner.pending.fetch_add(1, Ordering::SeqCst) + 1;
-                let entry = Pending(&self.inner.pending);
-                if waiting > config.max_pending {
-                    drop(entry);
-                    metrics::record_refused("queue_full");
-                    return Err(PoolError::QueueFull {
-                        limit: config.max_pending,
-                    });
-                }
-                metrics::record_pending(waiting);
-                queued = Some(entry);
-            }
-            if tokio::time::timeout_at(deadline, freed).await.is_err() {
-                // One last try: the slot may have freed at the deadline.
-                return self.subscribe(topic);
-            }
-        }
+    pub(crate) fn config(&self) -> &PoolConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn slot_freed(&self) -> &tokio::sync::Notify {
+        &self.inner.slot_freed
+    }
+
+    /// The count of subscriptions waiting for a slot.
+    pub(crate) fn waiters(&self) -> &std::sync::atomic::AtomicUsize {
+        &self.inner.pending
     }
 
     /// Stops `topic`'s stream now if no subscriber is left (skipping its
@@ -484,7 +521,7 @@ impl<C: Connector> Pool<C> {
                 Some(slot) if slot.subscribers == 0 => state.evict(topic),
                 _ => None,
             };
-            record(&state, &self.inner.route_gauges);
+            record(&state, &self.inner.route_gauges, &self.inner.packers);
             entry
         };
         let Some(entry) = entry else { return false };
@@ -510,11 +547,9 @@ impl<C: Connector> Pool<C> {
     /// duplicate. False if the pool has no such stream.
     pub fn rotate(&self, topic: &str) -> bool {
         let state = self.inner.state.lock();
-        state.get(topic).is_some_and(|slot| {
-            slot.value
-                .handle
-                .request_rotate(sse_state_machine::RotateReason::Manual)
-        })
+        state
+            .get(topic)
+            .is_some_and(|slot| slot.value.handle.request_rotate())
     }
 
     /// The sockets of the pool's streams (for admin views and tests).
@@ -564,8 +599,14 @@ impl<C: Connector> Pool<C> {
         let state = self.inner.state.lock();
         let (created, removed) = state.lifetime();
         let mut total = *self.inner.retired.lock();
-        for (_, slot) in state.iter() {
+        for (_, slot) in state
+            .iter()
+            .filter(|(_, slot)| slot.value.handle.is_stream())
+        {
             total.add(&slot.value.handle.state());
+        }
+        for packer in self.inner.packers.iter().flatten() {
+            total.merge(&packer.totals());
         }
         PoolCounts {
             streams: state.len(),
@@ -607,7 +648,7 @@ impl<C: Connector> Pool<C> {
         let streams: Vec<Entry> = {
             let mut state = self.inner.state.lock();
             let streams = state.close();
-            record(&state, &self.inner.route_gauges);
+            record(&state, &self.inner.route_gauges, &self.inner.packers);
             streams
         };
         // Waiters learn at once that the pool is closed.
@@ -619,16 +660,10 @@ impl<C: Connector> Pool<C> {
             self.inner.retire(&entry);
             entry.handle.stop().await;
         }
-    }
-}
-
-/// One waiter in the pending queue; leaves it on every path.
-struct Pending<'a>(&'a std::sync::atomic::AtomicUsize);
-
-impl Drop for Pending<'_> {
-    fn drop(&mut self) {
-        let left = self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) - 1;
-        metrics::record_pending(left);
+        // Their members gone, the packed groups end: waited for too.
+        for packer in self.inner.packers.iter().flatten() {
+            packer.drain().await;
+        }
     }
 }
 
@@ -652,7 +687,7 @@ impl<C: Connector> Release for Inner<C> {
                 }
             }));
         }
-        record(&state, &self.route_gauges);
+        record(&state, &self.route_gauges, &self.packers);
     }
 }
 
@@ -678,7 +713,7 @@ impl<C: Connector> Inner<C> {
                 .get(arc)
                 .is_some_and(|slot| Arc::ptr_eq(&slot.value.topic, arc));
             let entry = if same { state.evict(arc) } else { None };
-            record(&state, &self.route_gauges);
+            record(&state, &self.route_gauges, &self.packers);
             entry
         };
         if let Some(entry) = entry {
@@ -697,7 +732,7 @@ impl<C: Connector> Inner<C> {
         let entry = {
             let mut state = self.state.lock();
             let entry = state.expire(topic, generation);
-            record(&state, &self.route_gauges);
+            record(&state, &self.route_gauges, &self.packers);
             entry
         };
         if let Some(entry) = entry {
@@ -710,13 +745,25 @@ impl<C: Connector> Inner<C> {
     /// Keeps a removed stream's counters in the pool's lifetime totals
     /// (read as it stops: a connection it was still opening is not counted).
     fn retire(&self, entry: &Entry) {
-        self.retired.lock().add(&entry.handle.state());
+        if entry.handle.is_stream() {
+            self.retired.lock().add(&entry.handle.state());
+        }
+    }
+
+    /// The packed route that serves `topic`, if one does (and no named
+    /// stream or earlier route does first).
+    fn packer_of(&self, topic: &str) -> Option<(usize, Arc<Packer<C>>)> {
+        if self.packers.iter().all(Option::is_none) {
+            return None;
+        }
+        let index = self.config.resolve(topic)?.route?;
+        Some((index, self.packers[index].clone()?))
     }
 }
 
 /// The stop reason, if `state` is a stream stopped for good by its
 /// upstream (not by the pool).
-fn stopped_for_good(state: &StreamState) -> Option<StopReason> {
+pub(crate) fn stopped_for_good(state: &StreamState) -> Option<StopReason> {
     match (state.phase, state.reason) {
         (Phase::Stopped, Reason::Stop(reason)) if reason != StopReason::Requested => Some(reason),
         _ => None,

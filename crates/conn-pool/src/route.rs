@@ -18,6 +18,8 @@ use std::fmt;
 use http::HeaderMap;
 use sse_health::HealthConfig;
 
+use crate::pack::Pack;
+
 /// Which topics a route serves.
 #[derive(Clone)]
 pub enum TopicMatch {
@@ -116,8 +118,11 @@ pub struct Route {
     /// The topics it serves.
     pub topics: TopicMatch,
     /// The upstream URL with `{topic}` where the topic goes (as for the
-    /// pool's own template: never in the host).
+    /// pool's own template: never in the host). Empty for a packed route.
     pub url_template: String,
+    /// Packs the route's topics into shared connections (see
+    /// [`Pack`]); `None`: one connection per topic, from `url_template`.
+    pub pack: Option<Pack>,
     /// Headers sent on this route's requests, and only on them.
     pub headers: HeaderMap,
     /// The most streams this route holds at once, within the pool's
@@ -139,10 +144,20 @@ impl Route {
             name: name.into(),
             topics,
             url_template: url_template.into(),
+            pack: None,
             headers: HeaderMap::new(),
             max_streams: None,
             health: None,
         }
+    }
+}
+
+impl Route {
+    /// A packed route of `topics`: they share connections as `pack` says.
+    pub fn packed(name: impl Into<String>, topics: TopicMatch, pack: Pack) -> Self {
+        let mut route = Self::new(name, topics, "");
+        route.pack = Some(pack);
+        route
     }
 }
 

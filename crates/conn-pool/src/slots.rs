@@ -23,6 +23,9 @@ pub(crate) struct Slot<T> {
     pub(crate) subscribers: usize,
     /// The generation of the last join or release.
     generation: u64,
+    /// Whether it counts against the cap (a packed topic does not: its
+    /// group does, through `reserved`).
+    counts: bool,
 }
 
 /// The answer to a join.
@@ -38,11 +41,16 @@ pub(crate) enum Join<'a, T> {
     Closed,
 }
 
-/// Every key's slot, bounded by `cap`.
+/// Every key's slot, bounded by `cap`: counted slots plus `reserved`
+/// (streams held outside the slots) stay within it.
 #[derive(Debug)]
 pub(crate) struct Slots<T> {
     entries: HashMap<String, Slot<T>>,
     cap: usize,
+    /// Slots that count against the cap.
+    counted: usize,
+    /// Streams held elsewhere that count against the cap too.
+    reserved: usize,
     closed: bool,
     generation: u64,
     /// Subscribers over every slot, kept as a running total so that metrics
@@ -60,6 +68,8 @@ impl<T> Slots<T> {
         Self {
             entries: HashMap::new(),
             cap,
+            counted: 0,
+            reserved: 0,
             closed: false,
             generation: 0,
             subscribers: 0,
@@ -69,13 +79,23 @@ impl<T> Slots<T> {
     }
 
     /// A subscriber wants `key`.
+    #[allow(
+        dead_code,
+        reason = "the loom model joins counted slots; the pool says which"
+    )]
     pub(crate) fn join(&mut self, key: &str) -> Join<'_, T> {
+        self.join_as(key, true)
+    }
+
+    /// A subscriber wants `key`; a new slot for it counts against the cap
+    /// if `counts` (else its caller bounds it).
+    pub(crate) fn join_as(&mut self, key: &str, counts: bool) -> Join<'_, T> {
         if self.closed {
             return Join::Closed;
         }
         self.generation += 1;
         let generation = self.generation;
-        let room = self.entries.len() < self.cap;
+        let room = !counts || self.counted + self.reserved < self.cap;
         match self.entries.get_mut(key) {
             Some(slot) => {
                 slot.subscribers += 1;
@@ -91,15 +111,22 @@ impl<T> Slots<T> {
     /// Fills the slot a [`Join::Vacant`] found, with its first subscriber.
     /// Only call it under the same lock as that join.
     pub(crate) fn insert(&mut self, key: &str, value: T) {
-        debug_assert!(!self.closed && self.entries.len() < self.cap);
+        self.insert_as(key, value, true);
+    }
+
+    /// As [`insert`](Self::insert), after a [`join_as`](Self::join_as).
+    pub(crate) fn insert_as(&mut self, key: &str, value: T, counts: bool) {
+        debug_assert!(!self.closed && (!counts || self.counted + self.reserved < self.cap));
         self.subscribers += 1;
         self.created += 1;
+        self.counted += usize::from(counts);
         self.entries.insert(
             key.to_string(),
             Slot {
                 value,
                 subscribers: 1,
                 generation: self.generation,
+                counts,
             },
         );
     }
@@ -144,6 +171,7 @@ impl<T> Slots<T> {
         self.generation += 1;
         self.subscribers -= slot.subscribers;
         self.removed += 1;
+        self.counted -= usize::from(slot.counts);
         Some(slot.value)
     }
 
@@ -153,6 +181,7 @@ impl<T> Slots<T> {
         match self.entries.get(key) {
             Some(slot) if slot.subscribers == 0 && slot.generation == generation => {
                 self.removed += 1;
+                self.counted -= usize::from(slot.counts);
                 self.entries.remove(key).map(|slot| slot.value)
             }
             _ => None,
@@ -163,6 +192,7 @@ impl<T> Slots<T> {
     pub(crate) fn close(&mut self) -> Vec<T> {
         self.closed = true;
         self.subscribers = 0;
+        self.counted = 0;
         self.removed += self.entries.len() as u64;
         self.entries.drain().map(|(_, slot)| slot.value).collect()
     }
@@ -193,6 +223,16 @@ impl<T> Slots<T> {
             self.entries.values().map(|s| s.subscribers).sum::<usize>()
         );
         self.subscribers
+    }
+
+    /// Slots that count against the cap.
+    pub(crate) fn counted(&self) -> usize {
+        self.counted
+    }
+
+    /// Streams held outside the slots that count against the cap.
+    pub(crate) fn set_reserved(&mut self, reserved: usize) {
+        self.reserved = reserved;
     }
 
     /// A new cap for the next joins (slots beyond it stay until released).

@@ -51,6 +51,14 @@ pub enum StreamItem {
         /// The position the next event follows.
         resumes_after: u64,
     },
+    /// Events of this topic may be missing here (a packed connection was
+    /// re-made without resuming, or fell behind): `missed` of them, at
+    /// least; 0 when the count is unknown. Subscribers are told of a gap.
+    /// A stream of its own never sends this (its resume has no gap).
+    Gap {
+        /// How many, at least (0: unknown).
+        missed: u64,
+    },
     /// A comment from the delivering connection.
     Comment(Utf8Bytes),
     /// The stream changed phase. Errors are non-terminal updates unless the
@@ -96,6 +104,30 @@ pub struct StreamState {
     /// Errors by kind, in `sse_health::ErrorKind::ALL` order (connect,
     /// status, stream, timeout).
     pub errors: [u64; 4],
+}
+
+impl StreamState {
+    /// A stream's state before its first attempt.
+    pub(crate) fn initial(last_event_id: Option<String>) -> Self {
+        Self {
+            phase: Phase::Idle,
+            reason: Reason::Start,
+            since: tokio::time::Instant::now(),
+            attempts: 0,
+            opened: 0,
+            rotations: 0,
+            events: 0,
+            bytes: 0,
+            last_event_id: last_event_id.unwrap_or_default(),
+            latency_p50: None,
+            latency_p99: None,
+            health: Level::Healthy,
+            health_since: tokio::time::Instant::now(),
+            causes: Vec::new(),
+            rotations_advised: 0,
+            errors: [0; 4],
+        }
+    }
 }
 
 /// A phase change, as subscribers see it.
@@ -207,24 +239,7 @@ pub fn spawn_stream<C: Connector>(
     if let Some(id) = &config.last_event_id {
         machine.set_last_event_id(Utf8Bytes::from(id.as_str()));
     }
-    let (state_tx, state) = watch::channel(StreamState {
-        phase: Phase::Idle,
-        reason: Reason::Start,
-        since: tokio::time::Instant::now(),
-        attempts: 0,
-        opened: 0,
-        rotations: 0,
-        events: 0,
-        bytes: 0,
-        last_event_id: config.last_event_id.clone().unwrap_or_default(),
-        latency_p50: None,
-        latency_p99: None,
-        health: Level::Healthy,
-        health_since: tokio::time::Instant::now(),
-        causes: Vec::new(),
-        rotations_advised: 0,
-        errors: [0; 4],
-    });
+    let (state_tx, state) = watch::channel(StreamState::initial(config.last_event_id.clone()));
     let health = StreamHealth::new(config.health.clone(), now());
     let (items, first) = broadcast::channel(config.channel_capacity.max(1));
     let (commands, command_rx) = mpsc::channel(8);
@@ -250,6 +265,7 @@ pub fn spawn_stream<C: Connector>(
         health,
         health_rotation: config.health_rotation,
         redirects: config.redirects.clone(),
+        resume: config.resume,
         phase: metrics::PhaseGauge::new(Phase::Idle),
     };
     let span = tracing::info_span!("upstream", url = %driver.request.url());
@@ -319,6 +335,8 @@ struct Driver<C> {
     event_time: Option<(EventTime, ::metrics::Histogram)>,
     health_rotation: bool,
     redirects: RedirectPolicy,
+    /// Send `Last-Event-ID` on reconnects ([`StreamConfig::resume`]).
+    resume: bool,
     phase: metrics::PhaseGauge,
 }
 
@@ -385,7 +403,9 @@ impl<C: Connector> Driver<C> {
                         // A rotation's connection replaces the current one's
                         // socket, which may be the problem.
                         fresh: self.machine.phase() == Phase::Open,
-                        last_event_id: last_event_id.map(|id| id.to_string()),
+                        last_event_id: last_event_id
+                            .filter(|_| self.resume)
+                            .map(|id| id.to_string()),
                     };
                     let task = tokio::spawn(connection(attempt, self.messages.clone()));
                     self.conns.insert(

@@ -42,6 +42,15 @@ impl Subscription {
     pub async fn recv(&mut self) -> Result<StreamItem, broadcast::error::RecvError> {
         self.rx.recv().await
     }
+
+    /// The next item if one is waiting, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// Nothing is waiting (`Empty`), lagging, or the stream ended.
+    pub fn try_recv(&mut self) -> Result<StreamItem, broadcast::error::TryRecvError> {
+        self.rx.try_recv()
+    }
 }
 
 pub(crate) enum Guard {
