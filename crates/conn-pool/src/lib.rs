@@ -41,6 +41,7 @@ mod config;
 mod connector;
 mod error;
 mod feed;
+mod info;
 mod latency;
 pub mod metrics;
 mod pack;

@@ -14,6 +14,7 @@ use crate::config::valid_topic;
 use crate::connector::Connector;
 pub use crate::error::PoolError;
 use crate::feed::Feed;
+pub use crate::info::{PoolCounts, StreamInfo};
 use crate::metrics;
 use crate::pack::{Context, Packer};
 use crate::refused::Refused;
@@ -24,49 +25,6 @@ pub use crate::subscription::Subscription;
 use crate::subscription::{Guard, Release};
 use crate::totals::Totals;
 use sse_state_machine::{Phase, Reason, StopReason};
-
-/// One stream as the admin view shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamInfo {
-    /// The topic.
-    pub topic: String,
-    /// Subscribers now.
-    pub subscribers: usize,
-    /// Whether it is in its idle linger (no subscriber).
-    pub lingering: bool,
-    /// The route that serves it (`None`: a named stream or the pool's
-    /// template).
-    pub route: Option<String>,
-    /// Its state and counters.
-    pub state: StreamState,
-}
-
-/// The pool's counts, read together under its lock, so that
-/// `created - removed == streams` holds exactly (the soak checks it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolCounts {
-    /// Streams in the pool now (lingering ones too).
-    pub streams: usize,
-    /// Subscriptions over every stream now.
-    pub subscribers: usize,
-    /// Streams ever created.
-    pub created: u64,
-    /// Streams ever removed (linger expired, or the pool closed).
-    pub removed: u64,
-    /// Connection attempts over the pool's life (removed streams included).
-    pub attempts: u64,
-    /// Connections that reached the open phase, over the pool's life.
-    pub connections_opened: u64,
-    /// Events received from upstreams, over the pool's life.
-    pub events: u64,
-    /// Rotations completed, over the pool's life.
-    pub rotations: u64,
-    /// Body bytes received from upstreams, over the pool's life.
-    pub bytes: u64,
-    /// Errors by kind over the pool's life, in `sse_health::ErrorKind::ALL`
-    /// order (connect, status, stream, timeout).
-    pub errors: [u64; 4],
-}
 
 /// A shared pool of upstream streams. Cheap to clone.
 pub struct Pool<C: Connector> {
@@ -335,7 +293,11 @@ impl<C: Connector> Pool<C> {
         let upstream = self.request_for(topic)?;
         let host = upstream.host.clone();
         let route = upstream.route;
-        let on_host = state.iter().filter(|(_, s)| s.value.host == host).count();
+        let on_host = state
+            .iter()
+            .filter(|(_, s)| s.value.handle.is_stream() && s.value.host == host)
+            .count()
+            + self.inner.groups_on(&host);
         if on_host >= config.max_streams_per_host {
             metrics::record_refused("host_at_capacity");
             return Err(PoolError::HostAtCapacity {
@@ -388,15 +350,27 @@ impl<C: Connector> Pool<C> {
         let counted = state.counted();
         let cap = self.max_streams();
         let open = &self.inner.packed_open;
+        let host = packer.host.clone();
+        // Counted before the packer's lock is taken (`room` runs under it).
+        let on_host = state
+            .iter()
+            .filter(|(_, s)| s.value.handle.is_stream() && s.value.host == host)
+            .count()
+            + self.inner.groups_on(&host);
         let room = || {
-            if counted + open.load(std::sync::atomic::Ordering::SeqCst) < cap {
-                Ok(())
-            } else {
-                Err(PoolError::AtCapacity {
+            if counted + open.load(std::sync::atomic::Ordering::SeqCst) >= cap {
+                return Err(PoolError::AtCapacity {
                     limit: cap,
                     retry_after: config.idle_linger,
-                })
+                });
             }
+            if on_host >= config.max_streams_per_host {
+                return Err(PoolError::HostAtCapacity {
+                    limit: config.max_streams_per_host,
+                    retry_after: config.idle_linger,
+                });
+            }
+            Ok(())
         };
         let member = packer
             .join(
@@ -409,6 +383,7 @@ impl<C: Connector> Pool<C> {
             .inspect_err(|e| {
                 metrics::record_refused(match e {
                     PoolError::RouteAtCapacity { .. } => "route_at_capacity",
+                    PoolError::HostAtCapacity { .. } => "host_at_capacity",
                     _ => "at_capacity",
                 });
             })?;
@@ -748,6 +723,16 @@ impl<C: Connector> Inner<C> {
         if entry.handle.is_stream() {
             self.retired.lock().add(&entry.handle.state());
         }
+    }
+
+    /// Packed connections (groups) to `host` (`host:port`).
+    fn groups_on(&self, host: &str) -> usize {
+        self.packers
+            .iter()
+            .flatten()
+            .filter(|p| &*p.host == host)
+            .map(|p| p.groups())
+            .sum()
     }
 
     /// The packed route that serves `topic`, if one does (and no named

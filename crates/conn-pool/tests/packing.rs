@@ -109,7 +109,9 @@ impl Body for Feed {
                 if topic == "BAD" {
                     out.push_str(&format!("id: {g}\ndata: {{not json {k}\n\n"));
                 } else {
-                    out.push_str(&format!("id: {g}\ndata: {{\"s\":\"{topic}\",\"n\":{k}}}\n\n"));
+                    out.push_str(&format!(
+                        "id: {g}\ndata: {{\"s\":\"{topic}\",\"n\":{k}}}\n\n"
+                    ));
                 }
             }
         }
@@ -141,9 +143,8 @@ impl Packed {
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         self.requests.lock().push((set.clone(), after));
         if set.iter().any(|t| self.refused.lock().contains(t)) {
-            let mut response = hyper::Response::new(http_body_util::Either::Right(
-                http_body_util::Empty::new(),
-            ));
+            let mut response =
+                hyper::Response::new(http_body_util::Either::Right(http_body_util::Empty::new()));
             *response.status_mut() = hyper::StatusCode::NOT_FOUND;
             return response;
         }
@@ -222,12 +223,18 @@ struct Checker {
 
 impl Checker {
     fn take(&mut self, topic: &str, item: &StreamItem) {
-        let StreamItem::Event(event) = item else { return };
+        let StreamItem::Event(event) = item else {
+            return;
+        };
         let value: serde_json::Value = serde_json::from_str(&event.data).unwrap();
         assert_eq!(value["s"], topic, "{topic} received another topic's event");
         let n = value["n"].as_u64().unwrap();
         if let Some(last) = self.last.get(topic) {
-            assert_eq!(n, last + 1, "{topic}: after {last} came {n} (a gap or a duplicate)");
+            assert_eq!(
+                n,
+                last + 1,
+                "{topic}: after {last} came {n} (a gap or a duplicate)"
+            );
         }
         self.last.insert(topic.to_string(), n);
         self.events += 1;
@@ -268,6 +275,12 @@ async fn topics_share_connections_and_each_receives_only_its_own() {
         3,
         "seven topics, three to a connection"
     );
+    assert_eq!(
+        upstream.connections(),
+        3,
+        "subscribed together, they made no re-pack: {:?}",
+        upstream.requests.lock()
+    );
     for topic in topics {
         let n = checker.last.get(topic).copied().unwrap_or(0);
         assert!(n >= 40, "{topic} received up to {n} in 5 s at 10/s");
@@ -277,7 +290,11 @@ async fn topics_share_connections_and_each_receives_only_its_own() {
     pool.close().await;
     // Paused time: the connections' tasks end within a tick of virtual time.
     tokio::time::sleep(TICK).await;
-    assert_eq!(upstream.open.load(Ordering::SeqCst), 0, "closed with the pool");
+    assert_eq!(
+        upstream.open.load(Ordering::SeqCst),
+        0,
+        "closed with the pool"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -315,7 +332,11 @@ async fn re_packs_hide_their_overlap_no_gap_no_duplicate() {
         requests[1..].iter().all(|(_, after)| after.is_some()),
         "every re-pack resumes from the connection's last id: {requests:?}"
     );
-    assert!(checker.last["A"] >= 140, "A ran throughout: {:?}", checker.last);
+    assert!(
+        checker.last["A"] >= 140,
+        "A ran throughout: {:?}",
+        checker.last
+    );
     assert!(checker.last.contains_key("D"));
     // Paused time: one tick of virtual time for the old connections to close.
     tokio::time::sleep(TICK).await;
@@ -343,7 +364,10 @@ async fn churn_is_batched_into_one_re_pack_per_interval() {
         "40 joins over 4 s at one re-pack per 2 s: {connections} connections"
     );
     for topic in &topics {
-        assert!(checker.last.contains_key(topic), "{topic} joined within 2 s");
+        assert!(
+            checker.last.contains_key(topic),
+            "{topic} joined within 2 s"
+        );
     }
     pool.close().await;
 }
@@ -359,8 +383,15 @@ async fn a_poisoned_topic_does_not_touch_its_neighbours() {
         .map(|t| (t.to_string(), pool.subscribe(t).unwrap()))
         .collect();
     run_for(Duration::from_secs(5), &mut subs, &mut checker).await;
-    assert!(checker.last["A"] >= 45 && checker.last["C"] >= 45, "{:?}", checker.last);
-    assert!(!checker.last.contains_key("BAD"), "unreadable data is dropped");
+    assert!(
+        checker.last["A"] >= 45 && checker.last["C"] >= 45,
+        "{:?}",
+        checker.last
+    );
+    assert!(
+        !checker.last.contains_key("BAD"),
+        "unreadable data is dropped"
+    );
     assert_eq!(upstream.connections(), 1, "the connection was never broken");
     pool.close().await;
 }
@@ -369,7 +400,10 @@ async fn a_poisoned_topic_does_not_touch_its_neighbours() {
 async fn a_refused_topic_is_moved_out_and_remembered() {
     let topics = ["A", "B", "C", "GONE", "LOST"];
     let upstream = Packed::new(&topics);
-    upstream.refused.lock().extend(["GONE".to_string(), "LOST".to_string()]);
+    upstream
+        .refused
+        .lock()
+        .extend(["GONE".to_string(), "LOST".to_string()]);
     let pool = Pool::new(config(10, Duration::from_secs(2)), upstream.clone()).unwrap();
     let mut checker = Checker::default();
     let mut subs: Vec<(String, Subscription)> = ["A", "B"]
@@ -402,14 +436,30 @@ async fn a_refused_topic_is_moved_out_and_remembered() {
         matches!(pool.subscribe("GONE"), Err(PoolError::Stopped { .. })),
         "remembered: no new request"
     );
-    assert!(checker.last["A"] >= 35 && checker.last["B"] >= 35, "{:?}", checker.last);
-    assert!(checker.last.contains_key("C"), "C joined once the refused were out");
-    let sets: Vec<Vec<String>> = upstream.requests.lock().iter().map(|r| r.0.clone()).collect();
+    assert!(
+        checker.last["A"] >= 35 && checker.last["B"] >= 35,
+        "{:?}",
+        checker.last
+    );
+    assert!(
+        checker.last.contains_key("C"),
+        "C joined once the refused were out"
+    );
+    let sets: Vec<Vec<String>> = upstream
+        .requests
+        .lock()
+        .iter()
+        .map(|r| r.0.clone())
+        .collect();
     let clean: Vec<&Vec<String>> = sets
         .iter()
         .filter(|s| !s.iter().any(|t| t == "GONE" || t == "LOST"))
         .collect();
-    assert_eq!(clean.last().map(|s| s.join(",")), Some("A,B,C".into()), "{sets:?}");
+    assert_eq!(
+        clean.last().map(|s| s.join(",")),
+        Some("A,B,C".into()),
+        "{sets:?}"
+    );
     assert!(sets.len() <= 7, "halving takes few requests: {sets:?}");
     let before = sets.len();
     run_for(Duration::from_secs(5), &mut subs, &mut checker).await;
@@ -431,7 +481,10 @@ async fn without_resume_a_reconnect_is_a_gap_each_topic_is_told_of() {
     let mut b = pool.subscribe("B").unwrap();
     // Paused time: two seconds of virtual time, then a kick.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(pool.reconnect("A"), "a packed topic's reconnect is its group's");
+    assert!(
+        pool.reconnect("A"),
+        "a packed topic's reconnect is its group's"
+    );
     for sub in [&mut a, &mut b] {
         let gap = loop {
             match tokio::time::timeout(Duration::from_secs(60), sub.recv()).await {
@@ -443,7 +496,10 @@ async fn without_resume_a_reconnect_is_a_gap_each_topic_is_told_of() {
         assert!(gap, "told of the gap");
     }
     let requests = upstream.requests.lock().clone();
-    assert!(requests.iter().all(|(_, after)| after.is_none()), "{requests:?}");
+    assert!(
+        requests.iter().all(|(_, after)| after.is_none()),
+        "{requests:?}"
+    );
     pool.close().await;
 }
 
@@ -475,4 +531,30 @@ fn a_packed_route_reads_from_toml() {
         "#,
     );
     assert!(both.unwrap_err().to_string().contains("exactly one of"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn caps_count_connections_not_topics() {
+    let topics = ["A", "B", "C", "D", "E"];
+    let upstream = Packed::new(&topics);
+    let mut config = config(2, Duration::from_secs(2));
+    config.max_streams = 2;
+    let pool = Pool::new(config, upstream.clone()).unwrap();
+    let subs: Vec<Subscription> = ["A", "B", "C", "D"]
+        .iter()
+        .map(|t| pool.subscribe(t).unwrap())
+        .collect();
+    assert!(
+        matches!(pool.subscribe("E"), Err(PoolError::AtCapacity { limit: 2, .. })),
+        "two connections of two topics: a fifth topic needs a third"
+    );
+    let more = pool.subscribe("A").unwrap();
+    assert_eq!(pool.counts().subscribers, 5, "a topic with a place is joined");
+    drop((subs, more));
+    // Paused time: past the linger, A-D leave and their groups close.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let e = pool.subscribe("E").unwrap();
+    assert_eq!(pool.counts().streams, 1);
+    drop(e);
+    pool.close().await;
 }

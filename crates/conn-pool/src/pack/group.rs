@@ -26,6 +26,11 @@ use crate::stream::{Status, StreamHandle, StreamItem, spawn_stream};
 /// topics are quiet) waits before it takes over anyway.
 const QUIET_HANDOVER: Duration = Duration::from_secs(5);
 
+/// How long a new group waits before its first connection, so that a
+/// burst of joins (one request for many topics, a dashboard loading) is
+/// one set, not a connection and a re-pack `min_interval` later.
+const FIRST_SET_WINDOW: Duration = Duration::from_millis(25);
+
 /// One connection of the group, with the set in its URL.
 struct Conn {
     handle: StreamHandle,
@@ -68,6 +73,8 @@ struct Task<C> {
     last_repack: Option<Instant>,
     /// Re-pack without waiting for `min_interval` (a refused set halved).
     urgent: bool,
+    /// When the group was made.
+    created: Instant,
     repacks: metrics::PackCounters,
 }
 
@@ -84,6 +91,7 @@ pub(crate) async fn run<C: Connector>(context: Arc<Context<C>>, group: Arc<Group
         refused: BTreeSet::new(),
         last_repack: None,
         urgent: false,
+        created: Instant::now(),
         repacks,
     };
     let mut upkeep = tokio::time::interval(Duration::from_secs(1));
@@ -194,6 +202,7 @@ impl<C: Connector> Task<C> {
         }
         let now = Instant::now();
         let due = match self.last_repack {
+            None => self.created + FIRST_SET_WINDOW,
             Some(last) if self.current.is_some() && !self.urgent => {
                 last + self.context.pack.min_interval
             }

@@ -94,6 +94,8 @@ pub(crate) trait Leave: Send + Sync {
 /// One route's packed groups.
 pub(crate) struct Packer<C> {
     pub(crate) context: Arc<Context<C>>,
+    /// `host:port` of its URL, for the per-host cap.
+    pub(crate) host: Arc<str>,
     groups: Mutex<Vec<Arc<Group>>>,
     next_id: AtomicU64,
     /// Groups of every packer of the pool (shared): each is one stream of
@@ -165,7 +167,15 @@ impl<C: Connector> Packer<C> {
         freed: Arc<Notify>,
         gauge: ::metrics::Gauge,
     ) -> Self {
+        let url = context.pack.url_for(&["topic-placeholder"]);
+        let host = crate::request::UpstreamRequest::get(&url)
+            .map(|r| {
+                let target = crate::request::target(r.url());
+                format!("{}:{}", target.host, target.port)
+            })
+            .unwrap_or_default();
         Self {
+            host: Arc::from(host),
             context: Arc::new(context),
             groups: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(0),
@@ -258,6 +268,11 @@ impl<C: Connector> Packer<C> {
             group,
             packer: self.clone(),
         })
+    }
+
+    /// Connections of this route now (groups).
+    pub(crate) fn groups(&self) -> usize {
+        self.groups.lock().len()
     }
 
     /// The counters of this route's connections, live and retired.
