@@ -503,6 +503,7 @@ async fn without_resume_a_reconnect_is_a_gap_each_topic_is_told_of() {
     pool.close().await;
 }
 
+#[cfg(feature = "serde")]
 #[test]
 fn a_packed_route_reads_from_toml() {
     let config: PoolConfig = toml::from_str(
