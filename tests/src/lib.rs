@@ -13,6 +13,7 @@
 
 pub mod client;
 pub mod nats;
+pub mod procs;
 pub mod tls;
 
 pub mod procfs {

@@ -17,7 +17,10 @@ use sse_upstream_sim::SimHandle;
 /// `/v2/stream/a,b` (the topic at `/meta/stream`).
 fn packed_pool(sim: &SimHandle, meta_stream: bool, max_topics: usize) -> PoolConfig {
     let (template, pointer) = if meta_stream {
-        (format!("{}/v2/stream/{{topics}}", sim.url()), "/meta/stream")
+        (
+            format!("{}/v2/stream/{{topics}}", sim.url()),
+            "/meta/stream",
+        )
     } else {
         (format!("{}/v1/stream?symbols={{topics}}", sim.url()), "/s")
     };
@@ -73,7 +76,11 @@ async fn packs_and_re_packs(meta_stream: bool) {
     let mut last = HashMap::new();
     read_checked(&mut steady, 80, &mut last).await;
     assert_eq!(last.len(), 4, "every topic arrives: {last:?}");
-    assert_eq!(sim.active_streams(), 2, "four topics, three to a connection");
+    assert_eq!(
+        sim.active_streams(),
+        2,
+        "four topics, three to a connection"
+    );
     // TSLA joins a group (a re-pack), then leaves it (another, after the
     // linger): the steady client sees no gap and no duplicate.
     let mut tsla = get(gw.addr(), "/v1/stream/TSLA", &[]).await;
@@ -114,7 +121,10 @@ async fn a_topic_the_upstream_does_not_have_is_a_404_and_its_neighbours_go_on() 
     let mut last = HashMap::new();
     read_checked(&mut steady, 20, &mut last).await;
     let refused = get(gw.addr(), "/v1/stream/NOPE", &[]).await;
-    assert_eq!(refused.status, 404, "the upstream's answer, found in the set");
+    assert_eq!(
+        refused.status, 404,
+        "the upstream's answer, found in the set"
+    );
     read_checked(&mut steady, 40, &mut last).await;
     let again = get(gw.addr(), "/v1/stream/NOPE", &[]).await;
     assert_eq!(again.status, 404, "remembered");

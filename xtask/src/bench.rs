@@ -343,6 +343,48 @@ pub(crate) fn cluster(root: &Path, quick: bool) -> Result<()> {
     run_cmd(cmd)
 }
 
+/// `cargo xtask bench packing`: builds the release `ssegate`, the
+/// simulator and `ssegate-packing-bench`, then runs it (results in
+/// `target/bench/packing/`; `update_readme`: the table into README.md).
+/// `quick`: 200 topics for 30 s.
+pub(crate) fn packing(root: &Path, quick: bool, update_readme: bool) -> Result<()> {
+    run_cmd(cargo(&[
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "ssegate",
+        "--bin",
+        "ssegate",
+        "-p",
+        "sse-upstream-sim",
+        "--bin",
+        "sse-upstream-sim",
+        "-p",
+        "ssegate-tests",
+        "--bin",
+        "ssegate-packing-bench",
+    ]))?;
+    let mut cmd = std::process::Command::new(root.join("target/release/ssegate-packing-bench"));
+    cmd.arg("--ssegate")
+        .arg(root.join("target/release/ssegate"))
+        .arg("--sim")
+        .arg(root.join("target/release/sse-upstream-sim"))
+        .arg("--out")
+        .arg(root.join(if quick {
+            "target/bench/packing-quick"
+        } else {
+            "target/bench/packing"
+        }));
+    if quick {
+        cmd.args(["--topics", "200", "--churn-topics", "40", "--secs", "30"]);
+    }
+    if update_readme {
+        cmd.arg("--update-readme").arg(root.join("README.md"));
+    }
+    run_cmd(cmd)
+}
+
 /// `cargo xtask bench fanout`: builds the release `ssegate` (its production
 /// allocator, no soak feature) and `ssegate-fanout`, then runs it.
 /// What `bench fanout` compares.

@@ -41,10 +41,14 @@ enum Cmd {
     /// Run the parser benchmarks against the peer crates and print the ratios;
     /// `bench fanout` runs the fan-out benchmark (ssegate, and `--peer nchan`);
     /// `bench cluster` what cluster mode costs (latency added on a
-    /// non-owner, one topic's events/s through NATS, failover over 20 kills).
+    /// non-owner, one topic's events/s through NATS, failover over 20 kills);
+    /// `bench packing` 1,000 topics packed into at most 50 upstream
+    /// connections under churn (gaps, duplicates, connections per minute,
+    /// CPU per 1,000 events).
     Bench {
         /// `fanout`: the fan-out benchmark instead of the criterion suites;
-        /// `cluster`: the cluster benchmark (needs `nats-server`).
+        /// `cluster`: the cluster benchmark (needs `nats-server`);
+        /// `packing`: the packing benchmark.
         suite: Option<String>,
         /// With `fanout`: also measure this peer (`nchan`) in the same run.
         #[arg(long)]
@@ -96,6 +100,12 @@ fn try_main() -> Result<()> {
         } if suite == "cluster" => bench::cluster(&root, quick),
         Cmd::Bench {
             suite: Some(suite),
+            quick,
+            update_readme,
+            ..
+        } if suite == "packing" => bench::packing(&root, quick, update_readme),
+        Cmd::Bench {
+            suite: Some(suite),
             peer,
             baseline,
             tls,
@@ -115,7 +125,7 @@ fn try_main() -> Result<()> {
         Cmd::Bench {
             suite: Some(suite), ..
         } => {
-            bail!("unknown benchmark suite {suite:?} (known: fanout, cluster)")
+            bail!("unknown benchmark suite {suite:?} (known: fanout, cluster, packing)")
         }
         Cmd::Bench {
             quick,

@@ -546,11 +546,18 @@ async fn caps_count_connections_not_topics() {
         .map(|t| pool.subscribe(t).unwrap())
         .collect();
     assert!(
-        matches!(pool.subscribe("E"), Err(PoolError::AtCapacity { limit: 2, .. })),
+        matches!(
+            pool.subscribe("E"),
+            Err(PoolError::AtCapacity { limit: 2, .. })
+        ),
         "two connections of two topics: a fifth topic needs a third"
     );
     let more = pool.subscribe("A").unwrap();
-    assert_eq!(pool.counts().subscribers, 5, "a topic with a place is joined");
+    assert_eq!(
+        pool.counts().subscribers,
+        5,
+        "a topic with a place is joined"
+    );
     drop((subs, more));
     // Paused time: past the linger, A-D leave and their groups close.
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -17,15 +17,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use clap::Parser;
 use serde::Serialize;
 use ssegate_tests::nats::{NatsServer, free_port};
+use ssegate_tests::procs::{self, Proc};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 /// Each step's bound.
@@ -60,38 +59,17 @@ struct Args {
     out: PathBuf,
 }
 
-/// A child process, killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
-    }
-}
-
 fn spawn_sim(bin: &Path, port: u16, rate: f64, topic: &str) -> Result<Proc> {
-    let child = Command::new(bin)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--topics", topic])
-        .args(["--rate", &rate.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot start {}", bin.display()))?;
-    Ok(Proc(child))
+    let rate = rate.to_string();
+    let listen = format!("127.0.0.1:{port}");
+    procs::spawn(
+        bin,
+        &["--listen", &listen, "--topics", topic, "--rate", &rate],
+    )
 }
 
 async fn listening(port: u16) -> Result<()> {
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        if Instant::now() > deadline {
-            bail!("nothing listens on 127.0.0.1:{port}");
-        }
-        // Wall clock: a process starting; a bounded poll.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
+    procs::listening(port, WAIT).await
 }
 
 /// One `ssegate run` in cluster mode.
@@ -136,17 +114,8 @@ impl Gateway {
     }
 
     async fn spawn(&mut self, bin: &Path) -> Result<()> {
-        let child = Command::new(bin)
-            .args(["run", "--config"])
-            .arg(&self.file)
-            .env("SSEGATE_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
-        self.proc = Some(Proc(child));
+        let file = self.file.to_string_lossy().into_owned();
+        self.proc = Some(procs::spawn(bin, &["run", "--config", &file])?);
         listening(self.listen).await
     }
 
