@@ -255,3 +255,44 @@ headers = { authorization = { env = "STOCKS_TOKEN" } }
         assert!(a.restart_keys(&a.clone()).is_empty());
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use crate::config::Config;
+
+    /// The example file's commented routes, uncommented, make a valid
+    /// configuration: what it shows an operator works.
+    #[test]
+    fn the_example_routes_uncommented_are_valid() {
+        let text = include_str!("../../../ssegate.example.toml");
+        let mut out = String::new();
+        let mut in_routes = false;
+        for line in text.lines() {
+            if line.starts_with("# [[upstream.routes]]") {
+                in_routes = true;
+            } else if in_routes && !line.starts_with('#') {
+                in_routes = false;
+            }
+            match line.strip_prefix("# ") {
+                Some(code) if in_routes && (code.contains(" = ") || code.starts_with("[[")) => {
+                    out.push_str(code);
+                }
+                _ => out.push_str(line),
+            }
+            out.push('\n');
+        }
+        // The example's url_template stays: routes come first.
+        let mut config = Config::parse(&out).expect("the uncommented example parses");
+        let env = ["CRYPTO_API_KEY", "STOCKS_TOKEN", "BULK_API_KEY"]
+            .map(|k| (k.to_string(), "secret".to_string()));
+        config
+            .apply_env(env.into_iter())
+            .expect("its variables are set");
+        config.validate().expect("the uncommented example is valid");
+        let routes = &config.upstream.pool.routes;
+        let names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["crypto", "stocks", "bulk"]);
+        let pack = routes[2].pack.as_ref().expect("bulk packs its topics");
+        assert_eq!(pack.max_topics, 100);
+    }
+}

@@ -225,6 +225,32 @@ fn read(
     })
 }
 
+/// A churning client: its own checks, its reader, its stop.
+struct Churner {
+    seen: Arc<Mutex<Seen>>,
+    task: tokio::task::JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Churner {
+    fn start(client: ssegate_tests::client::Client, failures: &Arc<AtomicU64>) -> Self {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = read(client, seen.clone(), stop.clone(), failures.clone());
+        Self { seen, task, stop }
+    }
+
+    /// Leaves (the stream closes), its counts added to `total`.
+    fn finish(self, total: &mut Seen) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.abort();
+        let s = self.seen.lock();
+        total.events += s.events;
+        total.gaps += s.gaps;
+        total.duplicates += s.duplicates;
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 struct Phase {
     topics: usize,
@@ -329,12 +355,8 @@ async fn packed(args: &Args, sim_port: u16, topics: &[String]) -> Result<Phase> 
     // Churn: every second a client takes ten churn topics; at most five
     // churning clients at once (the oldest leaves). Each client's topics
     // are checked within its own life.
-    let mut churners: std::collections::VecDeque<(
-        Arc<Mutex<Seen>>,
-        tokio::task::JoinHandle<()>,
-        Arc<AtomicBool>,
-    )> = std::collections::VecDeque::new();
-    let (mut churn_events, mut churn_gaps, mut churn_dups) = (0u64, 0u64, 0u64);
+    let mut churners: std::collections::VecDeque<Churner> = std::collections::VecDeque::new();
+    let mut churned = Seen::default();
     let mut max_connections = 0f64;
     let mut k = 0usize;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -345,19 +367,11 @@ async fn packed(args: &Args, sim_port: u16, topics: &[String]) -> Result<Phase> 
             .collect();
         k += 1;
         let client = gateway.subscribe(&chosen).await?;
-        let own = Arc::new(Mutex::new(Seen::default()));
-        let own_stop = Arc::new(AtomicBool::new(false));
-        let task = read(client, own.clone(), own_stop.clone(), failures.clone());
-        churners.push_back((own, task, own_stop));
+        churners.push_back(Churner::start(client, &failures));
         if churners.len() > 5
-            && let Some((own, task, own_stop)) = churners.pop_front()
+            && let Some(oldest) = churners.pop_front()
         {
-            own_stop.store(true, Ordering::SeqCst);
-            task.abort();
-            let s = own.lock();
-            churn_events += s.events;
-            churn_gaps += s.gaps;
-            churn_dups += s.duplicates;
+            oldest.finish(&mut churned);
         }
         let m = gateway.metrics().await?;
         max_connections =
@@ -367,19 +381,14 @@ async fn packed(args: &Args, sim_port: u16, topics: &[String]) -> Result<Phase> 
     let after = gateway.metrics().await?;
     let cpu = gateway.cpu() - cpu_before;
     stop.store(true, Ordering::SeqCst);
-    for (own, task, own_stop) in churners {
-        own_stop.store(true, Ordering::SeqCst);
-        task.abort();
-        let s = own.lock();
-        churn_events += s.events;
-        churn_gaps += s.gaps;
-        churn_dups += s.duplicates;
+    for churner in churners {
+        churner.finish(&mut churned);
     }
     for reader in readers {
         let _ = reader.await;
     }
     let s = seen.lock();
-    let events = s.events - events_before + churn_events;
+    let events = s.events - events_before + churned.events;
     let delta = |name: &str| {
         after.get(name).copied().unwrap_or(0.0) - before.get(name).copied().unwrap_or(0.0)
     };
@@ -391,8 +400,8 @@ async fn packed(args: &Args, sim_port: u16, topics: &[String]) -> Result<Phase> 
             / elapsed,
         repacks_per_min: delta("ssegate_pool_repacks_total{route=\"packed\"}") * 60.0 / elapsed,
         events,
-        gaps: s.gaps - gaps_before + churn_gaps,
-        duplicates: s.duplicates - dups_before + churn_dups,
+        gaps: s.gaps - gaps_before + churned.gaps,
+        duplicates: s.duplicates - dups_before + churned.duplicates,
         gap_notices: s.notices,
         cpu_ms_per_1000_events: cpu * 1e3 / (events as f64 / 1e3),
         stream_failures: failures.load(Ordering::SeqCst),

@@ -365,7 +365,7 @@ pub(crate) fn run(options: &Options) -> Result<ClusterRecord> {
         };
         let (reports, _) = run_round(
             options,
-            &topics,
+            (&topics, &[]),
             &gateways,
             round,
             &mut record.load_failures,

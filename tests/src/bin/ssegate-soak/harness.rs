@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::load::{lock, now_ms};
 use crate::plan::Plan;
 use crate::report::Report;
-use crate::sample::{Sample, Status, Vars, gateway_latency, get_json, sampler};
+use crate::sample::{GatewayFigures, Sample, Status, Vars, gateway_figures, get_json, sampler};
 
 /// A quiet checkpoint's reading and verdict.
 #[derive(Debug, Clone, Serialize)]
@@ -62,9 +62,9 @@ pub(crate) struct Record {
     pub(crate) gateway_died: bool,
     pub(crate) duration_secs: f64,
     pub(crate) restart_downtime_ms: u64,
-    /// The gateway's own latency measure (`health.event_time`): events
-    /// measured and their mean in ms, read before the shutdown.
-    pub(crate) gateway_latency: Option<(f64, f64)>,
+    /// The gateway's own figures (its latency measure, the packed route's
+    /// re-packs), read before the shutdown.
+    pub(crate) gateway: Option<GatewayFigures>,
 }
 
 /// Where the programs are.
@@ -138,9 +138,11 @@ pub(crate) fn run(options: &Options) -> Result<Record> {
         .build()?;
     let started = Instant::now();
     let topics = plan.topic_names();
+    let packed = plan.packed_names();
+    let sim_topics: Vec<String> = topics.iter().chain(&packed).cloned().collect();
 
     let restart_downtime_ms = 1000;
-    let (mut sim, sim_url, sim_events) = start_sim(options, &topics, restart_downtime_ms)?;
+    let (mut sim, sim_url, sim_events) = start_sim(options, &sim_topics, restart_downtime_ms)?;
 
     // The gateway.
     let listen = free_port()?;
@@ -148,7 +150,8 @@ pub(crate) fn run(options: &Options) -> Result<Record> {
     let config_path = out.join("gateway.toml");
     std::fs::write(
         &config_path,
-        plan.gateway_config(&sim_url, &listen.to_string(), &admin.to_string()),
+        plan.gateway_config(&sim_url, &listen.to_string(), &admin.to_string())
+            + &plan.packed_route(&sim_url),
     )?;
     let log = File::create(out.join("gateway.log"))?;
     let mut gateway_cmd = Command::new(&options.binaries.ssegate);
@@ -224,7 +227,7 @@ pub(crate) fn run(options: &Options) -> Result<Record> {
         let load_start = now_ms();
         let (reports, load_end) = run_round(
             options,
-            &topics,
+            (&topics, &packed),
             &[listen],
             round,
             &mut record.load_failures,
@@ -273,7 +276,7 @@ pub(crate) fn run(options: &Options) -> Result<Record> {
         Err(_) => outcome = outcome.and(Err(anyhow!("the sampler panicked"))),
     }
     if !record.gateway_died {
-        record.gateway_latency = runtime.block_on(gateway_latency(admin)).ok();
+        record.gateway = runtime.block_on(gateway_figures(admin)).ok();
     }
     // Graceful shutdown, as an operator's SIGTERM.
     let shutdown = Instant::now();
@@ -379,10 +382,9 @@ fn spawn_load(
     options: &Options,
     spawn: &Spawn<'_>,
     gateways: &[SocketAddr],
-    topics: &[String],
+    (topics, packed): (&[String], &[String]),
     seed: u64,
-    report: &Path,
-    err: &Path,
+    (report, err): (&Path, &Path),
 ) -> Result<Child> {
     let sources: Vec<String> = spawn.sources.iter().map(ToString::to_string).collect();
     Command::new(&options.binaries.soak)
@@ -415,6 +417,12 @@ fn spawn_load(
             "--report",
         ])
         .arg(report)
+        .args(
+            (!packed.is_empty())
+                .then(|| ["--packed-topics".to_string(), packed.join(",")])
+                .into_iter()
+                .flatten(),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(File::create(err)?)
@@ -447,7 +455,7 @@ fn loopback(last: u8) -> IpAddr {
 /// load began to stop (unix ms: the topics are held until then).
 pub(crate) fn run_round(
     options: &Options,
-    topics: &[String],
+    (topics, packed): (&[String], &[String]),
     gateways: &[SocketAddr],
     round: usize,
     failures: &mut Vec<String>,
@@ -463,7 +471,14 @@ pub(crate) fn run_round(
         let report = dir.join(format!("r{round:02}-{}.json", spawn.name));
         let err = dir.join(format!("r{round:02}-{}.err", spawn.name));
         let seed = seed ^ name_seed(&spawn.name);
-        let mut child = spawn_load(options, &spawn, gateways, topics, seed, &report, &err)?;
+        let mut child = spawn_load(
+            options,
+            &spawn,
+            gateways,
+            (topics, packed),
+            seed,
+            (&report, &err),
+        )?;
         let stdin = child.stdin.take();
         list.push((spawn.name, child, stdin, report));
         Ok(())

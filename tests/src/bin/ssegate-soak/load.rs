@@ -52,6 +52,11 @@ pub(crate) struct LoadArgs {
     /// The topics, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub(crate) topics: Vec<String>,
+    /// Topics of a packed route, comma-separated (may be empty): a checker
+    /// holds the first two on one stream; churn sessions take the others
+    /// now and then, so that group is re-packed while it is checked.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) packed_topics: Vec<String>,
     /// Sessions to run (churn), or resumes (resume: its fresh sessions
     /// come on top); 0: until stdin closes.
     #[arg(long, default_value_t = 0)]
@@ -224,10 +229,13 @@ impl Checks {
                 ..TopicCheck::default()
             });
         if let Some(expected) = check.next.filter(|e| *e != n) {
+            let errors = self.report.by_topic.entry(topic.to_string()).or_default();
             if n > expected {
                 self.report.missing += n - expected;
+                errors.0 += n - expected;
             } else {
                 self.report.duplicates += 1;
+                errors.1 += 1;
             }
             let list = &mut self.report.anomalies;
             if list.len() < MAX_ANOMALIES {
@@ -392,7 +400,7 @@ async fn run(args: LoadArgs) -> Result<Report> {
     };
     let role = ctx.args.role.clone();
     let workers = match role.as_str() {
-        "checker" => ctx.args.topics.len() + 2,
+        "checker" => ctx.args.topics.len() + 2 + usize::from(ctx.args.packed_topics.len() >= 2),
         "churn" | "resume" | "slow" => ctx.args.concurrency.max(1),
         other => bail!("unknown role {other:?}: churn, resume, checker or slow"),
     };
@@ -447,7 +455,14 @@ async fn churn(ctx: &Ctx, rng: &mut Rng) {
     let topics = &ctx.args.topics;
     while let Some(k) = ctx.next_session() {
         let reset = rng.below(100) < ctx.args.reset_percent;
-        let path = if rng.below(100) < 20 {
+        let packed = &ctx.args.packed_topics;
+        let path = if packed.len() > 2 && rng.below(100) < 10 {
+            // A packed topic the checkers do not hold: its group (with
+            // theirs) re-packs as it comes and goes.
+            let others = packed.len() as u64 - 2;
+            let index = 2 + usize::try_from(rng.below(others)).unwrap_or(0);
+            format!("/v1/stream/{}", packed[index])
+        } else if rng.below(100) < 20 {
             // Multi-topic: two or three topics on one stream.
             // Two or three distinct topics on one stream.
             let n = (2 + rng.below(2)).min(topics.len() as u64);
@@ -588,6 +603,10 @@ async fn checker(ctx: &Ctx, w: usize) {
     let topics = &ctx.args.topics;
     let path = if w < topics.len() {
         format!("/v1/stream/{}", topics[w])
+    } else if w == topics.len() + 2 {
+        // The packed route's held topics, on one stream.
+        let packed = &ctx.args.packed_topics;
+        format!("/v1/stream?topic={}&topic={}", packed[0], packed[1])
     } else {
         let half = topics.len().div_ceil(2);
         let part: Vec<&String> = if w == topics.len() {

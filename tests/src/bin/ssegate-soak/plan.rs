@@ -148,6 +148,32 @@ impl Plan {
         (0..self.topics).map(|i| format!("T{i:02}")).collect()
     }
 
+    /// The topics of the soak's packed route: the checkers hold the first
+    /// two, churn sessions take the others now and then, so their group
+    /// is re-packed all through the run.
+    pub(crate) fn packed_names(&self) -> Vec<String> {
+        (0..6).map(|i| format!("P{i}")).collect()
+    }
+
+    /// The packed route (TOML), for the single-process soak: the simulator's
+    /// `/v1/stream?symbols=` streams, four topics to a connection, a re-pack
+    /// at most every 2 s scaled (with a floor).
+    pub(crate) fn packed_route(&self, sim: &str) -> String {
+        let interval = self.scaled(Duration::from_secs(2), Duration::from_millis(250));
+        let allow: Vec<String> = self
+            .packed_names()
+            .iter()
+            .map(|t| format!("\"{t}\""))
+            .collect();
+        format!(
+            "\n[[upstream.routes]]\nname = \"packed\"\nallow = [{}]\n\
+             pack = {{ url_template = \"{sim}/v1/stream?symbols={{topics}}\", max_topics = 4, \
+             min_interval = \"{}ms\", demux = {{ json_pointer = \"/s\" }} }}\n",
+            allow.join(", "),
+            interval.as_millis()
+        )
+    }
+
     /// The gateway's config for this run (TOML).
     pub(crate) fn gateway_config(&self, sim: &str, listen: &str, admin: &str) -> String {
         let d = |default: u64, floor_ms: u64| {
@@ -386,5 +412,11 @@ mod tests {
             value["bridge"]["policies"]["T02"].as_str(),
             Some("conflate")
         );
+        let with_route = format!("{text}{}", plan.packed_route("http://127.0.0.1:1"));
+        let value: toml::Value = toml::from_str(&with_route).unwrap();
+        let route = &value["upstream"]["routes"][0];
+        assert_eq!(route["pack"]["max_topics"].as_integer(), Some(4));
+        assert_eq!(route["pack"]["min_interval"].as_str(), Some("250ms"));
+        assert_eq!(route["allow"].as_array().map(Vec::len), Some(6));
     }
 }

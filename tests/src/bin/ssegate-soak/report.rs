@@ -51,6 +51,10 @@ pub(crate) struct Report {
     pub(crate) anomalies: Vec<(String, u64, u64, u64)>,
     /// Per topic: unix ms of the first and last event seen.
     pub(crate) first_last: HashMap<String, (u64, u64)>,
+    /// Per topic: events missing and duplicated (the packed route's
+    /// topics are judged on their own).
+    #[serde(default)]
+    pub(crate) by_topic: HashMap<String, (u64, u64)>,
 }
 
 /// A pause in a topic's events longer than this is recorded as a delivery

@@ -210,13 +210,23 @@ pub(crate) async fn get_json(addr: SocketAddr, path: &str) -> Result<serde_json:
     Ok(serde_json::from_slice(&get_body(addr, path).await?)?)
 }
 
-/// The gateway's own measure of event latency (`health.event_time`): the
-/// events it measured and their mean, from `/metrics`
-/// (`ssegate_upstream_event_latency_seconds`, summed over its routes).
-pub(crate) async fn gateway_latency(addr: SocketAddr) -> Result<(f64, f64)> {
+/// What the summary reads from the gateway's `/metrics` at the end.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct GatewayFigures {
+    /// Its own measure of event latency (`health.event_time`): the events
+    /// it measured and their mean in ms
+    /// (`ssegate_upstream_event_latency_seconds`, summed over its routes).
+    pub(crate) latency: (f64, f64),
+    /// The packed route's re-packs and the duplicates its topics dropped.
+    pub(crate) repacks: f64,
+    pub(crate) packed_duplicates: f64,
+}
+
+pub(crate) async fn gateway_figures(addr: SocketAddr) -> Result<GatewayFigures> {
     let body = get_body(addr, "/metrics").await?;
     let text = std::str::from_utf8(&body)?;
     let (mut count, mut sum) = (0.0, 0.0);
+    let mut figures = GatewayFigures::default();
     for line in text.lines() {
         let Some((name, value)) = line.rsplit_once(' ') else {
             continue;
@@ -226,10 +236,13 @@ pub(crate) async fn gateway_latency(addr: SocketAddr) -> Result<(f64, f64)> {
         match metric {
             "ssegate_upstream_event_latency_seconds_count" => count += value,
             "ssegate_upstream_event_latency_seconds_sum" => sum += value,
+            "ssegate_pool_repacks_total" => figures.repacks += value,
+            "ssegate_pool_packed_duplicates_total" => figures.packed_duplicates += value,
             _ => {}
         }
     }
-    Ok((count, if count > 0.0 { sum / count * 1e3 } else { 0.0 }))
+    figures.latency = (count, if count > 0.0 { sum / count * 1e3 } else { 0.0 });
+    Ok(figures)
 }
 
 /// `GET path` on the admin listener: the body of a 2xx answer.

@@ -402,11 +402,29 @@ pub(crate) fn judge(plan: &Plan, record: &Record, leak_injected: bool) -> Verdic
     // upstream to the gateway, where the checkers' is upstream to client.
     figures.push(figure(
         "upstream-to-gateway latency measured by the gateway (health.event_time), average",
-        record
-            .gateway_latency
-            .map_or("not read".to_string(), |(count, mean)| {
-                format!("{mean:.1} ms over {count:.0} events")
-            }),
+        record.gateway.map_or("not read".to_string(), |g| {
+            format!("{:.1} ms over {:.0} events", g.latency.1, g.latency.0)
+        }),
+    ));
+    // The packed route: its group re-packed all through the run (churn
+    // takes its other topics), and the checkers' two topics on it saw no
+    // gap and no duplicate: the re-packs' overlaps were hidden.
+    let packed = plan.packed_names();
+    let (missing, duplicated) = reports
+        .iter()
+        .filter(|r| r.role == "checker")
+        .flat_map(|r| &r.by_topic)
+        .filter(|(topic, _)| packed.contains(topic))
+        .fold((0, 0), |(m, d), (_, (dm, dd))| (m + dm, d + dd));
+    let repacks = record.gateway.map_or(0.0, |g| g.repacks);
+    gates.push(gate(
+        "packed route re-packed without a gap or a duplicate (checked topics)",
+        format!(
+            "{repacks:.0} re-packs ({:.0} duplicates hidden); {missing} missing, {duplicated} duplicated",
+            record.gateway.map_or(0.0, |g| g.packed_duplicates)
+        ),
+        ">= 1 re-pack, 0 missing, 0 duplicated",
+        repacks >= 1.0 && missing == 0 && duplicated == 0,
     ));
 
     // 8. Reconnection and recovery after each injected fault.
