@@ -42,6 +42,19 @@ struct Packed {
     requests: Arc<Mutex<Vec<Request>>>,
     open: Arc<AtomicUsize>,
     resumes: bool,
+    /// Where events name their topic.
+    style: Style,
+}
+
+/// How the packed upstream names each event's topic.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Style {
+    /// `{"s":topic,...}` in the data.
+    Json,
+    /// `event: topic`.
+    EventType,
+    /// `id: topic:g`.
+    IdPrefix,
 }
 
 impl Packed {
@@ -55,6 +68,7 @@ impl Packed {
             requests: Arc::default(),
             open: Arc::default(),
             resumes: true,
+            style: Style::Json,
         }
     }
 
@@ -67,6 +81,7 @@ impl Packed {
 type Request = (Vec<String>, Option<u64>);
 
 struct Feed {
+    style: Style,
     universe: Arc<Vec<String>>,
     set: BTreeSet<String>,
     start: Instant,
@@ -108,6 +123,14 @@ impl Body for Feed {
             if topic == "STRAY" || self.set.contains(topic) {
                 if topic == "BAD" {
                     out.push_str(&format!("id: {g}\ndata: {{not json {k}\n\n"));
+                } else if self.style == Style::EventType {
+                    out.push_str(&format!(
+                        "id: {g}\nevent: {topic}\ndata: {{\"s\":\"{topic}\",\"n\":{k}}}\n\n"
+                    ));
+                } else if self.style == Style::IdPrefix {
+                    out.push_str(&format!(
+                        "id: {topic}:{g}\ndata: {{\"s\":\"{topic}\",\"n\":{k}}}\n\n"
+                    ));
                 } else {
                     out.push_str(&format!(
                         "id: {g}\ndata: {{\"s\":\"{topic}\",\"n\":{k}}}\n\n"
@@ -137,10 +160,11 @@ impl Packed {
         let query = req.uri().query().unwrap_or_default().to_string();
         let list = query.strip_prefix("symbols=").unwrap_or_default();
         let set: Vec<String> = list.split(',').map(ToString::to_string).collect();
-        let after = req
-            .headers()
-            .get("last-event-id")
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        // `Last-Event-ID: g`, or `topic:g` with ids that name their topic.
+        let after = req.headers().get("last-event-id").and_then(|v| {
+            let id = v.to_str().ok()?;
+            id.rsplit(':').next()?.parse::<u64>().ok()
+        });
         self.requests.lock().push((set.clone(), after));
         if set.iter().any(|t| self.refused.lock().contains(t)) {
             let mut response =
@@ -157,6 +181,7 @@ impl Packed {
         };
         self.open.fetch_add(1, Ordering::SeqCst);
         let feed = Feed {
+            style: self.style,
             universe: self.universe.clone(),
             set: set.into_iter().collect(),
             start: self.start,
@@ -193,10 +218,11 @@ impl Connector for Packed {
 }
 
 fn config(max_topics: usize, min_interval: Duration) -> PoolConfig {
-    let mut pack = Pack::new(
-        "http://packed.test/stream?symbols={topics}",
-        Demux::JsonPointer("/s".into()),
-    );
+    config_with(max_topics, min_interval, Demux::JsonPointer("/s".into()))
+}
+
+fn config_with(max_topics: usize, min_interval: Duration, demux: Demux) -> PoolConfig {
+    let mut pack = Pack::new("http://packed.test/stream?symbols={topics}", demux);
     pack.max_topics = max_topics;
     pack.min_interval = min_interval;
     let mut config = PoolConfig {
@@ -287,6 +313,21 @@ async fn topics_share_connections_and_each_receives_only_its_own() {
     }
     let counts = pool.counts();
     assert_eq!((counts.streams, counts.subscribers), (7, 7));
+    assert_eq!(counts.connections_opened, 3, "the pool counts connections");
+    // Paused time: one upkeep second of virtual time publishes each topic's state.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for info in pool.snapshot() {
+        assert_eq!(info.route.as_deref(), Some("packed"));
+        assert_eq!(info.state.phase, sse_state_machine::Phase::Open, "{}", info.topic);
+        assert!(
+            (40..=70).contains(&info.state.events),
+            "{}: its own events, not its connection's: {}",
+            info.topic,
+            info.state.events
+        );
+        assert!(!info.state.last_event_id.is_empty());
+        assert_eq!(info.state.health, sse_health::Level::Healthy);
+    }
     pool.close().await;
     // Paused time: the connections' tasks end within a tick of virtual time.
     tokio::time::sleep(TICK).await;
@@ -565,4 +606,31 @@ async fn caps_count_connections_not_topics() {
     assert_eq!(pool.counts().streams, 1);
     drop(e);
     pool.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_demux_sends_each_event_to_its_topic_across_re_packs() {
+    for (style, demux) in [
+        (Style::EventType, Demux::EventType),
+        (Style::IdPrefix, Demux::IdPrefix(":".into())),
+        (Style::Json, Demux::JsonPointer("/s".into())),
+    ] {
+        let mut upstream = Packed::new(&["A", "B", "C"]);
+        upstream.style = style;
+        let config = config_with(10, Duration::from_secs(2), demux);
+        let pool = Pool::new(config, upstream.clone()).unwrap();
+        let mut checker = Checker::default();
+        let mut subs = vec![("A".to_string(), pool.subscribe("A").unwrap())];
+        run_for(Duration::from_secs(3), &mut subs, &mut checker).await;
+        subs.push(("B".into(), pool.subscribe("B").unwrap()));
+        subs.push(("C".into(), pool.subscribe("C").unwrap()));
+        run_for(Duration::from_secs(5), &mut subs, &mut checker).await;
+        assert!(checker.last["A"] >= 75, "{style:?}: {:?}", checker.last);
+        assert!(
+            checker.last["B"] >= 30 && checker.last["C"] >= 30,
+            "{style:?}"
+        );
+        assert_eq!(upstream.connections(), 2, "{style:?}: one re-pack");
+        pool.close().await;
+    }
 }

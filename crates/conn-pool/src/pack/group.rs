@@ -45,6 +45,9 @@ struct Conn {
 /// One member topic, as the task keeps it.
 struct Topic {
     sink: Arc<Sink>,
+    /// Whether health was last told it is connected (its connection open
+    /// and carrying it).
+    connected: bool,
     dedup: Dedup,
     health: StreamHealth,
     events: u64,
@@ -75,6 +78,8 @@ struct Task<C> {
     urgent: bool,
     /// When the group was made.
     created: Instant,
+    /// Members or connections changed: look at them and plan again.
+    replan: bool,
     repacks: metrics::PackCounters,
 }
 
@@ -92,20 +97,27 @@ pub(crate) async fn run<C: Connector>(context: Arc<Context<C>>, group: Arc<Group
         last_repack: None,
         urgent: false,
         created: Instant::now(),
+        replan: true,
         repacks,
     };
     let mut upkeep = tokio::time::interval(Duration::from_secs(1));
     upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let group = task.group.clone();
+    let mut due = None;
     loop {
         let changed = group.changed.notified();
-        if !task.sync() {
-            break;
+        // Members and plans are looked at when something changed, not per
+        // event: an event costs its topic's lookup, whatever the set's size.
+        if task.replan {
+            task.replan = false;
+            if !task.sync() {
+                break;
+            }
+            due = task.plan();
         }
-        let due = task.plan();
         tokio::select! {
-            () = changed => {}
-            () = sleep_until(due) => {}
+            () = changed => task.replan = true,
+            () = sleep_until(due) => task.replan = true,
             item = recv(task.current.as_mut()) => task.on_item(Which::Current, item),
             item = recv(task.next.as_mut()) => task.on_item(Which::Next, item),
             _ = upkeep.tick() => task.maintain(),
@@ -160,6 +172,7 @@ impl<C: Connector> Task<C> {
                 topic,
                 Topic {
                     sink,
+                    connected: false,
                     dedup: Dedup::default(),
                     health: StreamHealth::new(self.context.stream.health.clone(), now),
                     events: 0,
@@ -268,7 +281,8 @@ impl<C: Connector> Task<C> {
         self.publish_live();
     }
 
-    fn publish_live(&self) {
+    fn publish_live(&mut self) {
+        self.replan = true;
         let live = [self.current.as_ref(), self.next.as_ref()]
             .into_iter()
             .flatten()
@@ -389,11 +403,6 @@ impl<C: Connector> Task<C> {
             let Some(topic) = self.topics.get_mut(name) else {
                 continue;
             };
-            if status.phase == Phase::Open {
-                topic.health.on_connected(now);
-            } else {
-                topic.health.on_disconnected(now);
-            }
             if let Some(kind) = error {
                 topic.health.on_error(now, kind);
             }
@@ -484,6 +493,7 @@ impl<C: Connector> Task<C> {
         self.held.remove(&topic);
         self.refused.insert(topic.clone());
         self.urgent = true;
+        self.replan = true;
         let Some(gone) = self.topics.remove(&topic) else {
             return;
         };
@@ -516,6 +526,17 @@ impl<C: Connector> Task<C> {
         let now = Instant::now().into_std();
         let conn = self.current.as_ref().map(|c| (c.handle.state(), &c.set));
         for (name, topic) in &mut self.topics {
+            let carried = conn
+                .as_ref()
+                .is_some_and(|(state, set)| state.phase == Phase::Open && set.contains(name));
+            if carried != topic.connected {
+                topic.connected = carried;
+                if carried {
+                    topic.health.on_connected(now);
+                } else {
+                    topic.health.on_disconnected(now);
+                }
+            }
             let verdict = topic.health.evaluate(now);
             let (level, since) = (verdict.level, Instant::from_std(verdict.since));
             let causes: Vec<String> = verdict.causes.iter().map(ToString::to_string).collect();
