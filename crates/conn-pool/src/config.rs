@@ -15,7 +15,6 @@
 //! [`AttemptLimits`]: crate::AttemptLimits
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +23,7 @@ use sse_health::HealthConfig;
 use sse_parser::Limits;
 use sse_state_machine::Config;
 
+pub(crate) use crate::checks::{ConfigError, check_template, encode_segment, valid_topic};
 use crate::redirect::RedirectPolicy;
 use crate::request::UpstreamRequest;
 use crate::route::{Route, TopicMatch};
@@ -153,45 +153,6 @@ impl Default for StreamConfig {
         }
     }
 }
-
-/// A topic the pool accepts: 1 to `max_len` of `A-Z a-z 0-9 . _ -`, not
-/// `.` or `..` (it becomes a path segment).
-pub(crate) fn valid_topic(topic: &str, max_len: usize) -> bool {
-    !topic.is_empty()
-        && topic.len() <= max_len
-        && topic
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        && topic != "."
-        && topic != ".."
-}
-
-/// A setting that makes no sense: its key (as the `serde` representation
-/// names it, `backoff_initial` or `health.window` say) and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The key.
-    pub key: String,
-    /// Why it was refused.
-    pub reason: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            key: key.into(),
-            reason: reason.into(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.reason)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 impl Default for PoolConfig {
     /// No URL template and no named stream (so not valid as it is), every
@@ -383,49 +344,6 @@ impl PoolConfig {
     }
 }
 
-/// Valid topics need no escaping; encoding anyway keeps the rule in one place.
-pub(crate) fn encode_segment(topic: &str) -> String {
-    topic
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// Checks an upstream URL template: absolute http(s), `{topic}` in the path
-/// or query and never in the host, not the gateway's own listener.
-pub(crate) fn check_template(
-    key: &str,
-    template: &str,
-    redirects: &RedirectPolicy,
-) -> Result<(), ConfigError> {
-    let err = |reason: String| Err(ConfigError::new(key, reason));
-    if !template.contains("{topic}") {
-        return err("the URL template has no {topic}".into());
-    }
-    let placeholder = template.replace("{topic}", "topic-placeholder");
-    let parsed = match UpstreamRequest::get(&placeholder) {
-        Ok(parsed) => parsed,
-        Err(e) => return err(e.to_string()),
-    };
-    if parsed
-        .url()
-        .host_str()
-        .is_some_and(|h| h.contains("topic-placeholder"))
-    {
-        return err("{topic} must not be part of the host: the host never comes from input".into());
-    }
-    if let Some(own) = redirects.own_listener(parsed.url()) {
-        return err(format!("points at the gateway's own listener {own}"));
-    }
-    Ok(())
-}
-
 impl StreamConfig {
     /// Checks the stream's settings, the machine's and health's included.
     ///
@@ -558,7 +476,7 @@ mod keys {
         #[serde(default)]
         url_template: String,
         #[serde(default)]
-        pack: Option<crate::pack::Pack>,
+        pack: Option<crate::pack::config::Pack>,
         #[serde(default, deserialize_with = "headers")]
         headers: HeaderMap,
         #[serde(default)]

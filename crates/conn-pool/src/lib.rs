@@ -37,6 +37,7 @@
 //! # Ok(()) }
 //! ```
 
+mod checks;
 mod config;
 mod connector;
 mod error;
@@ -59,7 +60,7 @@ mod totals;
 mod transport;
 mod wait;
 
-pub use config::ConfigError;
+pub use checks::ConfigError;
 pub use connector::{
     ConnectFailure, Connector, Http2PriorKnowledge, HttpsConnector, MaybeTls, Ready, Resolve,
     Resolving, SystemResolver, Target, TcpConnector, TlsConfig, TlsConfigError,

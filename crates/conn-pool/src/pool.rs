@@ -9,8 +9,8 @@ use parking_lot::Mutex;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use crate::checks::valid_topic;
 pub use crate::config::PoolConfig;
-use crate::config::valid_topic;
 use crate::connector::Connector;
 pub use crate::error::PoolError;
 use crate::feed::Feed;

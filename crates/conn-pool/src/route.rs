@@ -18,7 +18,7 @@ use std::fmt;
 use http::HeaderMap;
 use sse_health::HealthConfig;
 
-use crate::pack::Pack;
+use crate::pack::config::Pack;
 
 /// Which topics a route serves.
 #[derive(Clone)]

@@ -186,6 +186,7 @@ impl Packed {
             set: set.into_iter().collect(),
             start: self.start,
             next,
+            // Paused time: the body's timer, reset to each event's tick.
             sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
             open: self.open.clone(),
         };
@@ -318,7 +319,12 @@ async fn topics_share_connections_and_each_receives_only_its_own() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     for info in pool.snapshot() {
         assert_eq!(info.route.as_deref(), Some("packed"));
-        assert_eq!(info.state.phase, sse_state_machine::Phase::Open, "{}", info.topic);
+        assert_eq!(
+            info.state.phase,
+            sse_state_machine::Phase::Open,
+            "{}",
+            info.topic
+        );
         assert!(
             (40..=70).contains(&info.state.events),
             "{}: its own events, not its connection's: {}",

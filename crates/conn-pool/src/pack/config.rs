@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sse_parser::Event;
 
-use crate::config::{ConfigError, check_template, encode_segment};
+use crate::checks::{ConfigError, check_template, encode_segment};
 use crate::redirect::RedirectPolicy;
 
 /// The most topics one packed connection may carry (a URL of 1,000
@@ -188,7 +188,7 @@ mod keys {
 
     use serde::{Deserialize, Deserializer};
 
-    use super::{Demux, Pack, Resume};
+    use crate::pack::config::{Demux, Pack, Resume};
 
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -14,11 +14,12 @@ use sse_state_machine::{Phase, Reason, RotateReason, StopReason};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::Instant;
 
-use super::dedup::Dedup;
-use super::{Context, Group, Resume, Sink};
 use crate::connector::Connector;
 use crate::latency::latency_of;
 use crate::metrics;
+use crate::pack::config::Resume;
+use crate::pack::dedup::Dedup;
+use crate::pack::shared::{Context, Group, Sink};
 use crate::request::UpstreamRequest;
 use crate::stream::{Status, StreamHandle, StreamItem, spawn_stream};
 

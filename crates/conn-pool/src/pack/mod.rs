@@ -14,77 +14,25 @@
 //! of groups the pool's cap sees is exact. The group task reads its
 //! members when it may re-pack: at most once per `min_interval`.
 
-mod config;
+pub(crate) mod config;
 mod dedup;
 mod group;
+mod shared;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use http::HeaderMap;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
 
 pub use config::{Demux, MAX_PACK_TOPICS, Pack, Resume};
+pub(crate) use shared::{Context, Group, Members, Sink};
 
 use crate::connector::Connector;
 use crate::error::PoolError;
-use crate::stream::{StreamConfig, StreamItem, StreamState};
+use crate::stream::{StreamItem, StreamState};
 use crate::totals::Totals;
-
-/// What one packed topic's subscribers receive from, and its state.
-#[derive(Debug)]
-pub(crate) struct Sink {
-    pub(crate) items: broadcast::Sender<StreamItem>,
-    /// Made with the sink, so the first subscriber misses nothing.
-    first: Mutex<Option<broadcast::Receiver<StreamItem>>>,
-    pub(crate) state: watch::Sender<StreamState>,
-}
-
-/// A group's members, as the pool changes them.
-#[derive(Debug, Default)]
-pub(crate) struct Members {
-    pub(crate) topics: BTreeMap<Arc<str>, Arc<Sink>>,
-    /// No member is left: the task ends.
-    pub(crate) closed: bool,
-    /// An operator asked for a reconnect or a rotation of a member.
-    pub(crate) reconnect: bool,
-    pub(crate) rotate: bool,
-}
-
-/// One packed connection's shared state.
-#[derive(Debug)]
-pub(crate) struct Group {
-    pub(crate) members: Mutex<Members>,
-    /// Members changed (or a command came): the task looks again.
-    pub(crate) changed: Notify,
-    /// The states of its live connections (one, two during a re-pack),
-    /// for the pool's counts.
-    pub(crate) live: Mutex<Vec<watch::Receiver<StreamState>>>,
-    /// Its number within the route (seeds its jitter, names it in logs).
-    pub(crate) id: u64,
-    /// Its task.
-    task: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl Group {
-    fn len(&self) -> usize {
-        self.members.lock().topics.len()
-    }
-}
-
-/// What a group task needs, fixed for the route's life.
-pub(crate) struct Context<C> {
-    pub(crate) route: Arc<str>,
-    pub(crate) pack: Pack,
-    pub(crate) headers: HeaderMap,
-    pub(crate) stream: StreamConfig,
-    pub(crate) connector: C,
-    /// The counters of connections no longer live.
-    pub(crate) retired: Mutex<Totals>,
-}
 
 /// Leaves a group: what a [`Member`] calls when its slot goes.
 pub(crate) trait Leave: Send + Sync {
