@@ -61,3 +61,31 @@ pub async fn listening(port: u16, wait: Duration) -> Result<()> {
     }
     Ok(())
 }
+
+/// The programs a benchmark runs (`--ssegate`, `--sim`).
+#[derive(Debug, clap::Args)]
+pub struct Binaries {
+    /// The ssegate binary (a release build).
+    #[arg(long)]
+    pub ssegate: std::path::PathBuf,
+    /// The sse-upstream-sim binary.
+    #[arg(long)]
+    pub sim: std::path::PathBuf,
+}
+
+/// Writes a benchmark's `results.json` and `results.md` (its `table`) into
+/// `out`, and prints the table.
+///
+/// # Errors
+///
+/// `out` cannot be written.
+pub fn write_results(out: &Path, results: &impl serde::Serialize, table: &str) -> Result<()> {
+    std::fs::create_dir_all(out)?;
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(results)?,
+    )?;
+    std::fs::write(out.join("results.md"), table)?;
+    println!("{table}");
+    Ok(())
+}

@@ -309,10 +309,10 @@ fn table(results: &Results, allocations: &[String], quick: bool) -> String {
     out
 }
 
-/// `cargo xtask bench cluster`: builds the release `ssegate`, the simulator
-/// and `ssegate-cluster-bench`, then runs it (results in
-/// `target/bench/cluster/`). `quick`: 100 subscribers, 3 kills.
-pub(crate) fn cluster(root: &Path, quick: bool) -> Result<()> {
+/// Builds the release `ssegate`, the simulator and the benchmark binary
+/// `bench` (of `ssegate-tests`), and returns the command that runs it
+/// with `--ssegate`, `--sim` and `--out target/bench/<out>`.
+fn bench_with_sim(root: &Path, bench: &str, out: &str) -> Result<std::process::Command> {
     run_cmd(cargo(&[
         "build",
         "--release",
@@ -328,15 +328,23 @@ pub(crate) fn cluster(root: &Path, quick: bool) -> Result<()> {
         "-p",
         "ssegate-tests",
         "--bin",
-        "ssegate-cluster-bench",
+        bench,
     ]))?;
-    let mut cmd = std::process::Command::new(root.join("target/release/ssegate-cluster-bench"));
+    let mut cmd = std::process::Command::new(root.join("target/release").join(bench));
     cmd.arg("--ssegate")
         .arg(root.join("target/release/ssegate"))
         .arg("--sim")
         .arg(root.join("target/release/sse-upstream-sim"))
         .arg("--out")
-        .arg(root.join("target/bench/cluster"));
+        .arg(root.join("target/bench").join(out));
+    Ok(cmd)
+}
+
+/// `cargo xtask bench cluster`: builds the release `ssegate`, the simulator
+/// and `ssegate-cluster-bench`, then runs it (results in
+/// `target/bench/cluster/`). `quick`: 100 subscribers, 3 kills.
+pub(crate) fn cluster(root: &Path, quick: bool) -> Result<()> {
+    let mut cmd = bench_with_sim(root, "ssegate-cluster-bench", "cluster")?;
     if quick {
         cmd.args(["--subscribers", "100", "--secs", "3", "--kills", "3"]);
     }
@@ -348,34 +356,8 @@ pub(crate) fn cluster(root: &Path, quick: bool) -> Result<()> {
 /// `target/bench/packing/`; `update_readme`: the table into README.md).
 /// `quick`: 200 topics for 30 s.
 pub(crate) fn packing(root: &Path, quick: bool, update_readme: bool) -> Result<()> {
-    run_cmd(cargo(&[
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "ssegate",
-        "--bin",
-        "ssegate",
-        "-p",
-        "sse-upstream-sim",
-        "--bin",
-        "sse-upstream-sim",
-        "-p",
-        "ssegate-tests",
-        "--bin",
-        "ssegate-packing-bench",
-    ]))?;
-    let mut cmd = std::process::Command::new(root.join("target/release/ssegate-packing-bench"));
-    cmd.arg("--ssegate")
-        .arg(root.join("target/release/ssegate"))
-        .arg("--sim")
-        .arg(root.join("target/release/sse-upstream-sim"))
-        .arg("--out")
-        .arg(root.join(if quick {
-            "target/bench/packing-quick"
-        } else {
-            "target/bench/packing"
-        }));
+    let out = if quick { "packing-quick" } else { "packing" };
+    let mut cmd = bench_with_sim(root, "ssegate-packing-bench", out)?;
     if quick {
         cmd.args(["--topics", "200", "--churn-topics", "40", "--secs", "30"]);
     }

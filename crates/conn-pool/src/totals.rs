@@ -16,14 +16,14 @@ pub(crate) struct Totals {
 
 impl Totals {
     pub(crate) fn add(&mut self, s: &StreamState) {
-        self.attempts += s.attempts;
-        self.opened += s.opened;
-        self.events += s.events;
-        self.rotations += s.rotations;
-        self.bytes += s.bytes;
-        for (total, n) in self.errors.iter_mut().zip(s.errors) {
-            *total += n;
-        }
+        self.merge(&Self {
+            attempts: s.attempts,
+            opened: s.opened,
+            events: s.events,
+            rotations: s.rotations,
+            bytes: s.bytes,
+            errors: s.errors,
+        });
     }
 
     pub(crate) fn merge(&mut self, other: &Self) {

@@ -36,12 +36,8 @@ const WAIT: Duration = Duration::from_secs(20);
     about = "What ssegate's cluster mode costs"
 )]
 struct Args {
-    /// The ssegate binary (a release build).
-    #[arg(long)]
-    ssegate: PathBuf,
-    /// The sse-upstream-sim binary.
-    #[arg(long)]
-    sim: PathBuf,
+    #[command(flatten)]
+    bins: procs::Binaries,
     /// Subscribers in the latency phase, half on each instance.
     #[arg(long, default_value_t = 1000)]
     subscribers: usize,
@@ -206,23 +202,17 @@ async fn main() -> Result<()> {
     latency(&args, &nats, &mut results).await?;
     throughput(&args, &nats, &mut results).await?;
     failover(&args, &nats, &mut results).await?;
-    std::fs::create_dir_all(&args.out)?;
-    std::fs::write(
-        args.out.join("results.json"),
-        serde_json::to_string_pretty(&results)?,
-    )?;
     let table = table(&results);
-    std::fs::write(args.out.join("results.md"), &table)?;
-    println!("{table}");
+    procs::write_results(&args.out, &results, &table)?;
     Ok(())
 }
 
 async fn latency(args: &Args, nats: &NatsServer, results: &mut Results) -> Result<()> {
     let sim_port = free_port();
-    let _sim = spawn_sim(&args.sim, sim_port, 20.0, "AAPL")?;
+    let _sim = spawn_sim(&args.bins.sim, sim_port, 20.0, "AAPL")?;
     listening(sim_port).await?;
-    let a = Gateway::start(&args.ssegate, &nats.url(), sim_port, "lat").await?;
-    let b = Gateway::start(&args.ssegate, &nats.url(), sim_port, "lat").await?;
+    let a = Gateway::start(&args.bins.ssegate, &nats.url(), sim_port, "lat").await?;
+    let b = Gateway::start(&args.bins.ssegate, &nats.url(), sim_port, "lat").await?;
     // A's first subscriber makes A the owner.
     let mut first = a.subscribe("AAPL").await?;
     first.next_event().await;
@@ -331,10 +321,10 @@ async fn read_side(
 
 async fn throughput(args: &Args, nats: &NatsServer, results: &mut Results) -> Result<()> {
     let sim_port = free_port();
-    let _sim = spawn_sim(&args.sim, sim_port, args.fast_rate, "FAST")?;
+    let _sim = spawn_sim(&args.bins.sim, sim_port, args.fast_rate, "FAST")?;
     listening(sim_port).await?;
-    let a = Gateway::start(&args.ssegate, &nats.url(), sim_port, "fast").await?;
-    let b = Gateway::start(&args.ssegate, &nats.url(), sim_port, "fast").await?;
+    let a = Gateway::start(&args.bins.ssegate, &nats.url(), sim_port, "fast").await?;
+    let b = Gateway::start(&args.bins.ssegate, &nats.url(), sim_port, "fast").await?;
     let mut on_a = a.subscribe("FAST").await?;
     on_a.next_event().await;
     let mut on_b = b.subscribe("FAST").await?;
@@ -361,11 +351,11 @@ async fn throughput(args: &Args, nats: &NatsServer, results: &mut Results) -> Re
 
 async fn failover(args: &Args, nats: &NatsServer, results: &mut Results) -> Result<()> {
     let sim_port = free_port();
-    let _sim = spawn_sim(&args.sim, sim_port, 20.0, "AAPL")?;
+    let _sim = spawn_sim(&args.bins.sim, sim_port, 20.0, "AAPL")?;
     listening(sim_port).await?;
     let mut gateways = [
-        Gateway::start(&args.ssegate, &nats.url(), sim_port, "kill").await?,
-        Gateway::start(&args.ssegate, &nats.url(), sim_port, "kill").await?,
+        Gateway::start(&args.bins.ssegate, &nats.url(), sim_port, "kill").await?,
+        Gateway::start(&args.bins.ssegate, &nats.url(), sim_port, "kill").await?,
     ];
     let mut clients = [
         Some(gateways[0].subscribe("AAPL").await?),
@@ -412,7 +402,7 @@ async fn failover(args: &Args, nats: &NatsServer, results: &mut Results) -> Resu
                 .as_secs_f64()
                 * 1e3,
         );
-        gateways[owner].spawn(&args.ssegate).await?;
+        gateways[owner].spawn(&args.bins.ssegate).await?;
         clients[owner] = Some(gateways[owner].subscribe("AAPL").await?);
     }
     times.sort_by(f64::total_cmp);

@@ -42,12 +42,8 @@ const WAIT: Duration = Duration::from_secs(20);
     about = "Many topics packed into few upstream connections"
 )]
 struct Args {
-    /// The ssegate binary (a release build).
-    #[arg(long)]
-    ssegate: PathBuf,
-    /// The sse-upstream-sim binary.
-    #[arg(long)]
-    sim: PathBuf,
+    #[command(flatten)]
+    bins: procs::Binaries,
     /// Topics with subscribers.
     #[arg(long, default_value_t = 1000)]
     topics: usize,
@@ -284,7 +280,7 @@ async fn main() -> Result<()> {
     }
     let topics: Vec<String> = (0..args.topics).map(|i| format!("T{i:04}")).collect();
     let sim_port = free_port();
-    let _sim = spawn_sim(&args.sim, sim_port, &topics, args.rate)?;
+    let _sim = spawn_sim(&args.bins.sim, sim_port, &topics, args.rate)?;
     procs::listening(sim_port, WAIT).await?;
     let mut results = Results {
         rate: args.rate,
@@ -295,14 +291,8 @@ async fn main() -> Result<()> {
     };
     results.packed = packed(&args, sim_port, &topics).await?;
     results.reference = reference(&args, sim_port, &topics).await?;
-    std::fs::create_dir_all(&args.out)?;
-    std::fs::write(
-        args.out.join("results.json"),
-        serde_json::to_string_pretty(&results)?,
-    )?;
     let table = table(&results);
-    std::fs::write(args.out.join("results.md"), &table)?;
-    println!("{table}");
+    procs::write_results(&args.out, &results, &table)?;
     if let Some(readme) = &args.update_readme {
         write_table(readme, &table)?;
     }
@@ -329,9 +319,32 @@ async fn packed(args: &Args, sim_port: u16, topics: &[String]) -> Result<Phase> 
          max_topics = {}, demux = {{ json_pointer = \"/s\" }} }}\n",
         args.max_streams, args.max_topics
     );
-    let gateway = Gateway::start(&args.ssegate, &upstream).await?;
-    let steady_count = args.topics - args.churn_topics;
-    let (steady, churn) = topics.split_at(steady_count);
+    let gateway = Gateway::start(&args.bins.ssegate, &upstream).await?;
+    let (steady, churn) = topics.split_at(args.topics - args.churn_topics);
+    phase(&gateway, steady, churn, Duration::from_secs(args.secs)).await
+}
+
+async fn reference(args: &Args, sim_port: u16, topics: &[String]) -> Result<Phase> {
+    let upstream = format!(
+        "[upstream]\nmax_streams = {}\nurl_template = \"http://127.0.0.1:{sim_port}/v1/quotes/{{topic}}/stream\"\n",
+        args.max_streams
+    );
+    let gateway = Gateway::start(&args.bins.ssegate, &upstream).await?;
+    let chosen = &topics[..args.max_streams.min(topics.len())];
+    let secs = Duration::from_secs((args.secs / 5).max(20));
+    phase(&gateway, chosen, &[], secs).await
+}
+
+/// One measured phase: `steady` held by clients of 100 topics each for the
+/// whole phase; with `churn`, every second a client takes ten of them and
+/// the oldest of five churning clients leaves (each client's topics are
+/// checked within its own life). Measured for `secs` after a 5 s warm-up.
+async fn phase(
+    gateway: &Gateway,
+    steady: &[String],
+    churn: &[String],
+    secs: Duration,
+) -> Result<Phase> {
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(AtomicU64::new(0));
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -340,21 +353,15 @@ async fn packed(args: &Args, sim_port: u16, topics: &[String]) -> Result<Phase> 
         let client = gateway.subscribe(chunk).await?;
         readers.push(read(client, seen.clone(), stop.clone(), failures.clone()));
     }
-    // Warm-up: every steady topic has its group.
-    // Wall clock: the gateway packs and opens its connections meanwhile.
+    // Wall clock: the gateway opens (packs) its connections meanwhile.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let before = gateway.metrics().await?;
     let cpu_before = gateway.cpu();
-    let events_before = seen.lock().events;
-    let (gaps_before, dups_before) = {
+    let (events_before, gaps_before, dups_before) = {
         let s = seen.lock();
-        (s.gaps, s.duplicates)
+        (s.events, s.gaps, s.duplicates)
     };
     let start = Instant::now();
-    let secs = Duration::from_secs(args.secs);
-    // Churn: every second a client takes ten churn topics; at most five
-    // churning clients at once (the oldest leaves). Each client's topics
-    // are checked within its own life.
     let mut churners: std::collections::VecDeque<Churner> = std::collections::VecDeque::new();
     let mut churned = Seen::default();
     let mut max_connections = 0f64;
@@ -362,16 +369,18 @@ async fn packed(args: &Args, sim_port: u16, topics: &[String]) -> Result<Phase> 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     while start.elapsed() < secs {
         tick.tick().await;
-        let chosen: Vec<String> = (0..10)
-            .map(|i| churn[(k * 37 + i * 11) % churn.len()].clone())
-            .collect();
-        k += 1;
-        let client = gateway.subscribe(&chosen).await?;
-        churners.push_back(Churner::start(client, &failures));
-        if churners.len() > 5
-            && let Some(oldest) = churners.pop_front()
-        {
-            oldest.finish(&mut churned);
+        if !churn.is_empty() {
+            let chosen: Vec<String> = (0..10)
+                .map(|i| churn[(k * 37 + i * 11) % churn.len()].clone())
+                .collect();
+            k += 1;
+            let client = gateway.subscribe(&chosen).await?;
+            churners.push_back(Churner::start(client, &failures));
+            if churners.len() > 5
+                && let Some(oldest) = churners.pop_front()
+            {
+                oldest.finish(&mut churned);
+            }
         }
         let m = gateway.metrics().await?;
         max_connections =
@@ -389,81 +398,19 @@ async fn packed(args: &Args, sim_port: u16, topics: &[String]) -> Result<Phase> 
     }
     let s = seen.lock();
     let events = s.events - events_before + churned.events;
-    let delta = |name: &str| {
-        after.get(name).copied().unwrap_or(0.0) - before.get(name).copied().unwrap_or(0.0)
+    let per_min = |name: &str| {
+        (after.get(name).copied().unwrap_or(0.0) - before.get(name).copied().unwrap_or(0.0)) * 60.0
+            / elapsed
     };
     Ok(Phase {
-        topics: args.topics,
+        topics: steady.len() + churn.len(),
         secs: elapsed,
         max_connections,
-        connections_opened_per_min: delta("ssegate_upstream_connections_opened_total") * 60.0
-            / elapsed,
-        repacks_per_min: delta("ssegate_pool_repacks_total{route=\"packed\"}") * 60.0 / elapsed,
+        connections_opened_per_min: per_min("ssegate_upstream_connections_opened_total"),
+        repacks_per_min: per_min("ssegate_pool_repacks_total{route=\"packed\"}"),
         events,
         gaps: s.gaps - gaps_before + churned.gaps,
         duplicates: s.duplicates - dups_before + churned.duplicates,
-        gap_notices: s.notices,
-        cpu_ms_per_1000_events: cpu * 1e3 / (events as f64 / 1e3),
-        stream_failures: failures.load(Ordering::SeqCst),
-    })
-}
-
-async fn reference(args: &Args, sim_port: u16, topics: &[String]) -> Result<Phase> {
-    let upstream = format!(
-        "[upstream]\nmax_streams = {}\nurl_template = \"http://127.0.0.1:{sim_port}/v1/quotes/{{topic}}/stream\"\n",
-        args.max_streams
-    );
-    let gateway = Gateway::start(&args.ssegate, &upstream).await?;
-    let chosen = &topics[..args.max_streams.min(topics.len())];
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(AtomicU64::new(0));
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let mut readers = Vec::new();
-    for chunk in chosen.chunks(100) {
-        let client = gateway.subscribe(chunk).await?;
-        readers.push(read(client, seen.clone(), stop.clone(), failures.clone()));
-    }
-    // Wall clock: the gateway opens its connections meanwhile.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let before = gateway.metrics().await?;
-    let cpu_before = gateway.cpu();
-    let events_before = seen.lock().events;
-    let start = Instant::now();
-    let secs = Duration::from_secs((args.secs / 5).max(20));
-    let mut max_connections = 0f64;
-    while start.elapsed() < secs {
-        // Wall clock: a sample of the gateway's sockets each second.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let m = gateway.metrics().await?;
-        max_connections =
-            max_connections.max(m.get("ssegate_upstream_sockets").copied().unwrap_or(0.0));
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    let after = gateway.metrics().await?;
-    let cpu = gateway.cpu() - cpu_before;
-    stop.store(true, Ordering::SeqCst);
-    for reader in readers {
-        let _ = reader.await;
-    }
-    let s = seen.lock();
-    let events = s.events - events_before;
-    let opened = after
-        .get("ssegate_upstream_connections_opened_total")
-        .copied()
-        .unwrap_or(0.0)
-        - before
-            .get("ssegate_upstream_connections_opened_total")
-            .copied()
-            .unwrap_or(0.0);
-    Ok(Phase {
-        topics: chosen.len(),
-        secs: elapsed,
-        max_connections,
-        connections_opened_per_min: opened * 60.0 / elapsed,
-        repacks_per_min: 0.0,
-        events,
-        gaps: s.gaps,
-        duplicates: s.duplicates,
         gap_notices: s.notices,
         cpu_ms_per_1000_events: cpu * 1e3 / (events as f64 / 1e3),
         stream_failures: failures.load(Ordering::SeqCst),
