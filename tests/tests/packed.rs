@@ -132,3 +132,41 @@ async fn a_topic_the_upstream_does_not_have_is_a_404_and_its_neighbours_go_on() 
     gw.shutdown().await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_resume_a_reconnect_reaches_clients_as_a_gap_notice() {
+    let sim = sim(&["AAPL", "MSFT"], 50.0).await;
+    let mut pool = packed_pool(&sim, false, 10);
+    if let Some(pack) = pool.routes[0].pack.as_mut() {
+        pack.resume = sse_conn_pool::Resume::None;
+    }
+    let gw = gateway(pool, bridge_config()).await;
+    let mut client = get(gw.addr(), "/v1/stream?topic=AAPL&topic=MSFT", &[]).await;
+    let mut last = HashMap::new();
+    read_checked(&mut client, 20, &mut last).await;
+    assert!(gw.pool().reconnect("AAPL"), "its connection is kicked");
+    let mut notices = Vec::new();
+    for _ in 0..200 {
+        let event = client.next_event().await;
+        if event.event_type.as_str() == "ssegate-gap" {
+            notices.push(event.data.to_string());
+            if notices.len() == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(notices.len(), 2, "each topic is told: {notices:?}");
+    assert!(notices.iter().any(|n| n.contains("\"AAPL\"")));
+    assert!(notices.iter().any(|n| n.contains("\"MSFT\"")));
+    let requests = sim.requests();
+    assert!(
+        requests
+            .iter()
+            .filter(|r| r.uri.contains("symbols"))
+            .all(|r| r.header("last-event-id").is_none()),
+        "no resume asked"
+    );
+    drop(client);
+    gw.shutdown().await;
+    sim.shutdown().await;
+}
