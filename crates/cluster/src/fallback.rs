@@ -98,8 +98,7 @@ impl Fallback {
                             return;
                         }
                         if !event.id.is_empty() {
-                            delivered.by_fallback.insert(&event.id);
-                            delivered.last_id = Some(event.id.clone());
+                            delivered.delivered_by_fallback(&event.id);
                         }
                         interest.send(StreamItem::Event(event));
                     }

@@ -68,6 +68,42 @@ pub(crate) struct Delivered {
     /// event could be one the follower gave already). Cleared when a
     /// fallback starts.
     pub(crate) log_resumed: bool,
+    /// The highest number (`sse_conn_pool::id_position`) of the ids a
+    /// fallback delivered, until the log passes it. A new owner fills the
+    /// log from its last stored id, so after an outage the log brings what
+    /// a fallback gave already, and, for subscribers that came during the
+    /// outage (their fallback started live), what came before them: by
+    /// number, neither goes out again.
+    pub(crate) fallback_high: Option<u64>,
+}
+
+impl Delivered {
+    /// A fallback delivered `id`.
+    pub(crate) fn delivered_by_fallback(&mut self, id: &Utf8Bytes) {
+        self.by_fallback.insert(id);
+        if let Some(n) = sse_conn_pool::id_position(id) {
+            self.fallback_high = Some(self.fallback_high.map_or(n, |high| high.max(n)));
+        }
+        self.last_id = Some(id.clone());
+    }
+
+    /// Whether the log's event `id` goes out: not when a fallback delivered
+    /// it, nor when it comes before what a fallback delivered (ids that end
+    /// with a number increase); then the log has taken over.
+    pub(crate) fn admit_from_log(&mut self, id: &Utf8Bytes) -> bool {
+        if !self.by_fallback.is_empty() && self.by_fallback.take(id) {
+            return false;
+        }
+        if let (Some(high), Some(n)) = (self.fallback_high, sse_conn_pool::id_position(id)) {
+            if n <= high {
+                return false;
+            }
+            self.fallback_high = None;
+        }
+        self.last_id = Some(id.clone());
+        self.log_resumed = true;
+        true
+    }
 }
 
 impl Interest {
@@ -209,12 +245,11 @@ pub(crate) async fn follow(
         // once, from one of the two, in order.
         let mut delivered = id.as_ref().map(|_| interest.delivered.lock());
         if let (Some(delivered), Some(id)) = (delivered.as_mut(), id) {
-            // Delivered already by a fallback upstream: not twice.
-            if !delivered.by_fallback.is_empty() && delivered.by_fallback.take(&id) {
+            // Delivered already by a fallback upstream (or older than
+            // what it delivered): not twice.
+            if !delivered.admit_from_log(&id) {
                 continue;
             }
-            delivered.last_id = Some(id);
-            delivered.log_resumed = true;
         }
         if tx.send(event).is_err() {
             return;
@@ -294,5 +329,39 @@ mod tests {
         ids.insert("a");
         ids.insert("a");
         assert_eq!(ids.order.iter().filter(|i| &***i == "a").count(), 1);
+    }
+
+    fn id(s: &str) -> Utf8Bytes {
+        Utf8Bytes::from(s.to_string())
+    }
+
+    #[test]
+    fn the_log_taking_over_from_a_fallback_sends_nothing_twice_nor_backwards() {
+        // A subscriber that came during a NATS outage: its fallback started
+        // live (3370). The new owner fills the log from its last stored id
+        // (2558): the log brings 2559.., which this subscriber never had
+        // and which come before what it got. The soak caught one going out.
+        let mut delivered = Delivered::default();
+        for n in 3370..=3373 {
+            delivered.delivered_by_fallback(&id(&n.to_string()));
+        }
+        for n in 2559..=3369 {
+            assert!(
+                !delivered.admit_from_log(&id(&n.to_string())),
+                "{n}: backwards"
+            );
+        }
+        for n in 3370..=3373 {
+            assert!(!delivered.admit_from_log(&id(&n.to_string())), "{n}: twice");
+        }
+        assert!(!delivered.log_resumed);
+        assert!(delivered.admit_from_log(&id("3374")));
+        assert!(delivered.log_resumed);
+        assert!(delivered.admit_from_log(&id("3375")));
+        // Ids without a number: only exact copies are known.
+        let mut delivered = Delivered::default();
+        delivered.delivered_by_fallback(&id("x"));
+        assert!(!delivered.admit_from_log(&id("x")));
+        assert!(delivered.admit_from_log(&id("y")));
     }
 }

@@ -65,7 +65,7 @@ pub use connector::{
     ConnectFailure, Connector, Http2PriorKnowledge, HttpsConnector, MaybeTls, Ready, Resolve,
     Resolving, SystemResolver, Target, TcpConnector, TlsConfig, TlsConfigError,
 };
-pub use pack::{Demux, MAX_PACK_TOPICS, Pack, Resume};
+pub use pack::{Demux, MAX_PACK_TOPICS, Pack, Resume, id_position};
 pub use pool::{Pool, PoolConfig, PoolCounts, PoolError, StreamInfo, Subscription};
 pub use redirect::{RedirectPolicy, RedirectRefusal};
 pub use request::{RequestError, UpstreamRequest, retry_after};

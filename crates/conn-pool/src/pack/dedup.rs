@@ -53,8 +53,11 @@ impl Dedup {
     }
 }
 
-/// The number `id` ends with, if it ends with one that fits.
-fn position(id: &str) -> Option<u64> {
+/// The number an upstream event id ends with (`1234`, `AAPL:1234`,
+/// `evt-1234`), if it ends with one that fits in a `u64`: the order of a
+/// topic's events where its upstream numbers them, which is what packed
+/// routes de-duplicate by and what a cluster's fallback hand-over skips by.
+pub fn position(id: &str) -> Option<u64> {
     let digits = id.bytes().rev().take_while(u8::is_ascii_digit).count();
     id[id.len() - digits..].parse().ok()
 }

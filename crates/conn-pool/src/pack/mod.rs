@@ -27,6 +27,7 @@ use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
 
 pub use config::{Demux, MAX_PACK_TOPICS, Pack, Resume};
+pub use dedup::position as id_position;
 pub(crate) use shared::{Context, Group, Members, Sink};
 
 use crate::connector::Connector;
