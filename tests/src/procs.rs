@@ -73,8 +73,8 @@ pub struct Binaries {
     pub sim: std::path::PathBuf,
 }
 
-/// Writes a benchmark's `results.json` and `results.md` (its `table`) into
-/// `out`, and prints the table.
+/// Writes a benchmark's results into `out` (the JSON of `results`, and
+/// `table` as Markdown) and prints the table.
 ///
 /// # Errors
 ///
