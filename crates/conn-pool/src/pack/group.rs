@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use sse_health::{ErrorKind, StreamHealth};
-use sse_parser::Event;
+use sse_parser::{Event, Utf8Bytes};
 use sse_state_machine::{Phase, Reason, RotateReason, StopReason};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::Instant;
@@ -52,7 +52,9 @@ struct Topic {
     dedup: Dedup,
     health: StreamHealth,
     events: u64,
-    last_id: String,
+    /// Its last delivered id: the event's own bytes, shared (no copy per
+    /// event); made a string once a second, when the state is published.
+    last_id: Utf8Bytes,
 }
 
 /// Which connection an item came from.
@@ -177,7 +179,7 @@ impl<C: Connector> Task<C> {
                     dedup: Dedup::default(),
                     health: StreamHealth::new(self.context.stream.health.clone(), now),
                     events: 0,
-                    last_id: String::new(),
+                    last_id: Utf8Bytes::new(),
                 },
             );
         }
@@ -376,8 +378,7 @@ impl<C: Connector> Task<C> {
             .and_then(|time| latency_of(time, &event.data, current.asked));
         topic.health.on_event(Instant::now().into_std(), latency);
         topic.events += 1;
-        topic.last_id.clear();
-        topic.last_id.push_str(&event.id);
+        topic.last_id = event.id.clone();
         let _ = topic.sink.items.send(StreamItem::Event(event));
     }
 
@@ -565,8 +566,8 @@ impl<C: Connector> Task<C> {
                     }
                 }
                 s.events = topic.events;
-                if !topic.last_id.is_empty() {
-                    s.last_event_id.clone_from(&topic.last_id);
+                if !topic.last_id.is_empty() && s.last_event_id != topic.last_id.as_str() {
+                    s.last_event_id = topic.last_id.to_string();
                 }
                 s.latency_p50 = stats.latency_p50;
                 s.latency_p99 = stats.latency_p99;
